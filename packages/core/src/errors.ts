@@ -1,0 +1,117 @@
+/**
+ * Every way a delivery or a configuration can fail, as a closed union.
+ *
+ * Signature codes answer 401, body codes 400, and configuration or transport codes the status
+ * given in {@link statusForCode}.
+ */
+export type MappaWebhookErrorCode =
+  // signature checks, in the order they run
+  | "missing_signature"
+  | "malformed_signature"
+  | "timestamp_outside_tolerance"
+  | "signature_mismatch"
+  // the body
+  | "invalid_json"
+  | "invalid_event"
+  // the request
+  | "method_not_allowed"
+  | "payload_too_large"
+  | "event_in_flight"
+  // the receiver
+  | "handler_failed"
+  | "idempotency_store_failed"
+  // configuration and transport mistakes the adapters detect
+  | "missing_secret"
+  | "invalid_options"
+  | "body_already_parsed";
+
+const STATUS: Record<MappaWebhookErrorCode, number> = {
+  missing_signature: 401,
+  malformed_signature: 401,
+  timestamp_outside_tolerance: 401,
+  signature_mismatch: 401,
+  invalid_json: 400,
+  invalid_event: 400,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  event_in_flight: 409,
+  handler_failed: 500,
+  idempotency_store_failed: 503,
+  missing_secret: 500,
+  invalid_options: 500,
+  body_already_parsed: 500,
+};
+
+/** The HTTP status a receiver answers for an error code. */
+export function statusForCode(code: MappaWebhookErrorCode): number {
+  return STATUS[code];
+}
+
+/** Options for {@link MappaWebhookError}. */
+export interface MappaWebhookErrorOptions {
+  /** The underlying error, if any. */
+  cause?: unknown;
+  /** What probably went wrong, when it can be seen without revealing anything secret. */
+  hint?: string;
+}
+
+/**
+ * The one error class of `@mappa-webhooks/*`. Branch on `code`, never on the message.
+ *
+ * Messages say what is wrong and what to do. They never contain a secret or an expected
+ * signature, so they are safe to log.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await verifySignature({ payload, headers, secret });
+ * } catch (err) {
+ *   if (err instanceof MappaWebhookError && err.code === "timestamp_outside_tolerance") {
+ *     console.warn(err.message); // check this server's clock
+ *   }
+ * }
+ * ```
+ */
+export class MappaWebhookError extends Error {
+  override readonly name = "MappaWebhookError";
+  /** Machine-readable reason, from a closed union. */
+  readonly code: MappaWebhookErrorCode;
+  /** The HTTP status a receiver should answer with. */
+  readonly status: number;
+  /** A likely cause, when one can be seen (e.g. the body was re-serialised). */
+  readonly hint: string | undefined;
+
+  constructor(
+    code: MappaWebhookErrorCode,
+    message: string,
+    options: MappaWebhookErrorOptions = {},
+  ) {
+    const hint = options.hint;
+    super(
+      `@mappa-webhooks: ${message}${hint ? ` Hint: ${hint}` : ""}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.code = code;
+    this.status = STATUS[code];
+    this.hint = hint;
+  }
+}
+
+/**
+ * True for a {@link MappaWebhookError}, also across copies of the package (a bundled and a
+ * node_modules copy would each have their own class).
+ *
+ * @example
+ * ```ts
+ * if (isMappaWebhookError(err) && err.status === 401) return new Response(null, { status: 401 });
+ * ```
+ */
+export function isMappaWebhookError(value: unknown): value is MappaWebhookError {
+  return (
+    value instanceof MappaWebhookError ||
+    (value instanceof Error &&
+      value.name === "MappaWebhookError" &&
+      typeof (value as unknown as { code?: unknown }).code === "string" &&
+      (value as unknown as { code: string }).code in STATUS)
+  );
+}

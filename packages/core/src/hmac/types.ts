@@ -1,0 +1,18 @@
+/** The payload forms every entry point accepts: the raw body, never a parsed object. */
+export type RawBody = string | Uint8Array | ArrayBuffer;
+
+/**
+ * HMAC-SHA256 as the runtime offers it. `node:crypto` on Node, Web Crypto elsewhere; the
+ * package.json `exports` conditions pick the build, so a bundle carries only one.
+ */
+export interface HmacEngine {
+  readonly name: "node" | "web";
+  /** HMAC-SHA256 keyed with the secret's UTF-8 bytes over `prefix` then `body`. */
+  digest(
+    secret: string,
+    prefix: string,
+    body: string | Uint8Array,
+  ): Uint8Array | Promise<Uint8Array>;
+  /** Constant-time equality of two 32-byte digests. */
+  equal(a: Uint8Array, b: Uint8Array): boolean;
+}

@@ -1,0 +1,110 @@
+/** Outcome of claiming an event key. */
+export type ClaimResult =
+  /** This delivery owns the event until it completes, releases, or the lease runs out. */
+  | { status: "claimed"; token: string }
+  /** Another delivery of the same event is being handled right now. */
+  | { status: "in_flight" }
+  /** The event was already handled successfully. */
+  | { status: "completed" };
+
+/**
+ * Where the receiver records which events it has handled. Built for shared stores (Redis):
+ * a claim is a lease with an owner token, so a crashed instance's claim expires and a retry
+ * can run, and only the owner can release it.
+ *
+ * @example
+ * ```ts
+ * const store: IdempotencyStore = {
+ *   async claim(key, { leaseMs }) { ... return { status: "claimed", token } },
+ *   async complete(key, token, { ttlMs }) { ... },
+ *   async release(key, token) { ... },
+ * };
+ * createMappaWebhooks({ secret, idempotency: store });
+ * ```
+ */
+export interface IdempotencyStore {
+  /** Atomically claim `key` for `leaseMs`, unless it is completed or claimed by someone else. */
+  claim(key: string, options: { leaseMs: number }): Promise<ClaimResult>;
+  /** Mark `key` handled for `ttlMs`, so later deliveries are answered without running handlers. */
+  complete(key: string, token: string, options: { ttlMs: number }): Promise<void>;
+  /** Give up the claim after a failure, so the sender's retry runs the handlers again. */
+  release(key: string, token: string): Promise<void>;
+}
+
+/**
+ * Mappa retries for about 36 minutes (0 s, 5 s, 30 s, 5 min, 30 min); a completed key is kept
+ * well past that so a late retry is still recognised.
+ */
+export const DEFAULT_COMPLETED_TTL_MS = 60 * 60 * 1000;
+/** How long a claim protects an in-flight event before another delivery may take over. */
+export const DEFAULT_LEASE_MS = 60 * 1000;
+
+/** Options of {@link createMemoryIdempotencyStore}. */
+export interface MemoryIdempotencyStoreOptions {
+  /** Most keys kept; the oldest are forgotten first. Default 10 000. */
+  maxEntries?: number;
+  /** Clock in milliseconds, for tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+interface Entry {
+  completed: boolean;
+  token: string;
+  expiresAt: number;
+}
+
+let tokenCounter = 0;
+function newToken(): string {
+  const random = globalThis.crypto?.randomUUID?.();
+  return random ?? `${Date.now().toString(36)}-${(tokenCounter++).toString(36)}`;
+}
+
+/**
+ * An in-process {@link IdempotencyStore}: right for one instance. With several instances use
+ * a shared store such as `@mappa-webhooks/redis`.
+ *
+ * @example
+ * ```ts
+ * createMappaWebhooks({ secret, idempotency: createMemoryIdempotencyStore({ maxEntries: 50_000 }) });
+ * ```
+ */
+export function createMemoryIdempotencyStore(
+  options: MemoryIdempotencyStoreOptions = {},
+): IdempotencyStore & { readonly size: number } {
+  const maxEntries = options.maxEntries ?? 10_000;
+  const now = options.now ?? Date.now;
+  const entries = new Map<string, Entry>();
+
+  const set = (key: string, entry: Entry) => {
+    entries.delete(key); // re-insert so Map order stays oldest-first
+    entries.set(key, entry);
+    while (entries.size > maxEntries) {
+      const oldest = entries.keys().next().value as string;
+      entries.delete(oldest);
+    }
+  };
+
+  return {
+    get size() {
+      return entries.size;
+    },
+    async claim(key, { leaseMs }) {
+      const t = now();
+      const entry = entries.get(key);
+      if (entry !== undefined && entry.expiresAt > t) {
+        return entry.completed ? { status: "completed" } : { status: "in_flight" };
+      }
+      const token = newToken();
+      set(key, { completed: false, token, expiresAt: t + leaseMs });
+      return { status: "claimed", token };
+    },
+    async complete(key, token, { ttlMs }) {
+      // The effect happened, so the key is completed even if the lease had run out meanwhile.
+      set(key, { completed: true, token, expiresAt: now() + ttlMs });
+    },
+    async release(key, token) {
+      const entry = entries.get(key);
+      if (entry !== undefined && !entry.completed && entry.token === token) entries.delete(key);
+    },
+  };
+}

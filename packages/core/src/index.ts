@@ -1,0 +1,66 @@
+export { DEFAULT_MAX_BODY_BYTES, payloadTooLarge, readBodyWithLimit } from "./body.js";
+export { constructEvent } from "./construct.js";
+export {
+  isMappaWebhookError,
+  MappaWebhookError,
+  type MappaWebhookErrorCode,
+  type MappaWebhookErrorOptions,
+  statusForCode,
+} from "./errors.js";
+export {
+  MAPPA_EVENT_TYPES,
+  type MappaEvent,
+  type MappaEventDataMap,
+  type MappaEventType,
+  type MappaJobError,
+  type MappaKnownEvent,
+  type MappaUnknownEvent,
+  type MatchingCompletedData,
+  type MatchingCompletedEvent,
+  type MatchingFailedData,
+  type MatchingFailedEvent,
+  parseEvent,
+  type ReportCompletedData,
+  type ReportCompletedEvent,
+  type ReportFailedData,
+  type ReportFailedEvent,
+} from "./events.js";
+export { type HeadersInput, readHeader } from "./headers.js";
+export type { RawBody } from "./hmac/types.js";
+export {
+  type ClaimResult,
+  createMemoryIdempotencyStore,
+  DEFAULT_COMPLETED_TTL_MS,
+  DEFAULT_LEASE_MS,
+  type IdempotencyStore,
+  type MemoryIdempotencyStoreOptions,
+} from "./idempotency.js";
+export {
+  createMappaWebhooks,
+  type MappaAnyHandler,
+  type MappaErrorInfo,
+  type MappaErrorPhase,
+  type MappaEventHandler,
+  type MappaHandlerMap,
+  type MappaWebhooks,
+  type MappaWebhooksOptions,
+  type WebhookRequestInput,
+  type WebhookResponse,
+} from "./pipeline.js";
+export {
+  type ClockInput,
+  DEFAULT_SIGNATURE_HEADERS,
+  DEFAULT_TOLERANCE_SEC,
+  MAX_SIGNATURE_HEADER_LENGTH,
+  MAX_SIGNATURES_COMPARED,
+  type SecretInput,
+  type SignPayloadParams,
+  signPayload,
+  type VerifySignatureParams,
+  type VerifySignatureResult,
+  verifySignature,
+} from "./verify.js";
+
+import { hmacEngine } from "./hmac/engine.js";
+/** Which HMAC implementation this build uses: `"node"` (node:crypto) or `"web"` (Web Crypto). */
+export const cryptoRuntime: "node" | "web" = hmacEngine.name;

@@ -1,0 +1,28 @@
+import { fileURLToPath } from "node:url";
+import { packageConfig } from "@mappa-webhooks/tooling/tsup";
+
+const webEngine = fileURLToPath(new URL("./src/hmac/web.ts", import.meta.url));
+
+// Two builds of one source: dist/node uses node:crypto, dist/web swaps in Web Crypto so edge
+// bundles never see node:crypto. package.json `exports` conditions choose between them.
+export default [
+  {
+    ...packageConfig({ entry: { index: "src/index.ts" }, outDir: "dist/node", platform: "node" }),
+    clean: true,
+  },
+  {
+    ...packageConfig({
+      entry: { index: "src/index.ts" },
+      outDir: "dist/web",
+      esbuildPlugins: [
+        {
+          name: "web-hmac-engine",
+          setup(build: { onResolve: (o: { filter: RegExp }, cb: () => { path: string }) => void }) {
+            build.onResolve({ filter: /hmac\/engine\.js$/ }, () => ({ path: webEngine }));
+          },
+        },
+      ],
+    }),
+    clean: true,
+  },
+];

@@ -13,6 +13,7 @@ export default defineConfig({
       {
         test: {
           name: "node-crypto",
+          env: { EXPECTED_CRYPTO_RUNTIME: "node" },
           include: ["test/**/*.test.ts"],
           typecheck: {
             enabled: true,
@@ -25,6 +26,7 @@ export default defineConfig({
         resolve: { alias: [{ find: /^.*\/hmac\/engine\.js$/, replacement: webEngine }] },
         test: {
           name: "web-crypto",
+          env: { EXPECTED_CRYPTO_RUNTIME: "web" },
           include: ["test/**/*.test.ts"],
           exclude: ["test/package.test.ts"],
         },

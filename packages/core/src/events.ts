@@ -178,8 +178,9 @@ export function parseEvent(payload: RawBody): MappaEvent {
       "parseEvent needs the raw body (a string or bytes), not a parsed object.",
     );
   }
-  // TextDecoder drops a leading BOM, which JSON.parse would reject.
-  const text = typeof body === "string" ? body : decoder.decode(body);
+  // TextDecoder drops a leading BOM, which JSON.parse would reject; a string keeps it.
+  let text = typeof body === "string" ? body : decoder.decode(body);
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let json: unknown;
   try {
     json = JSON.parse(text);

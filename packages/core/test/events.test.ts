@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { parseEvent } from "../src/index.js";
+
+describe("parseEvent", () => {
+  it("keys an event without id by type and job id", () => {
+    const event = parseEvent(
+      JSON.stringify({
+        type: "report.completed",
+        timestamp: "2026-01-17T12:05:00.000Z",
+        data: { jobId: "j9", reportId: "r" },
+      }),
+    );
+    expect(event.id).toBeUndefined();
+    expect(event.idempotencyKey).toBe("report.completed:j9");
+    expect(event.createdAt).toBe("2026-01-17T12:05:00.000Z");
+  });
+
+  it("passes unknown types through, keyed when it can be", () => {
+    const event = parseEvent(
+      JSON.stringify({ id: "evt_n", type: "report.progress", data: { progress: 1 } }),
+    );
+    expect(event.known).toBe(false);
+    expect(event.idempotencyKey).toBe("evt_n");
+    const anonymous = parseEvent(JSON.stringify({ type: "future.thing", data: 1 }));
+    expect(anonymous.idempotencyKey).toBeUndefined();
+  });
+
+  it("keeps extra fields in raw and data", () => {
+    const event = parseEvent(
+      JSON.stringify({
+        id: "e",
+        type: "report.completed",
+        apiVersion: "x",
+        data: { jobId: "j", reportId: "r", extra: 1 },
+      }),
+    );
+    expect(event.raw.apiVersion).toBe("x");
+    expect((event.data as Record<string, unknown>).extra).toBe(1);
+  });
+
+  it("never pollutes prototypes", () => {
+    const hostile =
+      '{"id":"evt_p","type":"report.completed","__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},' +
+      '"data":{"jobId":"j","reportId":"r","__proto__":{"polluted":true}}}';
+    const event = parseEvent(hostile);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect((Object.prototype as Record<string, unknown>).polluted).toBeUndefined();
+    expect((event as unknown as Record<string, unknown>).polluted).toBeUndefined();
+    expect(event.idempotencyKey).toBe("evt_p");
+  });
+
+  it("accepts bytes with a BOM and an ArrayBuffer", () => {
+    const bytes = new TextEncoder().encode('\uFEFF{"id":"e","type":"x.y","data":{}}');
+    expect(parseEvent(bytes).type).toBe("x.y");
+    expect(parseEvent(bytes.buffer as ArrayBuffer).type).toBe("x.y");
+  });
+});

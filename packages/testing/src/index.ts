@@ -1,0 +1,33 @@
+export {
+  MAPPA_EVENT_TYPES,
+  type MappaEventType,
+  type SignPayloadParams,
+  signPayload,
+} from "@mappa-webhooks/core";
+export {
+  createEventId,
+  createTestEvent,
+  type DeepPartial,
+  mergeData,
+  type TestEvent,
+  type TestEventData,
+  type TestEventOverrides,
+  type UnknownEventData,
+} from "./events.js";
+export {
+  createSignedDelivery,
+  createSignedRequest,
+  type DeliveryPayload,
+  type SignedDelivery,
+  type SignOptions,
+} from "./sign.js";
+export {
+  createDeliverySimulator,
+  DEFAULT_ATTEMPT_TIMEOUT_MS,
+  type DeliveryAttempt,
+  type DeliveryReport,
+  type DeliverySimulator,
+  MAPPA_RETRY_SCHEDULE_MS,
+  type SimulateDeliveryOptions,
+  simulateDelivery,
+} from "./simulator.js";

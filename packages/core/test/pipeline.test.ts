@@ -252,7 +252,8 @@ describe("idempotency", () => {
       await delivery(eventBody()),
     );
     expect(response.status).toBe(200);
-    expect((onError.mock.calls[0]?.[0] as MappaWebhookError).code).toBe("idempotency_store_failed");
+    const [error] = onError.mock.calls[0] as [MappaWebhookError];
+    expect(error.code).toBe("idempotency_store_failed");
   });
 });
 

@@ -1,0 +1,199 @@
+import { randomUUID } from "node:crypto";
+import { type ClaimResult, type IdempotencyStore, MappaWebhookError } from "@mappa-webhooks/core";
+import { CLAIM_SCRIPT, COMPLETE_SCRIPT, RELEASE_SCRIPT, type RedisScript } from "./scripts.js";
+
+/**
+ * The part of an ioredis `Redis` or `Cluster` client the store uses. Pass your client as is.
+ */
+export interface IoRedisLikeClient {
+  evalsha(sha1: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  eval(script: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  /** ioredis' connection status (`"ready"`, `"reconnecting"`, `"end"`, ...). */
+  readonly status: string;
+}
+
+/**
+ * Any other Redis client, through a one-line adapter that runs a Lua script.
+ *
+ * @example
+ * ```ts
+ * // node-redis 4/5
+ * const runner: RedisScriptRunner = {
+ *   runScript: (script, keys, args) => client.eval(script.source, { keys, arguments: args }),
+ * };
+ * createRedisIdempotencyStore({ client: runner });
+ * ```
+ */
+export interface RedisScriptRunner {
+  runScript(script: RedisScript, keys: string[], args: string[]): Promise<unknown>;
+}
+
+/** Options of {@link createRedisIdempotencyStore}. */
+export interface RedisIdempotencyStoreOptions {
+  /** An ioredis `Redis` or `Cluster` (recommended), or a {@link RedisScriptRunner}. */
+  client: IoRedisLikeClient | RedisScriptRunner;
+  /**
+   * Prepended to every key: `<prefix>:{<event key>}`. Default `"mappa-webhooks"`. Must not
+   * contain `{` or `}` (the braces around the event key are the Redis Cluster hash tag).
+   */
+  prefix?: string;
+  /**
+   * How long one Redis call may take before the store gives up with
+   * `idempotency_store_failed` (503, so Mappa retries). Default 2000 ms.
+   */
+  timeoutMs?: number;
+}
+
+/** The Redis idempotency store, with the key it uses for an event (for inspection and tests). */
+export interface RedisIdempotencyStore extends IdempotencyStore {
+  /** The Redis key that holds the state of the event with this idempotency key. */
+  keyFor(eventKey: string): string;
+  readonly prefix: string;
+}
+
+const DEFAULT_PREFIX = "mappa-webhooks";
+const DEFAULT_TIMEOUT_MS = 2000;
+// ioredis states in which a command would wait in the offline queue instead of being sent.
+const DISCONNECTED_STATES = new Set(["reconnecting", "close", "end", "disconnecting"]);
+
+function isScriptRunner(client: object): client is RedisScriptRunner {
+  return typeof (client as Partial<RedisScriptRunner>).runScript === "function";
+}
+
+function isIoRedisLike(client: object): client is IoRedisLikeClient {
+  const candidate = client as Partial<IoRedisLikeClient>;
+  return typeof candidate.evalsha === "function" && typeof candidate.eval === "function";
+}
+
+function storeError(message: string, cause?: unknown): MappaWebhookError {
+  return new MappaWebhookError(
+    "idempotency_store_failed",
+    `Redis idempotency store: ${message} Answered 503 so Mappa retries the delivery.`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+function invalidOptions(message: string): MappaWebhookError {
+  return new MappaWebhookError("invalid_options", `createRedisIdempotencyStore: ${message}`);
+}
+
+function positiveInteger(ms: number): string {
+  return String(Math.max(1, Math.ceil(ms)));
+}
+
+/**
+ * An {@link IdempotencyStore} on Redis, shared by every instance of a receiver: a delivery
+ * claims the event with a lease (an owner token and an expiry), completes it for the
+ * completed TTL (default 1 h, past Mappa's ~36 min of retries) or releases it after a failure
+ * so Mappa's retry runs the handlers again. A crashed instance's lease simply expires. Each
+ * operation is one Lua script on one key, so it is atomic, also on Redis Cluster.
+ *
+ * When Redis cannot be reached, calls reject within `timeoutMs` (at once while ioredis is
+ * reconnecting) with `idempotency_store_failed`; the receiver answers 503 and Mappa retries.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "ioredis";
+ * import { createRedisIdempotencyStore } from "@mappa-webhooks/redis";
+ *
+ * const idempotency = createRedisIdempotencyStore({ client: new Redis(process.env.REDIS_URL!) });
+ * app.post("/webhooks/mappa", mappaWebhooks({ secret, idempotency, on: { ... } }));
+ * ```
+ */
+export function createRedisIdempotencyStore(
+  options: RedisIdempotencyStoreOptions,
+): RedisIdempotencyStore {
+  if (options === null || typeof options !== "object" || options.client == null) {
+    throw invalidOptions("needs `{ client }`: an ioredis Redis or Cluster client.");
+  }
+  const { client } = options;
+  const runner = isScriptRunner(client) ? client : undefined;
+  const ioredis = runner === undefined && isIoRedisLike(client) ? client : undefined;
+  if (runner === undefined && ioredis === undefined) {
+    throw invalidOptions(
+      "`client` is neither an ioredis client (with `evalsha` and `eval`) nor a `{ runScript }` adapter.",
+    );
+  }
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  if (typeof prefix !== "string" || prefix === "" || /[{}]/.test(prefix)) {
+    throw invalidOptions("`prefix` must be a non-empty string without `{` or `}`.");
+  }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!(typeof timeoutMs === "number" && Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    throw invalidOptions("`timeoutMs` must be a positive number.");
+  }
+
+  const keyFor = (eventKey: string) => `${prefix}:{${eventKey}}`;
+
+  const runIoRedis = async (
+    redis: IoRedisLikeClient,
+    script: RedisScript,
+    key: string,
+    args: string[],
+  ) => {
+    try {
+      return await redis.evalsha(script.sha1, 1, key, ...args);
+    } catch (error) {
+      // First use, or Redis restarted and forgot its scripts: send the source once.
+      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
+        return await redis.eval(script.source, 1, key, ...args);
+      }
+      throw error;
+    }
+  };
+
+  const run = async (script: RedisScript, eventKey: string, args: string[]): Promise<unknown> => {
+    if (ioredis !== undefined && DISCONNECTED_STATES.has(ioredis.status)) {
+      throw storeError(
+        `Redis is not connected (client status "${ioredis.status}"), so the ${script.name} of event ${eventKey} did not run.`,
+      );
+    }
+    const key = keyFor(eventKey);
+    const call =
+      runner !== undefined
+        ? runner.runScript(script, [key], args)
+        : runIoRedis(ioredis as IoRedisLikeClient, script, key, args);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            storeError(
+              `Redis did not answer the ${script.name} of event ${eventKey} within ${timeoutMs} ms.`,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    // A late answer after the timeout must not become an unhandled rejection.
+    call.catch(() => {});
+    try {
+      return await Promise.race([call, timeout]);
+    } catch (error) {
+      if (error instanceof MappaWebhookError) throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw storeError(`the ${script.name} of event ${eventKey} failed: ${reason}.`, error);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  return {
+    prefix,
+    keyFor,
+    async claim(key, { leaseMs }): Promise<ClaimResult> {
+      const token = randomUUID();
+      const result = await run(CLAIM_SCRIPT, key, [token, positiveInteger(leaseMs)]);
+      if (result === "claimed") return { status: "claimed", token };
+      if (result === "completed") return { status: "completed" };
+      if (result === "in_flight") return { status: "in_flight" };
+      throw storeError(`the claim of event ${key} returned an unexpected ${String(result)}.`);
+    },
+    async complete(key, token, { ttlMs }) {
+      await run(COMPLETE_SCRIPT, key, [token, positiveInteger(ttlMs)]);
+    },
+    async release(key, token) {
+      await run(RELEASE_SCRIPT, key, [token]);
+    },
+  };
+}

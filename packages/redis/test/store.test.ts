@@ -1,0 +1,195 @@
+import { DEFAULT_COMPLETED_TTL_MS, MappaWebhookError } from "@mappa-webhooks/core";
+import { createTestEvent, signPayload } from "@mappa-webhooks/testing";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRedisIdempotencyStore, type RedisScriptRunner } from "../src/index.js";
+import { CLAIM_SCRIPT } from "../src/scripts.js";
+import { connect, deleteKeys, SECRET, sleep, startNodeReceiver, uniquePrefix } from "./helpers.js";
+
+const prefix = uniquePrefix("store");
+let redis: Redis;
+
+beforeAll(async () => {
+  redis = connect();
+  await redis.ping();
+});
+
+afterAll(async () => {
+  await deleteKeys(redis, prefix);
+  redis.disconnect();
+});
+
+const LEASE = { leaseMs: 10_000 };
+
+describe("createRedisIdempotencyStore", () => {
+  it("claims once, answers in_flight while claimed and completed after complete", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const first = await store.claim("evt_basic", LEASE);
+    expect(first.status).toBe("claimed");
+    expect(await store.claim("evt_basic", LEASE)).toEqual({ status: "in_flight" });
+    if (first.status !== "claimed") throw new Error("unreachable");
+    await store.complete("evt_basic", first.token, { ttlMs: 60_000 });
+    expect(await store.claim("evt_basic", LEASE)).toEqual({ status: "completed" });
+    expect(await redis.get(store.keyFor("evt_basic"))).toBe(`d:${first.token}`);
+  });
+
+  it("hash-tags every key on the event key, under the prefix", () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    expect(store.keyFor("evt_1")).toBe(`${prefix}:{evt_1}`);
+    expect(createRedisIdempotencyStore({ client: redis }).keyFor("evt_1")).toBe(
+      "mappa-webhooks:{evt_1}",
+    );
+  });
+
+  it("lets exactly one of 20 separate connections claim the same key at once", async () => {
+    const clients = Array.from({ length: 20 }, () => connect());
+    try {
+      await Promise.all(clients.map((client) => client.ping()));
+      const stores = clients.map((client) => createRedisIdempotencyStore({ client, prefix }));
+      for (let round = 0; round < 5; round++) {
+        const key = `evt_race_${round}`;
+        const results = await Promise.all(stores.map((store) => store.claim(key, LEASE)));
+        const statuses = results.map((result) => result.status);
+        expect(statuses.filter((status) => status === "claimed")).toHaveLength(1);
+        expect(statuses.filter((status) => status === "in_flight")).toHaveLength(19);
+      }
+    } finally {
+      for (const client of clients) client.disconnect();
+    }
+  });
+
+  it("lets the lease expire, so a crashed delivery's claim is retried", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const crashed = await store.claim("evt_lease", { leaseMs: 150 });
+    expect(crashed.status).toBe("claimed");
+    expect(await store.claim("evt_lease", { leaseMs: 150 })).toEqual({ status: "in_flight" });
+    const pttl = await redis.pttl(store.keyFor("evt_lease"));
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(150);
+    await sleep(250);
+    const retry = await store.claim("evt_lease", LEASE);
+    expect(retry.status).toBe("claimed");
+    if (crashed.status !== "claimed" || retry.status !== "claimed") throw new Error("unreachable");
+    expect(retry.token).not.toBe(crashed.token);
+    // The crashed owner's late release must not free the new owner's claim.
+    await store.release("evt_lease", crashed.token);
+    expect(await store.claim("evt_lease", LEASE)).toEqual({ status: "in_flight" });
+  });
+
+  it("releases after a failure, so the next delivery claims again", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const failed = await store.claim("evt_release", LEASE);
+    if (failed.status !== "claimed") throw new Error("expected a claim");
+    await store.release("evt_release", failed.token);
+    expect(await redis.exists(store.keyFor("evt_release"))).toBe(0);
+    expect((await store.claim("evt_release", LEASE)).status).toBe("claimed");
+  });
+
+  it("ignores a release by anyone but the owner, and any release after complete", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const owner = await store.claim("evt_owner", LEASE);
+    if (owner.status !== "claimed") throw new Error("expected a claim");
+    await store.release("evt_owner", "not-the-owner");
+    expect(await store.claim("evt_owner", LEASE)).toEqual({ status: "in_flight" });
+    await store.complete("evt_owner", owner.token, { ttlMs: 60_000 });
+    await store.release("evt_owner", owner.token);
+    expect(await store.claim("evt_owner", LEASE)).toEqual({ status: "completed" });
+    // Releasing a key nobody claimed is harmless.
+    await store.release("evt_never_claimed", "token");
+    expect(await redis.exists(store.keyFor("evt_never_claimed"))).toBe(0);
+  });
+
+  it("completes even after the lease ran out (the effect happened)", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const slow = await store.claim("evt_slow", { leaseMs: 50 });
+    if (slow.status !== "claimed") throw new Error("expected a claim");
+    await sleep(100);
+    await store.complete("evt_slow", slow.token, { ttlMs: 60_000 });
+    expect(await store.claim("evt_slow", LEASE)).toEqual({ status: "completed" });
+  });
+
+  it("keeps a completed key for its TTL, then forgets it", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const claim = await store.claim("evt_ttl", LEASE);
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    await store.complete("evt_ttl", claim.token, { ttlMs: 200 });
+    expect(await store.claim("evt_ttl", LEASE)).toEqual({ status: "completed" });
+    await sleep(300);
+    expect((await store.claim("evt_ttl", LEASE)).status).toBe("claimed");
+  });
+
+  it("keeps a handled event for the core's default TTL, past Mappa's retry window", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const handled: string[] = [];
+    const receiver = await startNodeReceiver({
+      secret: SECRET,
+      idempotency: store,
+      on: { "report.completed": (event) => void handled.push(event.idempotencyKey) },
+    });
+    try {
+      const body = JSON.stringify(createTestEvent("report.completed"));
+      const send = async () => {
+        const signature = await signPayload({ payload: body, secret: SECRET });
+        const response = await fetch(receiver.url, {
+          method: "POST",
+          body,
+          headers: { "content-type": "application/json", "mappa-signature": signature },
+        });
+        return { status: response.status, body: await response.json() };
+      };
+      expect(await send()).toEqual({ status: 200, body: { received: true } });
+      expect(await send()).toEqual({ status: 200, body: { received: true, duplicate: true } });
+      expect(handled).toHaveLength(1);
+      const pttl = await redis.pttl(store.keyFor(handled[0] as string));
+      expect(pttl).toBeGreaterThan(DEFAULT_COMPLETED_TTL_MS - 60_000);
+      expect(pttl).toBeLessThanOrEqual(DEFAULT_COMPLETED_TTL_MS);
+      expect(DEFAULT_COMPLETED_TTL_MS).toBeGreaterThan(36 * 60 * 1000);
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it("loads its scripts when Redis does not know them (NOSCRIPT, e.g. after a restart)", async () => {
+    // A real NOSCRIPT from Redis: the wrapper asks for a hash no script has.
+    const forgetful = {
+      status: "ready",
+      evalsha: (_sha: string, numKeys: number, ...rest: string[]) =>
+        redis.evalsha("0".repeat(40), numKeys, ...rest),
+      eval: (source: string, numKeys: number, ...rest: string[]) =>
+        redis.eval(source, numKeys, ...rest),
+    };
+    const store = createRedisIdempotencyStore({ client: forgetful, prefix });
+    expect((await store.claim("evt_noscript", LEASE)).status).toBe("claimed");
+    expect((await store.claim("evt_noscript", LEASE)).status).toBe("in_flight");
+  });
+
+  it("works with any client through a runScript adapter", async () => {
+    const runner: RedisScriptRunner = {
+      runScript: (script, keys, args) => redis.eval(script.source, keys.length, ...keys, ...args),
+    };
+    const store = createRedisIdempotencyStore({ client: runner, prefix });
+    const claim = await store.claim("evt_runner", LEASE);
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    await store.complete("evt_runner", claim.token, { ttlMs: 60_000 });
+    expect(await store.claim("evt_runner", LEASE)).toEqual({ status: "completed" });
+    expect(CLAIM_SCRIPT.sha1).toBe(await redis.script("LOAD", CLAIM_SCRIPT.source));
+  });
+
+  it("rejects bad options with invalid_options", () => {
+    const attempts: Array<() => unknown> = [
+      () => createRedisIdempotencyStore(undefined as never),
+      () => createRedisIdempotencyStore({ client: {} as never }),
+      () => createRedisIdempotencyStore({ client: redis, prefix: "{all}" }),
+      () => createRedisIdempotencyStore({ client: redis, prefix: "" }),
+      () => createRedisIdempotencyStore({ client: redis, timeoutMs: 0 }),
+    ];
+    for (const attempt of attempts) {
+      expect(attempt).toThrow(MappaWebhookError);
+      try {
+        attempt();
+      } catch (error) {
+        expect((error as MappaWebhookError).code).toBe("invalid_options");
+      }
+    }
+  });
+});

@@ -1,0 +1,155 @@
+import {
+  createMappaWebhooks,
+  type MappaEvent,
+  MappaWebhookError,
+  type MappaWebhooksOptions,
+  payloadTooLarge,
+  readBodyWithLimit,
+  type WebhookRequestInput,
+  type WebhookResponse,
+} from "@mappa-webhooks/core";
+import type { Context, MiddlewareHandler } from "hono";
+
+/**
+ * The variables {@link mappaWebhook} sets on the Hono context.
+ *
+ * @example
+ * ```ts
+ * const app = new Hono<{ Variables: MappaWebhookVariables }>();
+ * app.post("/webhooks/mappa", mappaWebhook({ secret, mode: "next" }), (c) => {
+ *   const event = c.get("mappaEvent");
+ *   return c.json({ received: event.id });
+ * });
+ * ```
+ */
+export interface MappaWebhookVariables {
+  /** The verified event of this delivery. */
+  mappaEvent: MappaEvent;
+}
+
+/**
+ * The Hono `Env` of {@link mappaWebhook}, for apps that declare their env in one place.
+ *
+ * @example
+ * ```ts
+ * type AppEnv = { Bindings: { MAPPA_WEBHOOK_SECRET: string } } & MappaWebhookEnv;
+ * const app = new Hono<AppEnv>();
+ * ```
+ */
+export type MappaWebhookEnv = { Variables: MappaWebhookVariables };
+
+/** Options of {@link mappaWebhook}: the core's options, with the Hono context as handler context. */
+export interface MappaHonoOptions extends MappaWebhooksOptions<Context> {
+  /**
+   * `"respond"` (default): the middleware answers itself with the core's response (200, 401,
+   * 400, 405, 409, 413, 500, 503) and does not call `next()`.
+   * `"next"`: after a first delivery was verified and its handlers ran, it calls `next()` so
+   * the following handler writes the answer (with `c.get("mappaEvent")`). Failures and
+   * duplicates are still answered by the middleware, so the next handler only sees new events.
+   * Work that must not be lost belongs in `on` handlers: the event counts as handled once they
+   * succeeded, even if a later handler fails.
+   */
+  mode?: "respond" | "next";
+}
+
+// Cache keys of HonoRequest whose values are the exact request bytes (json() caches "text").
+type RawBodyCache = {
+  arrayBuffer?: Promise<ArrayBuffer>;
+  blob?: Promise<Blob>;
+  text?: Promise<string>;
+};
+
+async function readRawBody(c: Context, limit: number): Promise<Uint8Array | string> {
+  // Hono caches bodies on c.req, so an earlier middleware may have read the stream already.
+  const cache = c.req.bodyCache as unknown as RawBodyCache & Record<string, unknown>;
+  if (cache.arrayBuffer !== undefined) return new Uint8Array(await cache.arrayBuffer);
+  if (cache.blob !== undefined) return new Uint8Array(await (await cache.blob).arrayBuffer());
+  if (cache.text !== undefined) return await cache.text;
+  if (c.req.raw.bodyUsed || Object.keys(cache).length > 0) {
+    throw new MappaWebhookError(
+      "body_already_parsed",
+      "The request body was consumed or parsed before mappaWebhook() could read its raw bytes. Register mappaWebhook() before middleware that parses the body, or read it with c.req.text()/c.req.arrayBuffer() there.",
+    );
+  }
+  const declared = Number(c.req.header("content-length") ?? Number.NaN);
+  if (declared > limit) throw payloadTooLarge(limit);
+  const bytes = await readBodyWithLimit(c.req.raw.body, limit);
+  // Later handlers can still call c.req.json() / text() / arrayBuffer(): Hono reads the cache.
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  cache.arrayBuffer = Promise.resolve(copy.buffer);
+  return bytes;
+}
+
+function waitUntilOf(c: Context): ((promise: Promise<unknown>) => void) | undefined {
+  try {
+    // The getter throws when the runtime has no ExecutionContext (Node, Bun).
+    const executionCtx = c.executionCtx;
+    return (promise) => executionCtx.waitUntil(promise);
+  } catch {
+    return undefined;
+  }
+}
+
+function toResponse(result: WebhookResponse): Response {
+  return new Response(result.body, { status: result.status, headers: result.headers });
+}
+
+/**
+ * Hono middleware that verifies, parses and handles Mappa webhooks. Reads the raw body (later
+ * handlers can still read it), answers with the right status, and sets `c.get("mappaEvent")`.
+ * Runs on every runtime Hono runs on; ack-first uses `c.executionCtx.waitUntil` when present.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { mappaWebhook } from "@mappa-webhooks/hono";
+ *
+ * const app = new Hono();
+ * app.post(
+ *   "/webhooks/mappa",
+ *   mappaWebhook({
+ *     secret: process.env.MAPPA_WEBHOOK_SECRET!,
+ *     on: { "report.completed": (event) => saveReport(event.data.reportId) },
+ *   }),
+ * );
+ * ```
+ */
+export function mappaWebhook(options: MappaHonoOptions): MiddlewareHandler<MappaWebhookEnv> {
+  const { mode = "respond", ...coreOptions } = options;
+  if (mode !== "respond" && mode !== "next") {
+    throw new MappaWebhookError("invalid_options", '`mode` must be "respond" or "next".');
+  }
+  const webhooks = createMappaWebhooks<Context>(coreOptions);
+
+  return async (c, next) => {
+    const method = c.req.method;
+    let rawBody: Uint8Array | string = "";
+    if (method.toUpperCase() === "POST") {
+      try {
+        rawBody = await readRawBody(c, webhooks.maxBodyBytes);
+      } catch (error) {
+        return toResponse(webhooks.errorResponse(error));
+      }
+    }
+    const input: WebhookRequestInput<Context> = {
+      method,
+      headers: c.req.raw.headers,
+      rawBody,
+      context: c,
+    };
+    const waitUntil = waitUntilOf(c);
+    if (waitUntil !== undefined) input.waitUntil = waitUntil;
+    const result = await webhooks.handle(input);
+    if (result.event !== undefined) c.set("mappaEvent", result.event);
+    if (mode === "next" && result.status === 200 && !isDuplicate(result)) {
+      await next();
+      return;
+    }
+    return toResponse(result);
+  };
+}
+
+function isDuplicate(result: WebhookResponse): boolean {
+  return (JSON.parse(result.body) as { duplicate?: boolean }).duplicate === true;
+}

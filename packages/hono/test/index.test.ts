@@ -1,0 +1,367 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import type { MappaEvent, MappaWebhookError } from "@mappa-webhooks/core";
+import { Hono } from "hono";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MappaHonoOptions, type MappaWebhookVariables, mappaWebhook } from "../src/index.js";
+import { reportCompleted, SECRET, signedHeaders } from "./helpers.js";
+
+const URL_BASE = "http://localhost";
+
+async function post(
+  app: Hono<{ Variables: MappaWebhookVariables }>,
+  path: string,
+  body: string | Uint8Array<ArrayBuffer>,
+  headers?: Record<string, string>,
+) {
+  return app.request(`${URL_BASE}${path}`, {
+    method: "POST",
+    body,
+    headers: headers ?? (await signedHeaders(body)),
+  });
+}
+
+function appWith(options: Partial<MappaHonoOptions> = {}) {
+  const seen: MappaEvent[] = [];
+  const app = new Hono<{ Variables: MappaWebhookVariables }>();
+  const webhook = mappaWebhook({
+    secret: SECRET,
+    on: { "report.completed": (event) => void seen.push(event) },
+    ...options,
+  });
+  app.use("/webhooks/mappa", webhook);
+  app.post("/hooks/post", webhook);
+  return { app, seen };
+}
+
+describe("mappaWebhook (app.request)", () => {
+  it("answers 200 for a signed delivery with app.use and with app.post", async () => {
+    const { app, seen } = appWith();
+    for (const path of ["/webhooks/mappa", "/hooks/post"]) {
+      const res = await post(app, path, reportCompleted());
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ received: true });
+      expect(res.headers.get("content-type")).toContain("application/json");
+    }
+    expect(seen.map((event) => event.type)).toEqual(["report.completed", "report.completed"]);
+  });
+
+  it("passes the Hono context to handlers", async () => {
+    const paths: string[] = [];
+    const { app } = appWith({
+      on: { "report.completed": (_event, c) => void paths.push(c.req.path) },
+    });
+    expect((await post(app, "/webhooks/mappa", reportCompleted())).status).toBe(200);
+    expect(paths).toEqual(["/webhooks/mappa"]);
+  });
+
+  it("answers 401 for a tampered body and does not run handlers", async () => {
+    const { app, seen } = appWith();
+    const body = reportCompleted();
+    const headers = await signedHeaders(body);
+    const res = await post(app, "/webhooks/mappa", body.replace("rep_", "rXp_"), headers);
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: "signature_mismatch" });
+    expect(seen).toHaveLength(0);
+  });
+
+  it("answers 401 missing_signature without the header", async () => {
+    const { app } = appWith();
+    const res = await post(app, "/webhooks/mappa", reportCompleted(), {});
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: "missing_signature" });
+  });
+
+  it("answers 405 with Allow: POST for other methods on a use() path", async () => {
+    const { app } = appWith();
+    const res = await app.request(`${URL_BASE}/webhooks/mappa`, { method: "GET" });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("POST");
+    expect((await res.json()) as object).toMatchObject({ error: "method_not_allowed" });
+  });
+
+  it("handles a duplicate delivery once", async () => {
+    const { app, seen } = appWith();
+    const body = reportCompleted();
+    const headers = await signedHeaders(body);
+    const first = await post(app, "/webhooks/mappa", body, headers);
+    const second = await post(app, "/webhooks/mappa", body, headers);
+    expect(first.status).toBe(200);
+    expect(second.status).toBe(200);
+    expect(await second.json()).toEqual({ received: true, duplicate: true });
+    expect(seen).toHaveLength(1);
+  });
+
+  it("answers 413 over maxBodyBytes, by Content-Length and while streaming", async () => {
+    const { app, seen } = appWith({ maxBodyBytes: 64 });
+    const body = reportCompleted();
+    expect(body.length).toBeGreaterThan(64);
+    const declared = await post(app, "/webhooks/mappa", body);
+    expect(declared.status).toBe(413);
+    expect((await declared.json()) as object).toMatchObject({ error: "payload_too_large" });
+
+    // No Content-Length: the limit is enforced while reading the stream.
+    const bytes = new TextEncoder().encode(body);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let offset = 0; offset < bytes.byteLength; offset += 16) {
+          controller.enqueue(bytes.slice(offset, offset + 16));
+        }
+        controller.close();
+      },
+    });
+    const streamed = await app.request(`${URL_BASE}/webhooks/mappa`, {
+      method: "POST",
+      body: stream,
+      headers: await signedHeaders(body),
+      duplex: "half",
+    } as RequestInit);
+    expect(streamed.status).toBe(413);
+    expect(seen).toHaveLength(0);
+  });
+
+  it("answers 400 for a signed body that is not JSON", async () => {
+    const { app } = appWith();
+    const res = await post(app, "/webhooks/mappa", "not json");
+    expect(res.status).toBe(400);
+    expect((await res.json()) as object).toMatchObject({ error: "invalid_json" });
+  });
+
+  it("verifies the exact bytes, even when they are not valid UTF-8", async () => {
+    const { app } = appWith();
+    const bytes = new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]);
+    const res = await post(app, "/webhooks/mappa", bytes);
+    // 400, not 401: the signature over the raw bytes matched, the body is just not JSON.
+    expect(res.status).toBe(400);
+    expect((await res.json()) as object).toMatchObject({ error: "invalid_json" });
+  });
+
+  it("answers 200 for unknown event types and calls onUnknown", async () => {
+    const unknownTypes: string[] = [];
+    const { app } = appWith({ onUnknown: (event) => void unknownTypes.push(event.type) });
+    const body = JSON.stringify({ id: "evt_unknown_1", type: "report.archived", data: {} });
+    const res = await post(app, "/webhooks/mappa", body);
+    expect(res.status).toBe(200);
+    expect(unknownTypes).toEqual(["report.archived"]);
+  });
+
+  it("answers 500 when a handler throws, and the retry runs the handler again", async () => {
+    let calls = 0;
+    const errors: string[] = [];
+    const { app } = appWith({
+      on: {
+        "report.completed": () => {
+          calls++;
+          if (calls === 1) throw new Error("database down");
+        },
+      },
+      onError: (error: MappaWebhookError) => void errors.push(error.code),
+    });
+    const body = reportCompleted();
+    const headers = await signedHeaders(body);
+    const first = await post(app, "/webhooks/mappa", body, headers);
+    expect(first.status).toBe(500);
+    expect(await first.json()).toEqual({ error: "handler_failed" });
+    const retry = await post(app, "/webhooks/mappa", body, headers);
+    expect(retry.status).toBe(200);
+    expect(calls).toBe(2);
+    expect(errors).toEqual(["handler_failed"]);
+  });
+
+  it("sets c.get('mappaEvent') and lets later handlers read the body (mode: next)", async () => {
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
+    const body = reportCompleted("evt_next_1");
+    app.post("/webhooks/mappa", mappaWebhook({ secret: SECRET, mode: "next" }), async (c) => {
+      const event = c.get("mappaEvent");
+      const json = (await c.req.json()) as { id: string };
+      const text = await c.req.text();
+      const bytes = new Uint8Array(await c.req.arrayBuffer());
+      return c.json({
+        eventId: event.id,
+        type: event.type,
+        jsonId: json.id,
+        textMatches: text === body,
+        byteLength: bytes.byteLength,
+      });
+    });
+    const res = await post(app, "/webhooks/mappa", body);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      eventId: "evt_next_1",
+      type: "report.completed",
+      jsonId: "evt_next_1",
+      textMatches: true,
+      byteLength: new TextEncoder().encode(body).byteLength,
+    });
+  });
+
+  it("in mode next, answers failures and duplicates itself without calling next()", async () => {
+    let downstream = 0;
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
+    app.post("/webhooks/mappa", mappaWebhook({ secret: SECRET, mode: "next" }), (c) => {
+      downstream++;
+      return c.text("downstream");
+    });
+    const body = reportCompleted();
+    const headers = await signedHeaders(body);
+    expect(await (await post(app, "/webhooks/mappa", body, headers)).text()).toBe("downstream");
+    const duplicate = await post(app, "/webhooks/mappa", body, headers);
+    expect(await duplicate.json()).toEqual({ received: true, duplicate: true });
+    const tampered = await post(app, "/webhooks/mappa", `${body} `, headers);
+    expect(tampered.status).toBe(401);
+    expect(downstream).toBe(1);
+  });
+
+  it("keeps the event on the context in the default mode, for middleware around it", async () => {
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
+    const logged: string[] = [];
+    app.use("/webhooks/mappa", async (c, next) => {
+      await next();
+      logged.push(`${c.res.status} ${c.get("mappaEvent")?.type}`);
+    });
+    app.use("/webhooks/mappa", mappaWebhook({ secret: SECRET }));
+    expect((await post(app, "/webhooks/mappa", reportCompleted())).status).toBe(200);
+    expect(logged).toEqual(["200 report.completed"]);
+  });
+
+  it("still verifies when an earlier middleware read the body through c.req", async () => {
+    const { seen } = appWith();
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
+    const peeked: string[] = [];
+    app.use("*", async (c, next) => {
+      peeked.push(((await c.req.json()) as { type: string }).type);
+      await next();
+    });
+    app.use(
+      "/webhooks/mappa",
+      mappaWebhook({ secret: SECRET, on: { "report.completed": (e) => void seen.push(e) } }),
+    );
+    const res = await post(app, "/webhooks/mappa", reportCompleted());
+    expect(res.status).toBe(200);
+    expect(peeked).toEqual(["report.completed"]);
+    expect(seen).toHaveLength(1);
+  });
+
+  it("answers 500 body_already_parsed when the raw stream was consumed before", async () => {
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
+    app.use("*", async (c, next) => {
+      await c.req.raw.text();
+      await next();
+    });
+    app.use("/webhooks/mappa", mappaWebhook({ secret: SECRET }));
+    const res = await post(app, "/webhooks/mappa", reportCompleted());
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ error: "body_already_parsed" });
+  });
+
+  it("acks first and hands the handlers to c.executionCtx.waitUntil when present", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let finished = false;
+    const { app } = appWith({
+      ack: "first",
+      on: {
+        "report.completed": async () => {
+          await gate;
+          finished = true;
+        },
+      },
+    });
+    const background: Promise<unknown>[] = [];
+    const executionCtx = {
+      waitUntil: (promise: Promise<unknown>) => void background.push(promise),
+      passThroughOnException: () => {},
+      props: {},
+    };
+    const body = reportCompleted();
+    const request = new Request(`${URL_BASE}/webhooks/mappa`, {
+      method: "POST",
+      body,
+      headers: await signedHeaders(body),
+    });
+    const res = await app.fetch(request, {}, executionCtx);
+    expect(res.status).toBe(200);
+    expect(finished).toBe(false);
+    expect(background).toHaveLength(1);
+    release();
+    await Promise.all(background);
+    expect(finished).toBe(true);
+  });
+
+  it("acks first without an ExecutionContext (Node): handlers still run", async () => {
+    let done: (type: string) => void = () => {};
+    const handled = new Promise<string>((resolve) => {
+      done = resolve;
+    });
+    const { app } = appWith({ ack: "first", on: { "report.completed": (e) => done(e.type) } });
+    const res = await post(app, "/webhooks/mappa", reportCompleted());
+    expect(res.status).toBe(200);
+    expect(await handled).toBe("report.completed");
+  });
+
+  it("rejects an unknown mode", () => {
+    expect(() => mappaWebhook({ secret: SECRET, mode: "later" as "next" })).toThrow(
+      expect.objectContaining({ code: "invalid_options" }),
+    );
+  });
+});
+
+describe("mappaWebhook on @hono/node-server", () => {
+  let baseUrl = "";
+  let close: () => Promise<void> = async () => {};
+  const seen: string[] = [];
+
+  beforeAll(async () => {
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
+    app.post(
+      "/webhooks/mappa",
+      mappaWebhook({
+        secret: SECRET,
+        mode: "next",
+        maxBodyBytes: 4096,
+        on: { "report.completed": (event) => void seen.push(event.idempotencyKey) },
+      }),
+      async (c) => c.json({ id: c.get("mappaEvent").id, body: await c.req.text() }),
+    );
+    const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+      const started = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () =>
+        resolve(started),
+      );
+    });
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    close = () => new Promise((resolve) => server.close(() => resolve()));
+  });
+  afterAll(() => close());
+
+  it("verifies real HTTP deliveries and hands the body on", async () => {
+    const body = reportCompleted("evt_node_server_1");
+    const res = await fetch(`${baseUrl}/webhooks/mappa`, {
+      method: "POST",
+      body,
+      headers: await signedHeaders(body),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ id: "evt_node_server_1", body });
+    expect(seen).toEqual(["evt_node_server_1"]);
+  });
+
+  it("answers 401 and 413 over HTTP", async () => {
+    const body = reportCompleted();
+    const headers = await signedHeaders(body);
+    const tampered = await fetch(`${baseUrl}/webhooks/mappa`, {
+      method: "POST",
+      body: `${body}\n`,
+      headers,
+    });
+    expect(tampered.status).toBe(401);
+    const large = `{"pad":"${"x".repeat(8192)}"}`;
+    const tooLarge = await fetch(`${baseUrl}/webhooks/mappa`, {
+      method: "POST",
+      body: large,
+      headers: await signedHeaders(large),
+    });
+    expect(tooLarge.status).toBe(413);
+  });
+});

@@ -1,0 +1,652 @@
+import { readFileSync } from "node:fs";
+import type { OutgoingHttpHeaders } from "node:http";
+import {
+  type MappaErrorInfo,
+  type MappaEvent,
+  type MappaUnknownEvent,
+  type MappaWebhookError,
+  type MappaWebhooksOptions,
+  parseEvent,
+  signPayload,
+} from "@mappa-webhooks/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type SentResponse, send, streamOversized } from "./http.js";
+
+export { type SendOptions, type SentResponse, send, streamOversized } from "./http.js";
+
+/** A running app, as the adapter's factory started it. */
+export interface ConformanceApp {
+  /** Full URL of the webhook route, e.g. http://127.0.0.1:PORT/webhooks/mappa */
+  webhookUrl: string;
+  /** Full URL of an ordinary JSON route beside it that answers 200 with `{ "echo": <parsed body> }`. */
+  jsonUrl?: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the framework app with the adapter configured from `options` on 127.0.0.1:0.
+ * `unknown` context: the suite's handlers never read it, so any adapter's options accept them.
+ */
+export type ConformanceFactory = (
+  options: MappaWebhooksOptions<unknown>,
+) => Promise<ConformanceApp>;
+
+/** What an adapter can opt out of, when its platform cannot do it. Everything defaults to true. */
+export interface ConformanceCapabilities {
+  /** The app has a JSON route beside the webhook (`jsonUrl`) whose parsing must keep working. */
+  jsonRoute?: boolean;
+  /** A chunked body over the limit is answered 413 while it streams, before the client finished. */
+  streamingBodyLimit?: boolean;
+  /** `ack: "first"` answers before handlers finish, and handlers keep running afterwards. */
+  ackFirst?: boolean;
+}
+
+/** The secret every delivery of the suite is signed with. */
+export const CONFORMANCE_SECRET = "whsec_conformance_5b1d0c7e9a";
+/** The body limit of the suite's main app. */
+export const CONFORMANCE_MAX_BODY_BYTES = 16 * 1024;
+
+interface SignatureVectorCase {
+  name: string;
+  bodyBase64: string;
+  headers: Record<string, string | string[]>;
+  expect: string;
+  secrets?: string[];
+  toleranceSec?: number;
+}
+
+interface SignatureVectors {
+  now: number;
+  secret: string;
+  toleranceSec: number;
+  cases: SignatureVectorCase[];
+}
+
+const vectors = JSON.parse(
+  readFileSync(new URL("../../core/test/fixtures/signature.json", import.meta.url), "utf8"),
+) as SignatureVectors;
+
+/** What a handler should do for one event id. */
+interface Plan {
+  /** Throw on the first N runs. */
+  failTimes?: number;
+  /** Wait this long before finishing. */
+  delayMs?: number;
+  /** Wait for this before finishing. */
+  gate?: Promise<void>;
+}
+
+/** Everything the suite's handlers saw. */
+interface Recorder {
+  runs: Array<{ handler: string; event: MappaEvent }>;
+  /** Event ids whose handler finished without throwing. */
+  effects: string[];
+  unknown: MappaUnknownEvent[];
+  errors: Array<{ error: MappaWebhookError; info: MappaErrorInfo }>;
+  plans: Map<string, Plan>;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` every 10 ms, at most `timeoutMs`. */
+async function waitFor(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  for (let waited = 0; waited <= timeoutMs; waited += 10) {
+    if (check()) return;
+    await sleep(10);
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+function createRecorder(): Recorder {
+  return { runs: [], effects: [], unknown: [], errors: [], plans: new Map() };
+}
+
+function recordingOptions(recorder: Recorder): MappaWebhooksOptions<unknown> {
+  const run = async (handler: string, event: MappaEvent) => {
+    recorder.runs.push({ handler, event });
+    const plan = event.id === undefined ? undefined : recorder.plans.get(event.id);
+    if (plan?.delayMs !== undefined) await sleep(plan.delayMs);
+    if (plan?.gate !== undefined) await plan.gate;
+    if (plan?.failTimes !== undefined && plan.failTimes > 0) {
+      plan.failTimes -= 1;
+      throw new Error(`planned failure for ${event.id}`);
+    }
+    recorder.effects.push(event.id ?? "");
+  };
+  return {
+    secret: CONFORMANCE_SECRET,
+    on: {
+      "report.completed": (event) => run("report.completed", event),
+      "report.failed": (event) => run("report.failed", event),
+      "matching.completed": (event) => run("matching.completed", event),
+      "matching.failed": (event) => run("matching.failed", event),
+    },
+    onUnknown: (event) => {
+      recorder.unknown.push(event);
+    },
+    onError: (error, info) => {
+      recorder.errors.push({ error, info });
+    },
+  };
+}
+
+let sequence = 0;
+/** A fresh event id, so tests sharing an app never deduplicate each other. */
+function freshId(label: string): string {
+  sequence += 1;
+  return `evt_${label}_${Date.now().toString(36)}_${sequence}`;
+}
+
+function reportCompleted(id: string): Record<string, unknown> {
+  return {
+    id,
+    type: "report.completed",
+    createdAt: "2026-01-17T12:05:00.000Z",
+    data: { jobId: `job_${id}`, reportId: `rep_${id}`, status: "completed", extra: { n: 1 } },
+  };
+}
+
+const nowSec = () => Math.floor(Date.now() / 1000);
+
+async function signedHeaders(
+  body: string | Uint8Array,
+  options: { secret?: string; timestamp?: number; contentType?: string | undefined } = {},
+): Promise<OutgoingHttpHeaders> {
+  const signature = await signPayload({
+    payload: body,
+    secret: options.secret ?? CONFORMANCE_SECRET,
+    timestamp: options.timestamp ?? nowSec(),
+  });
+  const headers: OutgoingHttpHeaders = { "mappa-signature": signature };
+  const contentType = "contentType" in options ? options.contentType : "application/json";
+  if (contentType !== undefined) headers["content-type"] = contentType;
+  return headers;
+}
+
+/** The v1 hex a correct signature for `body` would carry: it must never be echoed. */
+async function expectedHex(body: string | Uint8Array, secret: string, t: number): Promise<string> {
+  const header = await signPayload({ payload: body, secret, timestamp: t });
+  return header.slice(header.indexOf("v1=") + 3);
+}
+
+function json(response: SentResponse): Record<string, unknown> {
+  return JSON.parse(response.body) as Record<string, unknown>;
+}
+
+function useApp(
+  factory: ConformanceFactory,
+  options: () => MappaWebhooksOptions<unknown>,
+): () => ConformanceApp {
+  let app: ConformanceApp | undefined;
+  beforeAll(async () => {
+    app = await factory(options());
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+  return () => {
+    if (app === undefined) throw new Error("the conformance app did not start");
+    return app;
+  };
+}
+
+function describeSignatureVectors(factory: ConformanceFactory): void {
+  describe("signature vectors over HTTP", () => {
+    const configs = new Map<string, { secrets: string[]; toleranceSec: number }>();
+    const keyOf = (c: SignatureVectorCase) => {
+      const secrets = c.secrets ?? [vectors.secret];
+      const toleranceSec = c.toleranceSec ?? vectors.toleranceSec;
+      const key = `${secrets.join("|")}@${toleranceSec}`;
+      configs.set(key, { secrets, toleranceSec });
+      return key;
+    };
+    const keys = vectors.cases.map(keyOf);
+    const apps = new Map<string, ConformanceApp>();
+    beforeAll(async () => {
+      for (const [key, config] of configs) {
+        apps.set(
+          key,
+          await factory({
+            secret: config.secrets,
+            toleranceSec: config.toleranceSec,
+            now: vectors.now,
+            idempotency: false,
+          }),
+        );
+      }
+    });
+    afterAll(async () => {
+      for (const app of apps.values()) await app.close();
+    });
+
+    it.each(vectors.cases.map((c, i) => ({ ...c, key: keys[i] as string })))(
+      "$name → $expect",
+      async (c) => {
+        const app = apps.get(c.key);
+        if (app === undefined) throw new Error("vector app missing");
+        const body = Buffer.from(c.bodyBase64, "base64");
+        const response = await send(app.webhookUrl, {
+          headers: { ...c.headers, "content-type": "application/json" },
+          body,
+        });
+        if (c.expect === "ok") {
+          let parses = true;
+          try {
+            parseEvent(body);
+          } catch {
+            parses = false;
+          }
+          // A good signature over a body that is not an event is a 400, never a 401.
+          expect(response.status).toBe(parses ? 200 : 400);
+          return;
+        }
+        expect(response.status).toBe(401);
+        expect(json(response).error).toBe(c.expect);
+        const header = String([c.headers["mappa-signature"]].flat()[0] ?? "");
+        const t = /t=(\d+)/.exec(header)?.[1];
+        const stamps = [vectors.now, ...(t === undefined ? [] : [Number(t)])];
+        for (const secret of c.secrets ?? [vectors.secret]) {
+          for (const stamp of stamps) {
+            expect(response.body.toLowerCase()).not.toContain(
+              await expectedHex(body, secret, stamp),
+            );
+          }
+        }
+      },
+    );
+  });
+}
+
+function describeDeliveries(
+  factory: ConformanceFactory,
+  capabilities: Required<ConformanceCapabilities>,
+): void {
+  describe("deliveries", () => {
+    const recorder = createRecorder();
+    const app = useApp(factory, () => ({
+      ...recordingOptions(recorder),
+      maxBodyBytes: CONFORMANCE_MAX_BODY_BYTES,
+    }));
+    const runsOf = (id: string) => recorder.runs.filter((r) => r.event.id === id);
+
+    const contentTypes: Array<{ label: string; contentType: string | undefined }> = [
+      { label: "application/json", contentType: "application/json" },
+      { label: "application/json; charset=utf-8", contentType: "application/json; charset=utf-8" },
+      { label: "text/plain", contentType: "text/plain" },
+      { label: "text/plain; charset=ISO-8859-1", contentType: "text/plain; charset=ISO-8859-1" },
+      { label: "application/octet-stream", contentType: "application/octet-stream" },
+      { label: "no content type", contentType: undefined },
+    ];
+    it.each(contentTypes)("accepts a valid delivery sent as $label", async ({ contentType }) => {
+      const id = freshId("ct");
+      const body = JSON.stringify(reportCompleted(id));
+      const response = await send(app().webhookUrl, {
+        headers: await signedHeaders(body, { contentType }),
+        body,
+      });
+      expect(response.status).toBe(200);
+      expect(json(response)).toEqual({ received: true });
+      expect(runsOf(id)).toHaveLength(1);
+    });
+
+    it("accepts a valid delivery sent with chunked transfer encoding", async () => {
+      const id = freshId("chunked");
+      const body = JSON.stringify(reportCompleted(id));
+      const third = Math.floor(body.length / 3);
+      const response = await send(app().webhookUrl, {
+        headers: await signedHeaders(body),
+        chunks: [body.slice(0, third), body.slice(third, 2 * third), body.slice(2 * third)],
+      });
+      expect(response.status).toBe(200);
+      expect(runsOf(id)).toHaveLength(1);
+    });
+
+    it("keeps multi-byte UTF-8 split across chunks byte-exact", async () => {
+      const id = freshId("utf8");
+      const event = reportCompleted(id);
+      (event.data as Record<string, unknown>).note = "Zürich — 東京 — 🎉";
+      const bytes = Buffer.from(JSON.stringify(event), "utf8");
+      const split = bytes.indexOf(Buffer.from("東", "utf8")) + 1; // inside a character
+      const response = await send(app().webhookUrl, {
+        headers: await signedHeaders(bytes),
+        chunks: [bytes.subarray(0, split), bytes.subarray(split)],
+      });
+      expect(response.status).toBe(200);
+      expect(runsOf(id)[0]?.event.data).toMatchObject({ note: "Zürich — 東京 — 🎉" });
+    });
+
+    it("hands each typed event to its handler with its data intact", async () => {
+      const id = freshId("typed");
+      const events = [
+        reportCompleted(`${id}_rc`),
+        {
+          id: `${id}_rf`,
+          type: "report.failed",
+          createdAt: "2026-01-17T12:05:00.000Z",
+          data: {
+            jobId: "job_rf",
+            status: "failed",
+            error: { code: "target_not_found", message: "Could not identify target speaker" },
+          },
+        },
+        {
+          id: `${id}_mc`,
+          type: "matching.completed",
+          createdAt: "2026-01-17T12:05:00.000Z",
+          data: { jobId: "job_mc", matchingId: "mat_1", status: "completed" },
+        },
+        {
+          id: `${id}_mf`,
+          type: "matching.failed",
+          createdAt: "2026-01-17T12:05:00.000Z",
+          data: { jobId: "job_mf", status: "failed", error: { code: "timeout", message: "x" } },
+        },
+      ];
+      for (const event of events) {
+        const body = JSON.stringify(event);
+        const response = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+        expect(response.status).toBe(200);
+        const runs = runsOf(event.id as string);
+        expect(runs).toHaveLength(1);
+        const [seen] = runs;
+        expect(seen?.handler).toBe(event.type);
+        expect(seen?.event).toMatchObject({
+          id: event.id,
+          type: event.type,
+          known: true,
+          createdAt: event.createdAt,
+          idempotencyKey: event.id,
+          data: event.data,
+        });
+        expect(seen?.event.raw).toEqual(event);
+      }
+    });
+
+    const rejected: Array<{
+      label: string;
+      code: string;
+      make: (id: string) => Promise<{ headers: OutgoingHttpHeaders; body: string }>;
+    }> = [
+      {
+        label: "a tampered body",
+        code: "signature_mismatch",
+        make: async (id) => {
+          const body = JSON.stringify(reportCompleted(id));
+          return { headers: await signedHeaders(body), body: body.replace("rep_", "rex_") };
+        },
+      },
+      {
+        label: "a re-serialised body",
+        code: "signature_mismatch",
+        make: async (id) => {
+          const body = JSON.stringify(reportCompleted(id));
+          return {
+            headers: await signedHeaders(body),
+            body: JSON.stringify(JSON.parse(body), null, 2),
+          };
+        },
+      },
+      {
+        label: "a stale timestamp",
+        code: "timestamp_outside_tolerance",
+        make: async (id) => {
+          const body = JSON.stringify(reportCompleted(id));
+          return { headers: await signedHeaders(body, { timestamp: nowSec() - 3600 }), body };
+        },
+      },
+      {
+        label: "a future timestamp",
+        code: "timestamp_outside_tolerance",
+        make: async (id) => {
+          const body = JSON.stringify(reportCompleted(id));
+          return { headers: await signedHeaders(body, { timestamp: nowSec() + 3600 }), body };
+        },
+      },
+      {
+        label: "the wrong secret",
+        code: "signature_mismatch",
+        make: async (id) => {
+          const body = JSON.stringify(reportCompleted(id));
+          return { headers: await signedHeaders(body, { secret: "whsec_someone_else" }), body };
+        },
+      },
+      {
+        label: "no signature header",
+        code: "missing_signature",
+        make: async (id) => ({
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(reportCompleted(id)),
+        }),
+      },
+      {
+        label: "a garbage signature header",
+        code: "malformed_signature",
+        make: async (id) => ({
+          headers: { "content-type": "application/json", "mappa-signature": "garbage;;=%%" },
+          body: JSON.stringify(reportCompleted(id)),
+        }),
+      },
+      {
+        label: "a garbage v1 value",
+        code: "signature_mismatch",
+        make: async (id) => ({
+          headers: {
+            "content-type": "application/json",
+            "mappa-signature": `t=${nowSec()},v1=${"zz".repeat(32)}`,
+          },
+          body: JSON.stringify(reportCompleted(id)),
+        }),
+      },
+    ];
+    it.each(rejected)("answers 401 $code to $label", async ({ make, code }) => {
+      const id = freshId("bad");
+      const { headers, body } = await make(id);
+      const response = await send(app().webhookUrl, { headers, body });
+      expect(response.status).toBe(401);
+      expect(json(response)).toEqual({ error: code });
+      // Never reveal what the right signature would have been.
+      const t = /t=(\d+)/.exec(String(headers["mappa-signature"] ?? ""))?.[1];
+      const stamp = t === undefined ? nowSec() : Number(t);
+      const original = JSON.stringify(reportCompleted(id));
+      for (const candidate of [body, original]) {
+        expect(response.body).not.toContain(
+          await expectedHex(candidate, CONFORMANCE_SECRET, stamp),
+        );
+      }
+      expect(runsOf(id)).toHaveLength(0);
+    });
+
+    it.each([
+      { label: "invalid JSON", body: '{"id":"evt_broken","type":', code: "invalid_json" },
+      { label: "JSON that is not an event", body: '{"hello":"world"}', code: "invalid_event" },
+      { label: "a JSON array", body: "[1,2,3]", code: "invalid_event" },
+      {
+        label: "a known type without its data",
+        body: '{"id":"evt_nodata","type":"report.completed","data":{}}',
+        code: "invalid_event",
+      },
+    ])("answers 400 $code to $label with a valid signature", async ({ body, code }) => {
+      const response = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(response.status).toBe(400);
+      expect(json(response).error).toBe(code);
+    });
+
+    it.each(["GET", "PUT", "DELETE"])("answers 405 with Allow: POST to %s", async (method) => {
+      const response = await send(app().webhookUrl, { method });
+      expect(response.status).toBe(405);
+      expect(response.headers.allow).toBe("POST");
+      expect(json(response).error).toBe("method_not_allowed");
+    });
+
+    it("answers 413 to a body over the limit with a declared length", async () => {
+      const id = freshId("big");
+      const event = reportCompleted(id);
+      (event.data as Record<string, unknown>).padding = "x".repeat(CONFORMANCE_MAX_BODY_BYTES);
+      const body = JSON.stringify(event);
+      const response = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(response.status).toBe(413);
+      expect(json(response).error).toBe("payload_too_large");
+      expect(runsOf(id)).toHaveLength(0);
+    });
+
+    if (capabilities.streamingBodyLimit) {
+      it("answers 413 while a chunked body over the limit is still streaming", async () => {
+        const maxBytes = 32 * 1024 * 1024;
+        const result = await streamOversized(
+          app().webhookUrl,
+          { "content-type": "application/json", "mappa-signature": `t=${nowSec()},v1=00` },
+          maxBytes,
+        );
+        expect(result.status).toBe(413);
+        expect(result.answeredEarly).toBe(true);
+        expect(result.bytesWritten).toBeLessThan(maxBytes);
+      });
+    }
+
+    it("answers 200 to an unknown event type and calls onUnknown", async () => {
+      const id = freshId("unknown");
+      const body = JSON.stringify({
+        id,
+        type: "report.archived",
+        createdAt: "2026-01-17T12:05:00.000Z",
+        data: { jobId: "job_x", archivedBy: "someone" },
+      });
+      const response = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(response.status).toBe(200);
+      const seen = recorder.unknown.filter((e) => e.id === id);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toMatchObject({ type: "report.archived", known: false });
+      expect(runsOf(id)).toHaveLength(0);
+    });
+
+    it("answers 500 when a handler throws, then 200 on the retry (ran twice, effect once)", async () => {
+      const id = freshId("retry");
+      recorder.plans.set(id, { failTimes: 1 });
+      const body = JSON.stringify(reportCompleted(id));
+      const first = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(first.status).toBe(500);
+      expect(json(first)).toEqual({ error: "handler_failed" });
+      expect(
+        recorder.errors.some((e) => e.info.phase === "handler" && e.info.event?.id === id),
+      ).toBe(true);
+      const retry = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(retry.status).toBe(200);
+      expect(runsOf(id)).toHaveLength(2);
+      expect(recorder.effects.filter((e) => e === id)).toHaveLength(1);
+    });
+
+    it("answers 200 to a duplicate after success without running the handler again", async () => {
+      const id = freshId("dup");
+      const body = JSON.stringify(reportCompleted(id));
+      const first = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(first.status).toBe(200);
+      const again = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(again.status).toBe(200);
+      expect(json(again)).toEqual({ received: true, duplicate: true });
+      expect(runsOf(id)).toHaveLength(1);
+    });
+
+    it("runs the handler once for 8 concurrent copies of one event, with no 5xx", async () => {
+      const id = freshId("burst");
+      recorder.plans.set(id, { delayMs: 150 });
+      const body = JSON.stringify(reportCompleted(id));
+      const headers = await signedHeaders(body);
+      const responses = await Promise.all(
+        Array.from({ length: 8 }, () => send(app().webhookUrl, { headers, body })),
+      );
+      const statuses = responses.map((r) => r.status);
+      for (const status of statuses) expect([200, 409]).toContain(status);
+      expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
+      expect(runsOf(id)).toHaveLength(1);
+      const late = await send(app().webhookUrl, { headers, body });
+      expect(late.status).toBe(200);
+      expect(runsOf(id)).toHaveLength(1);
+    });
+
+    if (capabilities.jsonRoute) {
+      it("keeps parsing JSON on an ordinary route beside the webhook", async () => {
+        const { jsonUrl } = app();
+        expect(jsonUrl).toBeDefined();
+        const payload = { hello: "world", list: [1, 2, 3], nested: { ok: true } };
+        const response = await send(jsonUrl as string, {
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(payload),
+        });
+        expect(response.status).toBe(200);
+        expect(json(response)).toEqual({ echo: payload });
+      });
+    }
+  });
+}
+
+function describeAckFirst(factory: ConformanceFactory): void {
+  describe('ack: "first"', () => {
+    const recorder = createRecorder();
+    const app = useApp(factory, () => ({ ...recordingOptions(recorder), ack: "first" }));
+
+    it("answers 200 before a slow handler finishes, and the handler still runs", async () => {
+      const id = freshId("ack");
+      let release = () => {};
+      recorder.plans.set(id, { gate: new Promise<void>((resolve) => (release = resolve)) });
+      const body = JSON.stringify(reportCompleted(id));
+      const response = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(response.status).toBe(200);
+      expect(recorder.effects).not.toContain(id);
+      release();
+      await waitFor(() => recorder.effects.includes(id));
+    });
+
+    it("reports a failing background handler to onError", async () => {
+      const id = freshId("ackfail");
+      recorder.plans.set(id, { failTimes: 1, delayMs: 20 });
+      const body = JSON.stringify(reportCompleted(id));
+      const response = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+      expect(response.status).toBe(200);
+      await waitFor(() =>
+        recorder.errors.some((e) => e.info.phase === "background" && e.info.event?.id === id),
+      );
+      const reported = recorder.errors.find((e) => e.info.event?.id === id);
+      expect(reported?.error.code).toBe("handler_failed");
+    });
+  });
+}
+
+/**
+ * Registers the whole conformance suite for one adapter as vitest `describe` blocks. The
+ * factory starts the framework's app with the adapter configured from the given options, on
+ * 127.0.0.1 port 0, and tells where the webhook (and a JSON route beside it) listen.
+ *
+ * @example
+ * ```ts
+ * describeConformance("express 5", async (options) => {
+ *   const app = express();
+ *   app.use(mappaWebhook(options));
+ *   app.use(express.json());
+ *   app.post("/api/echo", (req, res) => res.json({ echo: req.body }));
+ *   const server = app.listen(0, "127.0.0.1");
+ *   await once(server, "listening");
+ *   const { port } = server.address() as AddressInfo;
+ *   return {
+ *     webhookUrl: `http://127.0.0.1:${port}/webhooks/mappa`,
+ *     jsonUrl: `http://127.0.0.1:${port}/api/echo`,
+ *     close: () => new Promise((resolve) => server.close(() => resolve())),
+ *   };
+ * });
+ * ```
+ */
+export function describeConformance(
+  name: string,
+  factory: ConformanceFactory,
+  capabilities: ConformanceCapabilities = {},
+): void {
+  const resolved: Required<ConformanceCapabilities> = {
+    jsonRoute: capabilities.jsonRoute ?? true,
+    streamingBodyLimit: capabilities.streamingBodyLimit ?? true,
+    ackFirst: capabilities.ackFirst ?? true,
+  };
+  describe(`${name} conformance`, () => {
+    describeSignatureVectors(factory);
+    describeDeliveries(factory, resolved);
+    if (resolved.ackFirst) describeAckFirst(factory);
+  });
+}

@@ -1,0 +1,202 @@
+import type { IncomingMessage } from "node:http";
+import {
+  createMappaWebhooks,
+  type MappaEvent,
+  type MappaHandlerMap,
+  MappaWebhookError,
+  type MappaWebhooksOptions,
+  payloadTooLarge,
+  readBodyWithLimit,
+  type WebhookResponse,
+} from "@mappa-webhooks/core";
+import type { NextFunction, Request, RequestHandler, Response } from "express";
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** The verified Mappa event, set by `mappaWebhook` once the signature checked out. */
+      mappaEvent?: MappaEvent;
+      /** The raw body bytes, saved by `rawBodySaver` in `express.json({ verify: rawBodySaver })`. */
+      rawBody?: Buffer;
+    }
+  }
+}
+
+/** What handlers receive as their second argument: the Express request and response. */
+export interface MappaExpressContext {
+  req: Request;
+  res: Response;
+}
+
+/** Options of {@link mappaWebhook}: the core's options plus where the middleware listens. */
+export interface MappaExpressOptions extends MappaWebhooksOptions<MappaExpressContext> {
+  /**
+   * The path handled when mounted with `app.use(...)`, relative to the mount point. Default
+   * `/webhooks/mappa`. Ignored when used as a route handler (`app.post(path, ...)`), where the
+   * route decides.
+   */
+  path?: string;
+}
+
+/** The default path of {@link mappaWebhook} when mounted with `app.use`. */
+export const DEFAULT_WEBHOOK_PATH = "/webhooks/mappa";
+
+const BODY_ALREADY_PARSED =
+  "The request body was consumed by another body parser (e.g. a global `express.json()`) before `mappaWebhook`, so the raw bytes the signature covers are gone. Mount `app.use(mappaWebhook(...))` before `express.json()`, or keep the raw bytes with `express.json({ verify: rawBodySaver })`.";
+
+/**
+ * A `verify` hook for Express's body parsers that keeps the raw bytes on `req.rawBody`, so
+ * `mappaWebhook` can verify them even after a global `express.json()` parsed the body.
+ *
+ * @example
+ * ```ts
+ * import { mappaWebhook, rawBodySaver } from "@mappa-webhooks/express";
+ *
+ * app.use(express.json({ verify: rawBodySaver }));
+ * app.use(mappaWebhook({ secret: process.env.MAPPA_WEBHOOK_SECRET! }));
+ * ```
+ */
+export function rawBodySaver(req: IncomingMessage, _res: unknown, buffer: Buffer): void {
+  (req as IncomingMessage & { rawBody?: Buffer }).rawBody = buffer;
+}
+
+/** True once something read the request stream (a body parser), so it cannot be read again. */
+function streamConsumed(req: Request): boolean {
+  const flagged = req as Request & { _body?: unknown };
+  return (
+    req.readableEnded ||
+    req.readableDidRead ||
+    (req.complete && !req.readable) ||
+    flagged._body === true
+  );
+}
+
+/** The raw body, or an error when it is gone; reads the stream within the limit when unread. */
+async function rawBodyOf(req: Request, limit: number): Promise<Uint8Array> {
+  if (Buffer.isBuffer(req.rawBody)) return req.rawBody;
+  if (Buffer.isBuffer(req.body)) return req.body;
+  if (streamConsumed(req)) throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
+  const declared = Number(req.headers["content-length"]);
+  if (declared > limit) throw payloadTooLarge(limit);
+  // Stopping early must not destroy the request: that would reset the socket before the 413.
+  return readBodyWithLimit(req.iterator({ destroyOnReturn: false }), limit);
+}
+
+/**
+ * True when Express runs this middleware as a route's handler (`app.post(path, ...)`), not
+ * through `app.use`. `req.route` alone is not enough: Express keeps it from an earlier route.
+ */
+function isRouteHandler(req: Request, middleware: RequestHandler): boolean {
+  const route = req.route as { stack?: ReadonlyArray<{ handle?: unknown }> } | undefined;
+  return route?.stack?.some((layer) => layer.handle === middleware) ?? false;
+}
+
+function send(res: Response, result: WebhookResponse): void {
+  res.statusCode = result.status;
+  for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
+  res.end(result.body);
+}
+
+/** Wraps handlers so `req.mappaEvent` is set before each one runs. */
+function withRequestEvent(
+  options: MappaWebhooksOptions<MappaExpressContext>,
+): MappaWebhooksOptions<MappaExpressContext> {
+  type AnyHandler = (event: MappaEvent, context: MappaExpressContext) => unknown;
+  const on: Record<string, AnyHandler> = {};
+  for (const [type, handler] of Object.entries(options.on ?? {})) {
+    const run = handler as AnyHandler;
+    on[type] =
+      typeof run === "function"
+        ? (event, context) => {
+            context.req.mappaEvent = event;
+            return run(event, context);
+          }
+        : run;
+  }
+  const wrapped: MappaWebhooksOptions<MappaExpressContext> = {
+    ...options,
+    on: on as MappaHandlerMap<MappaExpressContext>,
+  };
+  const onUnknown = options.onUnknown;
+  if (onUnknown !== undefined) {
+    wrapped.onUnknown = (event, context) => {
+      context.req.mappaEvent = event;
+      return onUnknown(event, context);
+    };
+  }
+  return wrapped;
+}
+
+/**
+ * Express middleware that receives Mappa webhooks: it reads the raw body, verifies the
+ * signature, deduplicates, runs your handlers and answers (200, 401, 400, 405, 413, 500, ...).
+ *
+ * - `app.use(mappaWebhook(options))` handles requests to `options.path` (default
+ *   `/webhooks/mappa`; non-POST methods get 405) and calls `next()` for every other path.
+ * - As a route handler, `app.post("/hooks", mappaWebhook(options))`, it handles every request
+ *   the route gives it (detected through `req.route`); `path` is then ignored.
+ *
+ * Mount it before `express.json()`, or use `express.json({ verify: rawBodySaver })`: a body
+ * parsed without its raw bytes cannot be verified and is answered 500 `body_already_parsed`.
+ * `req.mappaEvent` holds the verified event for handlers and anything observing the request.
+ *
+ * @example
+ * ```ts
+ * import express from "express";
+ * import { mappaWebhook } from "@mappa-webhooks/express";
+ *
+ * const app = express();
+ * app.use(mappaWebhook({
+ *   secret: process.env.MAPPA_WEBHOOK_SECRET!,
+ *   on: { "report.completed": (event) => console.log(event.data.reportId) },
+ * }));
+ * app.use(express.json()); // after the webhook, for your other routes
+ * ```
+ */
+export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
+  const { path = DEFAULT_WEBHOOK_PATH, ...coreOptions } = options ?? ({} as MappaExpressOptions);
+  const webhooks = createMappaWebhooks<MappaExpressContext>(withRequestEvent(coreOptions));
+  const pathWithSlash = path.endsWith("/") ? path : `${path}/`;
+  // Ack-first work keeps running on its own in Node; the core reports its failures to onError.
+  const waitUntil = (promise: Promise<unknown>) => {
+    promise.catch(() => {});
+  };
+
+  const handle = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    if (!isRouteHandler(req, middleware) && req.path !== path && req.path !== pathWithSlash) {
+      next();
+      return;
+    }
+    if (req.method.toUpperCase() !== "POST") {
+      send(res, await webhooks.handle({ method: req.method, headers: req.headers, rawBody: "" }));
+      return;
+    }
+    let rawBody: Uint8Array;
+    try {
+      rawBody = await rawBodyOf(req, webhooks.maxBodyBytes);
+    } catch (error) {
+      if (error instanceof MappaWebhookError) {
+        send(res, webhooks.errorResponse(error));
+        return;
+      }
+      next(error); // the client went away mid-body: nobody to answer
+      return;
+    }
+    const result = await webhooks.handle({
+      method: req.method,
+      headers: req.headers,
+      rawBody,
+      context: { req, res },
+      waitUntil,
+    });
+    if (result.event !== undefined) req.mappaEvent = result.event;
+    send(res, result);
+  };
+
+  const middleware: RequestHandler = (req, res, next) => {
+    handle(req, res, next).catch(next);
+  };
+  return middleware;
+}
+
+export type { MappaEvent, MappaKnownEvent, MappaUnknownEvent } from "@mappa-webhooks/core";

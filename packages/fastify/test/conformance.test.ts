@@ -1,0 +1,16 @@
+import { describeConformance } from "@mappa-webhooks/conformance";
+import Fastify from "fastify";
+import { mappaWebhookPlugin } from "../src/index.js";
+
+describeConformance("Fastify 5", async (options) => {
+  const app = Fastify();
+  await app.register(mappaWebhookPlugin, options);
+  // An ordinary route with Fastify's own JSON parsing, beside the webhook.
+  app.post("/api/echo", async (request) => ({ echo: request.body }));
+  const address = await app.listen({ port: 0, host: "127.0.0.1" });
+  return {
+    webhookUrl: `${address}/webhooks/mappa`,
+    jsonUrl: `${address}/api/echo`,
+    close: () => app.close(),
+  };
+});

@@ -16,7 +16,6 @@ export const MAX_SIGNATURE_HEADER_LENGTH = 8 * 1024;
 export const MAX_SIGNATURES_COMPARED = 8;
 
 const T_PATTERN = /^\d+$/;
-const HEX64 = /^[0-9a-fA-F]{64}$/;
 
 /** A webhook secret, or several while one is being rotated out (any of them may match). */
 export type SecretInput = string | readonly string[];
@@ -89,9 +88,9 @@ function readSignatureHeader(
   const list =
     names === undefined ? DEFAULT_SIGNATURE_HEADERS : typeof names === "string" ? [names] : names;
   for (const raw of list) {
-    const name = raw.toLowerCase();
+    const name = names === undefined ? raw : raw.toLowerCase();
     const value = readHeader(headers, name);
-    if (value !== undefined && value.trim() !== "") return { name, value };
+    if (value !== undefined && /\S/.test(value)) return { name, value };
   }
   return undefined;
 }
@@ -103,24 +102,43 @@ function malformed(what: string): MappaWebhookError {
   );
 }
 
+const isSpace = (code: number) => code === 32 || code === 9;
+
+// Hand-rolled rather than split/trim: this runs on every delivery, and the allocations of the
+// obvious version cost more than the HMAC of a small body.
 function parseSignatureHeader(value: string): ParsedHeader {
   if (value.length > MAX_SIGNATURE_HEADER_LENGTH) {
     throw malformed(`it is longer than ${MAX_SIGNATURE_HEADER_LENGTH} characters`);
   }
   let timestampText: string | undefined;
   const signatures: string[] = [];
-  for (const part of value.split(",")) {
-    const entry = part.trim();
-    if (entry === "") continue;
-    const eq = entry.indexOf("=");
-    if (eq <= 0) throw malformed("an entry is not a key=value pair");
-    const key = entry.slice(0, eq).trim();
-    const val = entry.slice(eq + 1).trim();
-    if (key === "t") {
+  let pos = 0;
+  while (pos <= value.length) {
+    let end = value.indexOf(",", pos);
+    if (end === -1) end = value.length;
+    let from = pos;
+    let to = end;
+    pos = end + 1;
+    while (from < to && isSpace(value.charCodeAt(from))) from++;
+    while (to > from && isSpace(value.charCodeAt(to - 1))) to--;
+    if (from === to) continue; // an empty entry, e.g. a trailing comma
+    const eq = value.indexOf("=", from);
+    if (eq <= from || eq >= to) throw malformed("an entry is not a key=value pair");
+    let keyEnd = eq;
+    while (keyEnd > from && isSpace(value.charCodeAt(keyEnd - 1))) keyEnd--;
+    let valueStart = eq + 1;
+    while (valueStart < to && isSpace(value.charCodeAt(valueStart))) valueStart++;
+    const keyLength = keyEnd - from;
+    const first = value.charCodeAt(from);
+    if (keyLength === 1 && first === 116 /* t */) {
       if (timestampText !== undefined) throw malformed("`t` is given more than once");
-      timestampText = val;
-    } else if (key === "v1") {
-      signatures.push(val);
+      timestampText = value.slice(valueStart, to);
+    } else if (
+      keyLength === 2 &&
+      first === 118 /* v */ &&
+      value.charCodeAt(from + 1) === 49 /* 1 */
+    ) {
+      signatures.push(value.slice(valueStart, to));
     }
     // Other schemes (v0, v2, ...) are ignored so the sender can add new ones.
   }
@@ -130,11 +148,31 @@ function parseSignatureHeader(value: string): ParsedHeader {
   return { timestampText, timestamp: Number(timestampText), signatures };
 }
 
-function hexToBytes(hex: string): Uint8Array | undefined {
-  if (!HEX64.test(hex)) return undefined;
-  const out = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
+// Hex digit values by char code (-1 for anything else): decoding is on the hot path, and a
+// table beats parseInt per byte several times over.
+const HEX_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_VALUES["0123456789abcdef".charCodeAt(i)] = i;
+  HEX_VALUES["0123456789ABCDEF".charCodeAt(i)] = i;
+}
+
+/**
+ * Constant-time check that a hex signature (either case) spells `digest`. Decoding and comparing
+ * in one pass avoids allocating the decoded bytes on every delivery.
+ */
+function digestMatchesHex(digest: Uint8Array, hex: string): boolean {
+  if (hex.length !== 2 * digest.byteLength) return false;
+  let diff = 0;
+  let invalid = 0;
+  for (let i = 0; i < digest.byteLength; i++) {
+    const a = hex.charCodeAt(2 * i);
+    const b = hex.charCodeAt(2 * i + 1);
+    const hi = a < 128 ? (HEX_VALUES[a] as number) : -1;
+    const lo = b < 128 ? (HEX_VALUES[b] as number) : -1;
+    invalid |= hi | lo; // negative as soon as one digit is not hex
+    diff |= (digest[i] as number) ^ (((hi << 4) | lo) & 0xff);
+  }
+  return diff === 0 && invalid >= 0;
 }
 
 /** The payload as something HMAC can take, or undefined when it is not a raw body. */
@@ -206,9 +244,20 @@ function mismatchHint(
  * });
  * ```
  */
-export async function verifySignature(
+export function verifySignature(params: VerifySignatureParams): Promise<VerifySignatureResult> {
+  // Not an async function: on node:crypto every step is synchronous, and settling one promise
+  // at the end is measurably cheaper than an async function's machinery on this hot path.
+  try {
+    const result = verifyNow(params);
+    return result instanceof Promise ? result : Promise.resolve(result);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function verifyNow(
   params: VerifySignatureParams,
-): Promise<VerifySignatureResult> {
+): VerifySignatureResult | Promise<VerifySignatureResult> {
   const secrets = normalizeSecrets(params.secret);
   const found = readSignatureHeader(params.headers, params.headerName);
   if (found === undefined) {
@@ -221,8 +270,7 @@ export async function verifySignature(
   const parsed = parseSignatureHeader(found.value);
 
   const tolerance = params.toleranceSec ?? DEFAULT_TOLERANCE_SEC;
-  const now = readClock(params.now);
-  const skew = now - parsed.timestamp;
+  const skew = readClock(params.now) - parsed.timestamp;
   if (!(Math.abs(skew) <= tolerance)) {
     const direction = skew > 0 ? `${skew} s in the past` : `${-skew} s in the future`;
     throw new MappaWebhookError(
@@ -232,32 +280,44 @@ export async function verifySignature(
   }
 
   const body = toSignable(params.payload);
-  if (body !== undefined) {
-    const expected: Uint8Array[] = [];
+  const mismatch = () => {
+    const hint = mismatchHint(params.payload, body, secrets);
+    return new MappaWebhookError(
+      "signature_mismatch",
+      `No v1 signature matches the body under the configured secret${secrets.length > 1 ? "s" : ""}. Check the secret is this endpoint's and that the body is the raw bytes as received.`,
+      hint === undefined ? {} : { hint },
+    );
+  };
+  if (body === undefined) throw mismatch();
+
+  const prefix = `${parsed.timestampText}.`;
+  const matches = (digest: Uint8Array): boolean => {
+    // Compare against every candidate without stopping early.
+    let match = false;
     const count = Math.min(parsed.signatures.length, MAX_SIGNATURES_COMPARED);
     for (let i = 0; i < count; i++) {
-      const bytes = hexToBytes(parsed.signatures[i] as string);
-      if (bytes !== undefined) expected.push(bytes);
+      match = digestMatchesHex(digest, parsed.signatures[i] as string) || match;
     }
-    if (expected.length > 0) {
-      const prefix = `${parsed.timestampText}.`;
-      for (let s = 0; s < secrets.length; s++) {
-        const computed = hmacEngine.digest(secrets[s] as string, prefix, body);
-        const digest = computed instanceof Uint8Array ? computed : await computed;
-        // Compare against every candidate without stopping early.
-        let match = false;
-        for (const candidate of expected) match = hmacEngine.equal(digest, candidate) || match;
-        if (match)
-          return { ok: true, timestamp: parsed.timestamp, secretIndex: s, headerName: found.name };
+    return match;
+  };
+  const ok = (secretIndex: number): VerifySignatureResult => ({
+    ok: true,
+    timestamp: parsed.timestamp,
+    secretIndex,
+    headerName: found.name,
+  });
+  // Secrets are tried in order; Web Crypto digests are promises, node:crypto ones are not.
+  const trySecret = (index: number): VerifySignatureResult | Promise<VerifySignatureResult> => {
+    for (let s = index; s < secrets.length; s++) {
+      const computed = hmacEngine.digest(secrets[s] as string, prefix, body);
+      if (!(computed instanceof Uint8Array)) {
+        return computed.then((digest) => (matches(digest) ? ok(s) : trySecret(s + 1)));
       }
+      if (matches(computed)) return ok(s);
     }
-  }
-  const hint = mismatchHint(params.payload, body, secrets);
-  throw new MappaWebhookError(
-    "signature_mismatch",
-    `No v1 signature matches the body under the configured secret${secrets.length > 1 ? "s" : ""}. Check the secret is this endpoint's and that the body is the raw bytes as received.`,
-    hint === undefined ? {} : { hint },
-  );
+    throw mismatch();
+  };
+  return trySecret(0);
 }
 
 /** Arguments of {@link signPayload}. */

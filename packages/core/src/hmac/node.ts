@@ -1,12 +1,9 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import type { HmacEngine } from "./types.js";
 
 export const hmacEngine: HmacEngine = {
   name: "node",
   digest(secret, prefix, body) {
     return createHmac("sha256", secret).update(prefix).update(body).digest();
-  },
-  equal(a, b) {
-    return a.byteLength === b.byteLength && timingSafeEqual(a, b);
   },
 };

@@ -13,6 +13,4 @@ export interface HmacEngine {
     prefix: string,
     body: string | Uint8Array,
   ): Uint8Array | Promise<Uint8Array>;
-  /** Constant-time equality of two 32-byte digests. */
-  equal(a: Uint8Array, b: Uint8Array): boolean;
 }

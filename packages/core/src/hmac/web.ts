@@ -41,10 +41,4 @@ export const hmacEngine: HmacEngine = {
     const data = signedBytes(prefix, body);
     return new Uint8Array(await crypto.subtle.sign("HMAC", key, data as Uint8Array<ArrayBuffer>));
   },
-  equal(a, b) {
-    if (a.byteLength !== b.byteLength) return false;
-    let diff = 0;
-    for (let i = 0; i < a.byteLength; i++) diff |= (a[i] as number) ^ (b[i] as number);
-    return diff === 0;
-  },
 };

@@ -22,13 +22,32 @@ declare global {
   }
 }
 
-/** What handlers receive as their second argument: the Express request and response. */
+/**
+ * What handlers receive as their second argument: the Express request and response.
+ *
+ * @example
+ * ```ts
+ * mappaWebhook({
+ *   secret,
+ *   on: { "report.completed": (event, { req }) => req.log?.info(event.data.reportId) },
+ * });
+ * ```
+ */
 export interface MappaExpressContext {
   req: Request;
   res: Response;
 }
 
-/** Options of {@link mappaWebhook}: the core's options plus where the middleware listens. */
+/**
+ * Options of {@link mappaWebhook}: the core's options (`secret`, `on`, `onUnknown`, `onError`,
+ * `idempotency`, `ack`, `maxBodyBytes`, `toleranceSec`, ...) plus where the middleware listens.
+ *
+ * @example
+ * ```ts
+ * const options: MappaExpressOptions = { secret, path: "/hooks/mappa", maxBodyBytes: 256 * 1024 };
+ * app.use(mappaWebhook(options));
+ * ```
+ */
 export interface MappaExpressOptions extends MappaWebhooksOptions<MappaExpressContext> {
   /**
    * The path handled when mounted with `app.use(...)`, relative to the mount point. Default
@@ -38,7 +57,14 @@ export interface MappaExpressOptions extends MappaWebhooksOptions<MappaExpressCo
   path?: string;
 }
 
-/** The default path of {@link mappaWebhook} when mounted with `app.use`. */
+/**
+ * The default path of {@link mappaWebhook} when mounted with `app.use`.
+ *
+ * @example
+ * ```ts
+ * console.log(`Point Mappa at https://your.host${DEFAULT_WEBHOOK_PATH}`);
+ * ```
+ */
 export const DEFAULT_WEBHOOK_PATH = "/webhooks/mappa";
 
 const BODY_ALREADY_PARSED =

@@ -22,19 +22,45 @@ declare module "fastify" {
   }
 }
 
-/** What handlers receive as their second argument: Fastify's request and reply. */
+/**
+ * What handlers receive as their second argument: Fastify's request and reply.
+ *
+ * @example
+ * ```ts
+ * await app.register(mappaWebhookPlugin, {
+ *   secret,
+ *   on: { "report.completed": (event, { request }) => request.log.info(event.data.reportId) },
+ * });
+ * ```
+ */
 export interface MappaFastifyContext {
   request: FastifyRequest;
   reply: FastifyReply;
 }
 
-/** Options of {@link mappaWebhookPlugin}: the core's options plus the route's path. */
+/**
+ * Options of {@link mappaWebhookPlugin}: the core's options (`secret`, `on`, `onUnknown`,
+ * `onError`, `idempotency`, `ack`, `maxBodyBytes`, `toleranceSec`, ...) plus the route's path.
+ *
+ * @example
+ * ```ts
+ * const options: MappaFastifyOptions = { secret, path: "/hooks/mappa", maxBodyBytes: 256 * 1024 };
+ * await app.register(mappaWebhookPlugin, options);
+ * ```
+ */
 export interface MappaFastifyOptions extends MappaWebhooksOptions<MappaFastifyContext> {
   /** The webhook route's path. Default `/webhooks/mappa`. */
   path?: string;
 }
 
-/** The default path of {@link mappaWebhookPlugin}'s route. */
+/**
+ * The default path of {@link mappaWebhookPlugin}'s route.
+ *
+ * @example
+ * ```ts
+ * app.log.info(`Point Mappa at https://your.host${DEFAULT_WEBHOOK_PATH}`);
+ * ```
+ */
 export const DEFAULT_WEBHOOK_PATH = "/webhooks/mappa";
 
 const EMPTY_BODY = new Uint8Array(0);

@@ -1,0 +1,103 @@
+import { type ParseArgsConfig, parseArgs } from "node:util";
+
+/** Exit codes: 0 success, 1 the thing checked failed (abandoned, not valid), 2 bad input. */
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+/** A mistake in the command line or its inputs: printed with a pointer to `--help`, exit 2. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+  constructor(
+    message: string,
+    /** The command whose `--help` to point to. */
+    readonly command?: string,
+  ) {
+    super(message);
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** node:util parseArgs, strict, with its errors rewritten as short {@link UsageError}s. */
+export function parseCommandArgs<const T extends Options>(
+  command: string,
+  argv: string[],
+  options: T,
+  maxPositionals: number,
+) {
+  let parsed: ReturnType<
+    typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>
+  >;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(describeParseError(error), command);
+  }
+  if (parsed.positionals.length > maxPositionals) {
+    const extra = parsed.positionals.slice(maxPositionals).join(" ");
+    throw new UsageError(`unexpected argument: ${extra}`, command);
+  }
+  return parsed;
+}
+
+function describeParseError(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  const flag = /'(-[^' ]+)/.exec(message)?.[1];
+  switch (code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown flag ${flag ?? message}`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return /argument missing/.test(message)
+        ? `${flag ?? "a flag"} needs a value`
+        : `${flag ?? "a flag"} does not take a value`;
+    default:
+      return message;
+  }
+}
+
+/** The secret(s) from `--secret` (repeatable) or MAPPA_WEBHOOK_SECRET; never printed. */
+export function readSecrets(
+  command: string,
+  flag: string | string[] | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string[] {
+  const given = flag === undefined ? [] : Array.isArray(flag) ? flag : [flag];
+  if (given.some((secret) => secret === "")) {
+    throw new UsageError("--secret is empty", command);
+  }
+  if (given.length > 0) return given;
+  const fromEnv = env.MAPPA_WEBHOOK_SECRET;
+  if (fromEnv !== undefined && fromEnv !== "") return [fromEnv];
+  throw new UsageError(
+    "no webhook secret: pass --secret <secret> or set MAPPA_WEBHOOK_SECRET",
+    command,
+  );
+}
+
+/** A number flag within bounds, or a {@link UsageError} naming the flag. */
+export function readNumber(
+  command: string,
+  name: string,
+  value: string | undefined,
+  {
+    min,
+    max = Number.POSITIVE_INFINITY,
+    integer = false,
+  }: { min: number; max?: number; integer?: boolean },
+): number | undefined {
+  if (value === undefined) return undefined;
+  const number = value.trim() === "" ? Number.NaN : Number(value);
+  const kind = integer ? "a whole number" : "a number";
+  if (
+    !Number.isFinite(number) ||
+    (integer && !Number.isInteger(number)) ||
+    number < min ||
+    number > max
+  ) {
+    const range = max === Number.POSITIVE_INFINITY ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new UsageError(`--${name} must be ${kind} ${range}, got "${value}"`, command);
+  }
+  return number;
+}

@@ -1,0 +1,53 @@
+// A minimal receiver on @mappa-webhooks/core that follows the examples' contract (PORT, HOST,
+// MAPPA_WEBHOOK_SECRET; `listening on …`; one `[mappa] <type> <idempotencyKey>` line per
+// handled event). The demo falls back to it when examples/express is not available.
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createMappaWebhooks, readBodyWithLimit } from "@mappa-webhooks/core";
+
+const secret = process.env.MAPPA_WEBHOOK_SECRET;
+if (secret === undefined || secret === "") {
+  process.stderr.write("demo-receiver: set MAPPA_WEBHOOK_SECRET\n");
+  process.exit(1);
+}
+const port = Number(process.env.PORT ?? 3000);
+const host = process.env.HOST ?? "127.0.0.1";
+
+const webhooks = createMappaWebhooks({ secret });
+webhooks.onAny((event) => {
+  const failure =
+    event.known && (event.type === "report.failed" || event.type === "matching.failed")
+      ? ` ${event.data.error.code}`
+      : "";
+  process.stdout.write(`[mappa] ${event.type} ${event.idempotencyKey ?? "-"}${failure}\n`);
+});
+
+const server = createServer(async (req, res) => {
+  const path = new URL(req.url ?? "/", "http://localhost").pathname;
+  try {
+    const rawBody = await readBodyWithLimit(req, webhooks.maxBodyBytes);
+    if (path === "/webhooks/mappa") {
+      const result = await webhooks.handle({
+        method: req.method ?? "GET",
+        headers: req.headers,
+        rawBody,
+      });
+      res.writeHead(result.status, result.headers).end(result.body);
+    } else if (path === "/api/echo" && req.method === "POST") {
+      const echo = JSON.parse(new TextDecoder().decode(rawBody)) as unknown;
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ echo }));
+    } else {
+      res.writeHead(404, { "content-type": "application/json" }).end('{"error":"not_found"}');
+    }
+  } catch (error) {
+    const result = webhooks.errorResponse(error);
+    res.writeHead(result.status, result.headers).end(result.body);
+  }
+});
+server.listen(port, host, () => {
+  const address = server.address() as AddressInfo;
+  process.stdout.write(`listening on http://${host}:${address.port}\n`);
+});
+const stop = () => server.close(() => process.exit(0));
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);

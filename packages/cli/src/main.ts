@@ -1,0 +1,72 @@
+import { EXIT_OK, EXIT_USAGE, UsageError } from "./args.js";
+import { LISTEN_HELP, listen } from "./commands/listen.js";
+import { TRIGGER_HELP, trigger } from "./commands/trigger.js";
+import { VERIFY_HELP, verify } from "./commands/verify.js";
+import { colorEnabled, createStyle } from "./output.js";
+
+declare const __CLI_VERSION__: string;
+export const VERSION: string = typeof __CLI_VERSION__ === "string" ? __CLI_VERSION__ : "0.0.0";
+
+export const HELP = `mappa-webhooks: send, receive and explain Mappa webhooks locally, with nothing outside your machine.
+
+Usage
+  mappa-webhooks <command> [options]
+
+Commands
+  trigger <event-type>  Send a realistic signed event to a URL, retrying like Mappa
+  listen                Run a local receiver that verifies and pretty-prints deliveries
+  verify                Explain why a captured delivery does or does not verify
+
+Options
+  -h, --help            Show help (also: mappa-webhooks <command> --help)
+  -v, --version         Show the version
+
+The secret comes from --secret or the MAPPA_WEBHOOK_SECRET environment variable.
+Add --json to any command for output a script can read.
+
+Examples
+  mappa-webhooks listen --port 4242
+  mappa-webhooks trigger report.completed --url http://127.0.0.1:4242/webhooks/mappa
+  mappa-webhooks verify --header "t=…,v1=…" --body-file body.json`;
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
+  trigger: { run: trigger, help: TRIGGER_HELP },
+  listen: { run: listen, help: LISTEN_HELP },
+  verify: { run: verify, help: VERIFY_HELP },
+};
+
+/** Runs the CLI and resolves with the exit code; errors are printed, never thrown. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const style = createStyle(colorEnabled(process.stderr));
+  try {
+    if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+      const topic = name === "help" ? rest[0] : undefined;
+      const command = topic === undefined ? undefined : COMMANDS[topic];
+      process.stdout.write(`${command?.help ?? HELP}\n`);
+      return name === undefined ? EXIT_USAGE : EXIT_OK;
+    }
+    if (name === "-v" || name === "--version") {
+      process.stdout.write(`${VERSION}\n`);
+      return EXIT_OK;
+    }
+    const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (command === undefined) {
+      throw new UsageError(
+        `unknown command "${name}"; commands: ${Object.keys(COMMANDS).join(", ")}`,
+      );
+    }
+    return await command.run(rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      const helpCommand = error.command === undefined ? "--help" : `${error.command} --help`;
+      process.stderr.write(
+        `${style.red("error:")} ${error.message}\n${style.dim(`Run \`mappa-webhooks ${helpCommand}\` for usage.`)}\n`,
+      );
+      return EXIT_USAGE;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`${style.red("error:")} ${message}\n`);
+    return EXIT_USAGE;
+  }
+}

@@ -1,0 +1,91 @@
+import type { Writable } from "node:stream";
+
+/** Colour helpers; each is the identity when colour is off. */
+export interface Style {
+  bold(text: string): string;
+  dim(text: string): string;
+  red(text: string): string;
+  green(text: string): string;
+  yellow(text: string): string;
+  cyan(text: string): string;
+}
+
+type Stream = Writable & { isTTY?: boolean };
+
+/**
+ * Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+ * FORCE_COLOR turns it on for a pipe (used by our tests and some CI logs).
+ */
+export function colorEnabled(stream: Stream, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== "") return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== "" && env.FORCE_COLOR !== "0")
+    return true;
+  return stream.isTTY === true;
+}
+
+const wrap =
+  (enabled: boolean, open: number, close: number) =>
+  (text: string): string =>
+    enabled ? `\u001b[${open}m${text}\u001b[${close}m` : text;
+
+export function createStyle(enabled: boolean): Style {
+  return {
+    bold: wrap(enabled, 1, 22),
+    dim: wrap(enabled, 2, 22),
+    red: wrap(enabled, 31, 39),
+    green: wrap(enabled, 32, 39),
+    yellow: wrap(enabled, 33, 39),
+    cyan: wrap(enabled, 36, 39),
+  };
+}
+
+const FRAMES = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/** A one-line spinner on a terminal; elsewhere it stays silent and only final lines print. */
+export interface Spinner {
+  start(text: string): void;
+  /** Stops the spinner, clears its line and prints `line` (if given) in its place. */
+  stop(line?: string): void;
+}
+
+export function createSpinner(stream: Stream, animate: boolean): Spinner {
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let frame = 0;
+  let text = "";
+  const draw = () => {
+    stream.write(`\r\u001b[K${FRAMES[frame % FRAMES.length]} ${text}`);
+    frame++;
+  };
+  return {
+    start(next) {
+      text = next;
+      if (!animate) return;
+      if (timer === undefined) {
+        timer = setInterval(draw, 80);
+        timer.unref();
+      }
+      draw();
+    },
+    stop(line) {
+      if (timer !== undefined) {
+        clearInterval(timer);
+        timer = undefined;
+        stream.write("\r\u001b[K");
+      }
+      if (line !== undefined) stream.write(`${line}\n`);
+    },
+  };
+}
+
+/** `850 ms`, `1.2 s`, `5 min`, `5 min 35 s`: durations as people read them. */
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) {
+    const seconds = Math.round(ms / 100) / 10;
+    return `${seconds} s`;
+  }
+  const totalSeconds = Math.round(ms / 1_000);
+  const minutes = Math.floor(totalSeconds / 60);
+  const seconds = totalSeconds % 60;
+  return seconds === 0 ? `${minutes} min` : `${minutes} min ${seconds} s`;
+}

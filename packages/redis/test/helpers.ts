@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -31,6 +32,19 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<number> 
     if (cursor === "0") break;
   }
   return deleted;
+}
+
+/** Counts the keys matching `pattern` (bounded SCAN, not KEYS). */
+export async function countKeys(redis: Redis, pattern: string): Promise<number> {
+  let cursor = "0";
+  let count = 0;
+  for (let round = 0; round < 10_000; round++) {
+    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    count += keys.length;
+    cursor = next;
+    if (cursor === "0") break;
+  }
+  return count;
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -72,5 +86,96 @@ export async function startNodeReceiver(
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+  };
+}
+
+/** BullMQ connection options for the test Redis. */
+export function bullConnection(): { host: string; port: number } {
+  const url = new URL(REDIS_URL);
+  return { host: url.hostname, port: Number(url.port || 6379) };
+}
+
+/** A child process running one of the fixtures, with what it printed. */
+export interface Child {
+  process: ChildProcess;
+  output: string[];
+  /** Resolves with the first printed line matching `pattern`; rejects on exit or timeout. */
+  waitForLine(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
+  /** Resolves once the process exited. */
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts `node test/fixtures/<script>` with `env` added to this process's environment. */
+export function startFixture(script: string, env: Record<string, string>): Child {
+  const child = spawn(
+    process.execPath,
+    [new URL(`./fixtures/${script}`, import.meta.url).pathname],
+    {
+      env: { ...process.env, REDIS_URL, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  const output: string[] = [];
+  const listeners = new Set<() => void>();
+  let buffered = "";
+  const onData = (chunk: Buffer) => {
+    buffered += chunk.toString("utf8");
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    output.push(...lines);
+    for (const listener of [...listeners]) listener();
+  };
+  child.stdout?.on("data", onData);
+  child.stderr?.on("data", onData);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  exited.then(() => {
+    for (const listener of [...listeners]) listener();
+  });
+  return {
+    process: child,
+    output,
+    exited,
+    waitForLine(pattern, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          for (const line of output) {
+            const match = line.match(pattern);
+            if (match !== null) {
+              done();
+              resolve(match);
+              return;
+            }
+          }
+          if (child.exitCode !== null || child.signalCode !== null) {
+            done();
+            reject(new Error(`${script} exited before printing ${pattern}:\n${output.join("\n")}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(
+            new Error(
+              `${script} did not print ${pattern} within ${timeoutMs} ms:\n${output.join("\n")}`,
+            ),
+          );
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    async kill(signal = "SIGTERM") {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await exited;
+      clearTimeout(timer);
+    },
   };
 }

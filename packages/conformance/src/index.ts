@@ -12,6 +12,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type SentResponse, send, streamOversized } from "./http.js";
 
+export { describeExampleApp, type RunningExample, startExample } from "./example.js";
 export { type SendOptions, type SentResponse, send, streamOversized } from "./http.js";
 
 /** A running app, as the adapter's factory started it. */

@@ -1,0 +1,228 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { signPayload } from "@mappa-webhooks/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { send } from "./http.js";
+
+/** An example app running as a child process. */
+export interface RunningExample {
+  /** e.g. http://127.0.0.1:PORT, from the `listening on ...` line. */
+  baseUrl: string;
+  /** Everything the process printed so far (stdout and stderr). */
+  output(): string;
+  /** Resolves with the first output line matching `pattern`, waiting at most `timeoutMs`. */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const LISTENING = /^listening on (http:\/\/\S+)$/m;
+
+/**
+ * Starts `node <entry>` in an example folder with PORT=0 and waits for its one
+ * `listening on http://127.0.0.1:<port>` line.
+ *
+ * @example
+ * ```ts
+ * const example = await startExample("/repo/examples/express", { MAPPA_WEBHOOK_SECRET: "whsec_x" });
+ * await example.stop();
+ * ```
+ */
+export async function startExample(
+  dir: string,
+  env: Record<string, string>,
+  entry = "server.js",
+  startTimeoutMs = 30_000,
+): Promise<RunningExample> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: "0", ...env };
+  // The examples switch to a shared store when REDIS_URL is set; the e2e runs them standalone.
+  delete childEnv.REDIS_URL;
+  delete childEnv.HOST;
+  const child: ChildProcess = spawn(process.execPath, [entry], {
+    cwd: dir,
+    env: childEnv,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const waiters = new Set<() => void>();
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString("utf8");
+    for (const wake of [...waiters]) wake();
+  };
+  child.stdout?.on("data", onData);
+  child.stderr?.on("data", onData);
+  let exited = false;
+  const exit = new Promise<void>((resolve) => {
+    child.on("exit", () => {
+      exited = true;
+      for (const wake of [...waiters]) wake();
+      resolve();
+    });
+  });
+
+  const waitForLine = (pattern: RegExp, timeoutMs = 5_000) =>
+    new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const line = output.split("\n").find((l) => pattern.test(l));
+        if (line !== undefined) {
+          finish();
+          resolve(line);
+        } else if (exited) {
+          finish();
+          reject(new Error(`the example exited before printing ${pattern}:\n${output}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms:\n${output}`));
+      }, timeoutMs);
+      const finish = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+
+  const stop = async () => {
+    if (!exited) {
+      child.kill("SIGTERM");
+      const killTimer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+      await exit;
+      clearTimeout(killTimer);
+    }
+  };
+
+  try {
+    const line = await waitForLine(LISTENING, startTimeoutMs);
+    const baseUrl = LISTENING.exec(line)?.[1] as string;
+    return { baseUrl, output: () => output, waitForLine, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/**
+ * Registers the end-to-end checks every example must pass: it starts the example as a
+ * process, posts signed deliveries (typed events logged once, duplicates not re-run, forgeries
+ * refused), runs its `send-test-delivery.js`, and checks `/api/echo` still parses JSON.
+ *
+ * @example
+ * ```ts
+ * describeExampleApp("examples/express", fileURLToPath(new URL("../../../examples/express", import.meta.url)));
+ * ```
+ */
+export function describeExampleApp(name: string, dir: string): void {
+  describe(`${name} (example app, e2e)`, () => {
+    const secret = "whsec_example_e2e_0c9a";
+    let example: RunningExample | undefined;
+    const running = () => {
+      if (example === undefined) throw new Error("the example did not start");
+      return example;
+    };
+    beforeAll(async () => {
+      example = await startExample(dir, { MAPPA_WEBHOOK_SECRET: secret });
+    });
+    afterAll(async () => {
+      await example?.stop();
+    });
+
+    const post = async (event: Record<string, unknown>, signWith = secret) => {
+      const body = JSON.stringify(event);
+      const signature = await signPayload({ payload: body, secret: signWith });
+      return send(`${running().baseUrl}/webhooks/mappa`, {
+        headers: { "content-type": "application/json", "mappa-signature": signature },
+        body,
+      });
+    };
+
+    it("prints exactly one listening line with the real port", () => {
+      const lines = running()
+        .output()
+        .split("\n")
+        .filter((l) => l.startsWith("listening on"));
+      expect(lines).toEqual([`listening on ${running().baseUrl}`]);
+      expect(running().baseUrl).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    });
+
+    it("logs each typed event once and does not run a duplicate again", async () => {
+      const id = `evt_e2e_${Date.now()}`;
+      const event = {
+        id,
+        type: "report.completed",
+        createdAt: new Date().toISOString(),
+        data: { jobId: "job_e2e", reportId: "rep_e2e", status: "completed" },
+      };
+      const first = await post(event);
+      expect(first.status).toBe(200);
+      const line = await running().waitForLine(new RegExp(`^\\[mappa\\] report\\.completed ${id}`));
+      expect(line).toContain("rep_e2e");
+      const again = await post(event);
+      expect(again.status).toBe(200);
+      expect(JSON.parse(again.body)).toEqual({ received: true, duplicate: true });
+      const failed = {
+        id: `${id}_failed`,
+        type: "report.failed",
+        createdAt: new Date().toISOString(),
+        data: { jobId: "job_e2e", status: "failed", error: { code: "target_not_found" } },
+      };
+      expect((await post(failed)).status).toBe(200);
+      await running().waitForLine(new RegExp(`^\\[mappa\\] report\\.failed ${id}_failed`));
+      const logged = running()
+        .output()
+        .split("\n")
+        .filter((l) => l.startsWith(`[mappa] report.completed ${id}`));
+      expect(logged).toHaveLength(1);
+    });
+
+    it("refuses a delivery signed with another secret, and logs no event", async () => {
+      const id = `evt_e2e_forged_${Date.now()}`;
+      const response = await post(
+        { id, type: "report.completed", data: { jobId: "j", reportId: "r", status: "completed" } },
+        "whsec_not_the_secret",
+      );
+      expect(response.status).toBe(401);
+      expect(running().output()).not.toMatch(new RegExp(`\\[mappa\\] \\S+ ${escapeRegExp(id)}`));
+    });
+
+    it("parses JSON on /api/echo", async () => {
+      const response = await send(`${running().baseUrl}/api/echo`, {
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ hello: "world", n: [1, 2] }),
+      });
+      expect(response.status).toBe(200);
+      expect(JSON.parse(response.body)).toEqual({ echo: { hello: "world", n: [1, 2] } });
+    });
+
+    const script = join(dir, "send-test-delivery.js");
+    if (existsSync(script)) {
+      it("accepts the delivery its send-test-delivery.js script sends", async () => {
+        const child = spawn(
+          process.execPath,
+          [script, `${running().baseUrl}/webhooks/mappa`, "matching.completed"],
+          {
+            cwd: dir,
+            env: { ...process.env, MAPPA_WEBHOOK_SECRET: secret },
+            stdio: ["ignore", "pipe", "pipe"],
+          },
+        );
+        let printed = "";
+        child.stdout?.on("data", (chunk: Buffer) => {
+          printed += chunk.toString("utf8");
+        });
+        child.stderr?.on("data", (chunk: Buffer) => {
+          printed += chunk.toString("utf8");
+        });
+        const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+        expect(printed.trim()).toBe('200 {"received":true}');
+        expect(code).toBe(0);
+        await running().waitForLine(/^\[mappa\] matching\.completed evt_\S+ matching=mat_/);
+      });
+    }
+  });
+}

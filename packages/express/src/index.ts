@@ -55,6 +55,13 @@ export interface MappaExpressOptions extends MappaWebhooksOptions<MappaExpressCo
    * route decides.
    */
   path?: string;
+  /**
+   * `"respond"` (default): the middleware answers every delivery itself. `"next"`: for a new
+   * event whose handlers succeeded it sets `req.mappaEvent` and calls `next()`, and your next
+   * middleware answers; failures (401, 400, 405, 409, 413, 500, 503) and duplicates are still
+   * answered by the middleware, so the next middleware only sees new, verified events.
+   */
+  mode?: "respond" | "next";
 }
 
 /**
@@ -105,7 +112,14 @@ async function rawBodyOf(req: Request, limit: number): Promise<Uint8Array> {
   const declared = Number(req.headers["content-length"]);
   if (declared > limit) throw payloadTooLarge(limit);
   // Stopping early must not destroy the request: that would reset the socket before the 413.
-  return readBodyWithLimit(req.iterator({ destroyOnReturn: false }), limit);
+  const bytes = await readBodyWithLimit(req.iterator({ destroyOnReturn: false }), limit);
+  // Later middleware (mode "next") can still get at the bytes the stream no longer has.
+  req.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return bytes;
+}
+
+function isDuplicate(result: WebhookResponse): boolean {
+  return (JSON.parse(result.body) as { duplicate?: unknown }).duplicate === true;
 }
 
 /**
@@ -164,7 +178,8 @@ function withRequestEvent(
  *
  * Mount it before `express.json()`, or use `express.json({ verify: rawBodySaver })`: a body
  * parsed without its raw bytes cannot be verified and is answered 500 `body_already_parsed`.
- * `req.mappaEvent` holds the verified event for handlers and anything observing the request.
+ * `req.mappaEvent` holds the verified event for handlers and anything observing the request;
+ * with `mode: "next"` the next middleware answers new events itself.
  *
  * @example
  * ```ts
@@ -180,7 +195,14 @@ function withRequestEvent(
  * ```
  */
 export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
-  const { path = DEFAULT_WEBHOOK_PATH, ...coreOptions } = options ?? ({} as MappaExpressOptions);
+  const {
+    path = DEFAULT_WEBHOOK_PATH,
+    mode = "respond",
+    ...coreOptions
+  } = options ?? ({} as MappaExpressOptions);
+  if (mode !== "respond" && mode !== "next") {
+    throw new MappaWebhookError("invalid_options", '`mode` must be "respond" or "next".');
+  }
   const webhooks = createMappaWebhooks<MappaExpressContext>(withRequestEvent(coreOptions));
   const pathWithSlash = path.endsWith("/") ? path : `${path}/`;
   // Ack-first work keeps running on its own in Node; the core reports its failures to onError.
@@ -216,6 +238,10 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
       waitUntil,
     });
     if (result.event !== undefined) req.mappaEvent = result.event;
+    if (mode === "next" && result.status === 200 && !isDuplicate(result)) {
+      next();
+      return;
+    }
     send(res, result);
   };
 

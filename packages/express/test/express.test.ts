@@ -196,6 +196,32 @@ describe.each(majors)("$name", ({ express }) => {
     expect(afterResponse.map((e) => e?.id)).toEqual([id, undefined]);
   });
 
+  it('mode "next" hands new verified events to the next middleware, and only those', async () => {
+    const app = express();
+    app.post("/hooks", mappaWebhook({ secret, mode: "next" }), (req, res) => {
+      res.status(202).json({
+        handledBy: "next",
+        id: req.mappaEvent?.id,
+        rawBytes: req.rawBody?.byteLength,
+      });
+    });
+    const { baseUrl } = await start(app);
+    const { id, headers, body } = await delivery();
+    const first = await send(`${baseUrl}/hooks`, { headers, body });
+    expect(first.status).toBe(202);
+    expect(JSON.parse(first.body)).toEqual({
+      handledBy: "next",
+      id,
+      rawBytes: Buffer.byteLength(body),
+    });
+    const duplicate = await send(`${baseUrl}/hooks`, { headers, body });
+    expect(duplicate.status).toBe(200);
+    expect(JSON.parse(duplicate.body)).toEqual({ received: true, duplicate: true });
+    const forged = await send(`${baseUrl}/hooks`, { headers, body: body.replace("rep_", "rex_") });
+    expect(forged.status).toBe(401);
+    expect(() => mappaWebhook({ secret, mode: "later" as "next" })).toThrow(/mode/);
+  });
+
   it("answers 413 while streaming and stops reading the socket", async () => {
     let serverBytesRead = -1;
     const app = express();

@@ -30,6 +30,9 @@ describe("types", () => {
     mappaWebhook({ secret: "whsec_x", on: { "report.done": () => {} } });
     // @ts-expect-error secret is required
     mappaWebhook({ path: "/hooks" });
+    // @ts-expect-error mode is "respond" or "next"
+    mappaWebhook({ secret: "whsec_x", mode: "later" });
+    mappaWebhook({ secret: "whsec_x", mode: "next" });
   });
 
   it("returns a request handler usable with app.use and routes", () => {

@@ -1,0 +1,181 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  createMappaWebhooks,
+  MappaWebhookError,
+  type MappaWebhooks,
+  type MappaWebhooksOptions,
+  payloadTooLarge,
+  readBodyWithLimit,
+  type WebhookRequestInput,
+  type WebhookResponse,
+} from "@mappa-webhooks/core";
+
+// The event types and the error class, so apps need no direct dependency on the core.
+export {
+  isMappaWebhookError,
+  type MappaEvent,
+  type MappaEventType,
+  type MappaHandlerMap,
+  type MappaKnownEvent,
+  type MappaUnknownEvent,
+  MappaWebhookError,
+  type MappaWebhooksOptions,
+} from "@mappa-webhooks/core";
+
+type WaitUntil = (promise: Promise<unknown>) => void;
+
+/** Options of {@link createMappaWebhookHandler}: the core's options; handlers get the `Request`. */
+export interface MappaNextOptions extends MappaWebhooksOptions<Request> {
+  /**
+   * Keeps ack-first work alive after the answer. Default: Next's `after()` (Next 15+), which
+   * maps to the platform's `waitUntil` on serverless and edge hosts.
+   */
+  waitUntil?: WaitUntil;
+}
+
+/** Options of {@link createMappaPagesHandler}: the core's options; handlers get the Node request. */
+export interface MappaPagesOptions extends MappaWebhooksOptions<IncomingMessage> {
+  /** Keeps ack-first work alive after the answer (e.g. `waitUntil` from `@vercel/functions`). */
+  waitUntil?: WaitUntil;
+}
+
+// Next evaluates route modules during `next build`, where the secret is often not set yet. The
+// receiver is therefore created on the first request when the secret is missing; with a secret
+// it is created at once, so invalid options fail the build instead of the first delivery.
+function lazyReceiver<TContext>(
+  options: MappaWebhooksOptions<TContext>,
+): () => MappaWebhooks<TContext> {
+  let receiver: MappaWebhooks<TContext> | undefined;
+  const get = () => {
+    receiver ??= createMappaWebhooks<TContext>(options);
+    return receiver;
+  };
+  if (options.secret !== undefined && options.secret !== "") get();
+  return get;
+}
+
+let afterModule: Promise<WaitUntil | undefined> | undefined;
+
+// `after` is loaded lazily and looked up by name, so versions of Next without it (and apps
+// without Next) still work: ack-first work then just runs on after the answer.
+function loadAfter(): Promise<WaitUntil | undefined> {
+  afterModule ??= import("next/server").then(
+    (server) => (server as { after?: WaitUntil }).after,
+    () => undefined,
+  );
+  return afterModule;
+}
+
+async function afterOrNothing(): Promise<WaitUntil | undefined> {
+  const after = await loadAfter();
+  if (after === undefined) return undefined;
+  return (promise) => {
+    try {
+      after(promise);
+    } catch {
+      // Called outside a Next request scope: the promise runs on regardless.
+    }
+  };
+}
+
+/**
+ * Creates an App Router route handler that verifies, parses and handles Mappa webhooks.
+ * Works in the Node.js and the Edge runtime (the Edge bundle uses Web Crypto only). Ack-first
+ * work is kept alive with Next's `after()`. Handlers get the `Request` as second argument.
+ *
+ * @example
+ * ```ts
+ * // app/webhooks/mappa/route.ts
+ * import { createMappaWebhookHandler } from "@mappa-webhooks/next";
+ *
+ * export const POST = createMappaWebhookHandler({
+ *   secret: process.env.MAPPA_WEBHOOK_SECRET!,
+ *   on: { "report.completed": async (event) => saveReport(event.data.reportId) },
+ * });
+ * ```
+ */
+export function createMappaWebhookHandler(
+  options: MappaNextOptions,
+): (request: Request) => Promise<Response> {
+  const { waitUntil, ...coreOptions } = options;
+  const receiver = lazyReceiver(coreOptions);
+  const ackFirst = coreOptions.ack === "first";
+  return async (request) => {
+    const webhooks = receiver();
+    const keepAlive = waitUntil ?? (ackFirst ? await afterOrNothing() : undefined);
+    return webhooks.handleRequest(
+      request,
+      keepAlive === undefined ? { context: request } : { context: request, waitUntil: keepAlive },
+    );
+  };
+}
+
+/**
+ * Creates a Pages Router API route that verifies, parses and handles Mappa webhooks. The route
+ * must turn Next's body parser off, so the raw bytes can be verified:
+ * `export const config = { api: { bodyParser: false } }`. Without it every delivery is answered
+ * 500 `body_already_parsed`. Handlers get the Node request as second argument.
+ *
+ * @example
+ * ```ts
+ * // pages/api/webhooks/mappa.ts
+ * import { createMappaPagesHandler } from "@mappa-webhooks/next";
+ *
+ * export const config = { api: { bodyParser: false } };
+ * export default createMappaPagesHandler({
+ *   secret: process.env.MAPPA_WEBHOOK_SECRET!,
+ *   on: { "report.completed": async (event) => saveReport(event.data.reportId) },
+ * });
+ * ```
+ */
+export function createMappaPagesHandler(
+  options: MappaPagesOptions,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { waitUntil, ...coreOptions } = options;
+  const receiver = lazyReceiver(coreOptions);
+
+  const answer = async (req: IncomingMessage & { body?: unknown }): Promise<WebhookResponse> => {
+    const webhooks = receiver();
+    const method = req.method ?? "GET";
+    if (method.toUpperCase() !== "POST") {
+      return webhooks.handle({ method, headers: req.headers, rawBody: "" });
+    }
+    // Next's body parser sets req.body and drains the stream; the raw bytes are gone.
+    if (req.body !== undefined || req.readableEnded) {
+      return webhooks.errorResponse(
+        new MappaWebhookError(
+          "body_already_parsed",
+          "The request body was parsed before the webhook handler could read its raw bytes. Add `export const config = { api: { bodyParser: false } }` to this API route.",
+        ),
+      );
+    }
+    if (Number(req.headers["content-length"] ?? Number.NaN) > webhooks.maxBodyBytes) {
+      return webhooks.errorResponse(payloadTooLarge(webhooks.maxBodyBytes));
+    }
+    let rawBody: Uint8Array;
+    try {
+      // Stopping early must not destroy the request: that would reset the socket before the 413.
+      rawBody = await readBodyWithLimit(
+        req.iterator({ destroyOnReturn: false }),
+        webhooks.maxBodyBytes,
+      );
+    } catch (error) {
+      return webhooks.errorResponse(error);
+    }
+    const input: WebhookRequestInput<IncomingMessage> = {
+      method,
+      headers: req.headers,
+      rawBody,
+      context: req,
+    };
+    if (waitUntil !== undefined) input.waitUntil = waitUntil;
+    return webhooks.handle(input);
+  };
+
+  return async (req, res) => {
+    const result = await answer(req);
+    res.statusCode = result.status;
+    for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
+    res.end(result.body);
+  };
+}

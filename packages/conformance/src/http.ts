@@ -20,6 +20,12 @@ export interface SendOptions {
 /**
  * Sends one request with node:http so headers, content length and chunking are exactly what
  * the test says (no default content type, no re-encoding).
+ *
+ * @example
+ * ```ts
+ * const response = await send(url, { headers: { "mappa-signature": header }, chunks: [a, b] });
+ * expect(response.status).toBe(200);
+ * ```
  */
 export function send(url: string, options: SendOptions = {}): Promise<SentResponse> {
   const { method = "POST", headers = {}, body, chunks, timeoutMs = 10_000 } = options;
@@ -71,6 +77,12 @@ export interface OversizedResult {
  * Streams a chunked body of up to `maxBytes` (bounded) and stops as soon as the server answers
  * and closes the connection. A server that reads the whole body before answering would take
  * every byte.
+ *
+ * @example
+ * ```ts
+ * const result = await streamOversized(url, { "mappa-signature": "t=1,v1=00" }, 32 * 1024 * 1024);
+ * expect(result).toMatchObject({ status: 413, answeredEarly: true });
+ * ```
  */
 export async function streamOversized(
   url: string,

@@ -16,10 +16,12 @@ const host = process.env.HOST ?? "127.0.0.1";
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const instance = process.env.INSTANCE ?? `pid ${process.pid}`;
 const queueMode = process.env.MODE === "queue";
+// Lets several apps (or test runs) share one Redis; keys are `<prefix>:{<event id>}`.
+const keyPrefix = process.env.KEY_PREFIX ?? "mappa-webhooks";
 
 const redis = new Redis(redisUrl);
 redis.on("error", (error) => console.error(`[redis] ${error.message}`));
-const idempotency = createRedisIdempotencyStore({ client: redis });
+const idempotency = createRedisIdempotencyStore({ client: redis, prefix: keyPrefix });
 
 const log = (event, detail) =>
   console.log(`[mappa] ${event.type} ${event.idempotencyKey} ${detail} (handled by ${instance})`);
@@ -40,7 +42,7 @@ async function queueHandlers() {
   const { Queue } = await import("bullmq");
   const { createQueueHandoff } = await import("@mappa-webhooks/redis/queue");
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const queue = new Queue("mappa-webhooks", { connection });
+  const queue = new Queue("mappa-webhooks", { connection, prefix: `${keyPrefix}:bull` });
   const handoff = createQueueHandoff({ queue });
   const enqueueAndLog = async (event) => {
     const jobId = await handoff.enqueue(event);

@@ -9,9 +9,11 @@ const connection = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", 
 const log = (event, detail) =>
   console.log(`[mappa] ${event.type} ${event.idempotencyKey} ${detail} (worker ${process.pid})`);
 
+const keyPrefix = process.env.KEY_PREFIX ?? "mappa-webhooks";
 const worker = createMappaWorker({
   queueName: "mappa-webhooks",
   connection,
+  workerOptions: { prefix: `${keyPrefix}:bull` },
   concurrency: 5,
   on: {
     "report.completed": (event) => log(event, `report=${event.data.reportId}`),

@@ -108,14 +108,16 @@ export interface Child {
 
 /** Starts `node test/fixtures/<script>` with `env` added to this process's environment. */
 export function startFixture(script: string, env: Record<string, string>): Child {
-  const child = spawn(
-    process.execPath,
-    [new URL(`./fixtures/${script}`, import.meta.url).pathname],
-    {
-      env: { ...process.env, REDIS_URL, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
+  return startScript(new URL(`./fixtures/${script}`, import.meta.url).pathname, env);
+}
+
+/** Starts `node <path> ...args` with `env` added to this process's environment. */
+export function startScript(path: string, env: Record<string, string>, args: string[] = []): Child {
+  const script = path.split("/").pop() ?? path;
+  const child = spawn(process.execPath, [path, ...args], {
+    env: { ...process.env, REDIS_URL, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const output: string[] = [];
   const listeners = new Set<() => void>();
   let buffered = "";

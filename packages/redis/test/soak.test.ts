@@ -132,6 +132,7 @@ async function soak(urls: string[], runPrefix: string, count: number) {
   ).length;
   const inFlightAnswers = byStatus["409"] ?? 0;
   return {
+    adapter: process.env.RECEIVER_ADAPTER ?? "express",
     eventsSent: count,
     duplicatedEvents: events.filter((_, index) => planFor(index) !== "once").length,
     deliveries,

@@ -1,0 +1,90 @@
+import { fileURLToPath } from "node:url";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Child, connect, deleteKeys, startScript, uniquePrefix, waitFor } from "./helpers.js";
+
+// The examples/redis-scale-out scripts as a user runs them: two instances, then `send`.
+const exampleDir = fileURLToPath(new URL("../../../examples/redis-scale-out/", import.meta.url));
+const prefix = uniquePrefix("example");
+const SECRET = "whsec_example";
+let redis: Redis;
+const children: Child[] = [];
+
+beforeAll(async () => {
+  redis = connect();
+  await redis.ping();
+});
+
+afterAll(async () => {
+  await Promise.all(children.map((child) => child.kill()));
+  await deleteKeys(redis, prefix);
+  redis.disconnect();
+});
+
+async function startTwo(mode: string): Promise<{ two: Child; urls: string[] }> {
+  const two = startScript(`${exampleDir}start-two.js`, {
+    PORT: "0",
+    MAPPA_WEBHOOK_SECRET: SECRET,
+    KEY_PREFIX: `${prefix}:${mode}`,
+    MODE: mode,
+  });
+  children.push(two);
+  const urls: string[] = [];
+  for (const name of ["a", "b"]) {
+    const pattern = new RegExp(`^${name} \\| listening on (http://127\\.0\\.0\\.1:\\d+)$`);
+    const [, base] = await two.waitForLine(pattern, 20_000);
+    urls.push(`${base}/webhooks/mappa`);
+  }
+  return { two, urls };
+}
+
+async function send(urls: string[]): Promise<string[]> {
+  const sender = startScript(
+    `${exampleDir}send-duplicates.js`,
+    { MAPPA_WEBHOOK_SECRET: SECRET },
+    urls,
+  );
+  children.push(sender);
+  expect(await sender.exited).toBe(0);
+  return sender.output.filter((line) => line.includes(" → "));
+}
+
+describe("examples/redis-scale-out", () => {
+  it("two instances handle an event sent to both once, and serve /api/echo", async () => {
+    const { two, urls } = await startTwo("inline");
+    const answers = await send(urls);
+    expect(answers).toHaveLength(4);
+    expect(answers.filter((line) => line.endsWith('200 {"received":true}'))).toHaveLength(1);
+    expect(
+      answers.filter((line) => / → (409 |200 \{"received":true,"duplicate":true\})/.test(line)),
+    ).toHaveLength(3);
+    await waitFor(() => two.output.some((line) => line.includes("[mappa] report.completed")), 5000);
+    expect(
+      two.output.filter((line) => /^[ab] \| \[mappa\] report\.completed evt_/.test(line)),
+    ).toHaveLength(1);
+
+    const echo = await fetch(urls[0]?.replace("/webhooks/mappa", "/api/echo") as string, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ hello: "world" }),
+    });
+    expect(await echo.json()).toEqual({ echo: { hello: "world" } });
+    console.log(
+      `[example] inline: ${answers.map((line) => line.split(" → ")[1]?.slice(0, 40)).join(" | ")}`,
+    );
+  });
+
+  it("in queue mode, the receivers enqueue and the worker handles the event once", async () => {
+    const { two, urls } = await startTwo("queue");
+    const worker = startScript(`${exampleDir}worker.js`, { KEY_PREFIX: `${prefix}:queue` });
+    children.push(worker);
+    await worker.waitForLine(/^worker ready/, 20_000);
+    const answers = await send(urls);
+    expect(answers.filter((line) => line.endsWith('200 {"received":true}'))).toHaveLength(1);
+    await worker.waitForLine(/^\[mappa\] report\.completed evt_\w+ report=rep_/, 10_000);
+    expect(
+      two.output.filter((line) => /\[mappa\] report\.completed evt_\w+ queued as job/.test(line)),
+    ).toHaveLength(1);
+    expect(worker.output.filter((line) => line.startsWith("[mappa]"))).toHaveLength(1);
+  });
+});

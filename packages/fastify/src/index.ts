@@ -103,12 +103,12 @@ const plugin: FastifyPluginAsync<MappaFastifyOptions> = async (fastify, options)
   const {
     path = DEFAULT_WEBHOOK_PATH,
     // Fastify's own registration options are not the receiver's.
-    prefix: _prefix,
+    prefix,
     logLevel: _logLevel,
     logSerializers: _logSerializers,
     ...coreOptions
   } = options as MappaFastifyOptions & {
-    prefix?: unknown;
+    prefix?: string;
     logLevel?: unknown;
     logSerializers?: unknown;
   };
@@ -122,43 +122,47 @@ const plugin: FastifyPluginAsync<MappaFastifyOptions> = async (fastify, options)
 
   // A child context of its own: the raw-body parser below replaces JSON parsing for the
   // webhook route only; every other route keeps the app's parsers.
-  await fastify.register(async (scope: FastifyInstance) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
-      done(null, body);
-    });
-    scope.route({
-      method: [...scope.supportedMethods],
-      url: path,
-      bodyLimit: webhooks.maxBodyBytes,
-      errorHandler(error: FastifyError, _request, reply) {
-        if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
-          return send(reply, webhooks.errorResponse(payloadTooLarge(webhooks.maxBodyBytes)));
-        }
-        throw error;
-      },
-      async handler(request, reply) {
-        if (request.method !== "POST") {
-          const rejected = await webhooks.handle({
+  // fastify-plugin skips `prefix` for the plugin itself, so it is handed to the child context.
+  await fastify.register(
+    async (scope: FastifyInstance) => {
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
+        done(null, body);
+      });
+      scope.route({
+        method: [...scope.supportedMethods],
+        url: path,
+        bodyLimit: webhooks.maxBodyBytes,
+        errorHandler(error: FastifyError, _request, reply) {
+          if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+            return send(reply, webhooks.errorResponse(payloadTooLarge(webhooks.maxBodyBytes)));
+          }
+          throw error;
+        },
+        async handler(request, reply) {
+          if (request.method !== "POST") {
+            const rejected = await webhooks.handle({
+              method: request.method,
+              headers: request.headers,
+              rawBody: EMPTY_BODY,
+            });
+            return send(reply, rejected);
+          }
+          const rawBody = request.body instanceof Uint8Array ? request.body : EMPTY_BODY;
+          const result = await webhooks.handle({
             method: request.method,
             headers: request.headers,
-            rawBody: EMPTY_BODY,
+            rawBody,
+            context: { request, reply },
+            waitUntil,
           });
-          return send(reply, rejected);
-        }
-        const rawBody = request.body instanceof Uint8Array ? request.body : EMPTY_BODY;
-        const result = await webhooks.handle({
-          method: request.method,
-          headers: request.headers,
-          rawBody,
-          context: { request, reply },
-          waitUntil,
-        });
-        if (result.event !== undefined) request.mappaEvent = result.event;
-        return send(reply, result);
-      },
-    });
-  });
+          if (result.event !== undefined) request.mappaEvent = result.event;
+          return send(reply, result);
+        },
+      });
+    },
+    prefix === undefined ? {} : { prefix },
+  );
 };
 
 /**

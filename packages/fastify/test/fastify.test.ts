@@ -138,6 +138,15 @@ describe("mappaWebhookPlugin", () => {
     expect((await send(`${base}/webhooks/mappa`, { headers, body })).status).toBe(404);
   });
 
+  it("honours Fastify's prefix registration option", async () => {
+    const app = Fastify();
+    await app.register(mappaWebhookPlugin, { secret, prefix: "/v1" });
+    const base = await start(app);
+    const { headers, body } = await delivery();
+    expect((await send(`${base}/v1/webhooks/mappa`, { headers, body })).status).toBe(200);
+    expect((await send(`${base}/webhooks/mappa`, { headers, body })).status).toBe(404);
+  });
+
   it("maps Fastify's bodyLimit to the core's 413 and reports it", async () => {
     const errors: MappaWebhookError[] = [];
     const app = Fastify();

@@ -10,6 +10,18 @@ import {
 } from "@mappa-webhooks/core";
 import type { Context, MiddlewareHandler } from "hono";
 
+// The event types and the error class, so apps need no direct dependency on the core.
+export {
+  isMappaWebhookError,
+  type MappaEvent,
+  type MappaEventType,
+  type MappaHandlerMap,
+  type MappaKnownEvent,
+  type MappaUnknownEvent,
+  MappaWebhookError,
+  type MappaWebhooksOptions,
+} from "@mappa-webhooks/core";
+
 /**
  * The variables {@link mappaWebhook} sets on the Hono context.
  *

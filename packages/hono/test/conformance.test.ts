@@ -1,0 +1,22 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { describeConformance } from "@mappa-webhooks/conformance";
+import { Hono } from "hono";
+import { type MappaWebhookVariables, mappaWebhook } from "../src/index.js";
+
+describeConformance("Hono on @hono/node-server", async (options) => {
+  const app = new Hono<{ Variables: MappaWebhookVariables }>();
+  app.use("/webhooks/mappa", mappaWebhook(options));
+  app.post("/api/echo", async (c) => c.json({ echo: await c.req.json() }));
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const started = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () =>
+      resolve(started),
+    );
+  });
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    webhookUrl: `${origin}/webhooks/mappa`,
+    jsonUrl: `${origin}/api/echo`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+});

@@ -49,9 +49,11 @@ function describeParseError(error: unknown): string {
     case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
       return `unknown flag ${flag ?? message}`;
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return /argument missing/.test(message)
-        ? `${flag ?? "a flag"} needs a value`
-        : `${flag ?? "a flag"} does not take a value`;
+      if (/argument missing/.test(message)) return `${flag ?? "a flag"} needs a value`;
+      if (/ambiguous/.test(message)) {
+        return `${flag ?? "a flag"} needs a value; for one that starts with "-", write ${flag ?? "--flag"}=<value>`;
+      }
+      return `${flag ?? "a flag"} does not take a value`;
     default:
       return message;
   }

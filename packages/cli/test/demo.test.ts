@@ -1,0 +1,92 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { DEMO, run } from "./helpers.js";
+
+const STORY = [
+  "1. A report completes",
+  "2. A report fails",
+  "3. A tampered delivery",
+  "4. A replay of an old delivery",
+  "5. A duplicate delivery",
+  "6. A receiver outage recovers through the retry schedule",
+];
+
+async function playDemo(args: string[]) {
+  const started = performance.now();
+  const result = await run(args, { script: DEMO, timeoutMs: 90_000 });
+  return { ...result, seconds: (performance.now() - started) / 1000 };
+}
+
+function expectStory(stdout: string) {
+  for (const title of STORY) expect(stdout).toContain(title);
+  expect(stdout.match(/✓ as expected/g)).toHaveLength(6);
+  expect(stdout).toMatch(/receiver: \[mappa\] report\.completed evt_\w+/);
+  expect(stdout).toMatch(/receiver: \[mappa\] report\.failed evt_\w+/);
+  expect(stdout).toContain("handled with its error code: audio_too_short");
+  expect(stdout).toContain("✓ 401 signature_mismatch");
+  expect(stdout).toContain("✓ 401 timestamp_outside_tolerance");
+  expect(stdout).toMatch(/receiver log lines for evt_\w+: 1/);
+  expect(stdout).toContain("(duplicate: already handled)");
+  expect(stdout).toMatch(/✗ attempt 1\/5 {2}connection refused \(ECONNREFUSED\)/);
+  expect(stdout).toMatch(/delivered on attempt [45]: on Mappa's real schedule/);
+  expect(stdout).toMatch(/✓ All 6 steps behaved as expected, in [\d.]+ s\./);
+}
+
+describe("the demo", () => {
+  it("plays the whole story against the default receiver and exits 0", async () => {
+    const result = await playDemo([]);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^Receiver: /m);
+    expectStory(result.stdout);
+    expect(result.seconds).toBeLessThan(60);
+  });
+
+  it("plays it against the built-in receiver too", async () => {
+    const result = await playDemo(["--receiver", "builtin"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("Receiver: the built-in receiver");
+    expectStory(result.stdout);
+  });
+
+  it("exits 1 and lists what differed when the receiver does not verify", async () => {
+    // A naive receiver: answers 200 to everything and never checks signatures or duplicates.
+    const dir = mkdtempSync(join(tmpdir(), "mappa-demo-naive-"));
+    const server = join(dir, "server.js");
+    writeFileSync(
+      server,
+      `import { createServer } from "node:http";
+const server = createServer((req, res) => {
+  let body = "";
+  req.on("data", (chunk) => { body += chunk; });
+  req.on("end", () => {
+    try { const e = JSON.parse(body); console.log("[mappa] " + e.type + " " + e.id); } catch {}
+    res.end("{}");
+  });
+});
+server.listen(Number(process.env.PORT), "127.0.0.1", () =>
+  console.log("listening on http://127.0.0.1:" + server.address().port));
+`,
+    );
+    const result = await playDemo(["--receiver", server]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("✗ 3 of 6 steps did not behave as expected");
+    expect(result.stdout).toContain(
+      "- A tampered delivery: expected 401, got 200; the receiver handled it",
+    );
+    expect(result.stdout).toContain(
+      "- A replay of an old delivery: expected 401, got 200; the receiver handled it",
+    );
+    expect(result.stdout).toContain(
+      "- A duplicate delivery: expected the event handled once, the receiver logged it 2 times",
+    );
+  });
+
+  it("reports a receiver that cannot be found", async () => {
+    const result = await playDemo(["--receiver", "/nonexistent/server.js"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("--receiver /nonexistent/server.js: no such file");
+  });
+});

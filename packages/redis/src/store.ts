@@ -149,9 +149,10 @@ export function createRedisIdempotencyStore(
       );
     }
     const key = keyFor(eventKey);
+    // Through a promise chain, so an adapter that throws synchronously still becomes a 503.
     const call =
       runner !== undefined
-        ? runner.runScript(script, [key], args)
+        ? Promise.resolve().then(() => runner.runScript(script, [key], args))
         : runIoRedis(ioredis as IoRedisLikeClient, script, key, args);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {

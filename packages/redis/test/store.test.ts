@@ -193,3 +193,26 @@ describe("createRedisIdempotencyStore", () => {
     }
   });
 });
+
+describe("a runScript adapter that fails", () => {
+  it("turns a synchronous throw or a rejection into idempotency_store_failed", async () => {
+    const throwing = createRedisIdempotencyStore({
+      client: {
+        runScript: () => {
+          throw new Error("socket closed");
+        },
+      },
+    });
+    await expect(throwing.claim("evt_x", LEASE)).rejects.toMatchObject({
+      code: "idempotency_store_failed",
+      message: expect.stringContaining("socket closed"),
+    });
+    const rejecting = createRedisIdempotencyStore({
+      client: { runScript: () => Promise.reject(new Error("READONLY replica")) },
+    });
+    await expect(rejecting.release("evt_x", "t")).rejects.toMatchObject({
+      code: "idempotency_store_failed",
+      status: 503,
+    });
+  });
+});

@@ -19,6 +19,8 @@ describe("types", () => {
     const queue = new Queue("mappa-webhooks", { connection: {} });
     const handoff = createQueueHandoff({ queue });
     createMappaWebhooks({ secret: "whsec_x", ...handoff.handlers });
+    // Also into a receiver whose handlers get a framework context.
+    createMappaWebhooks<{ req: Request }>({ secret: "whsec_x", ...handoff.handlers });
   });
 
   it("narrows the worker's handlers by event type and passes the job", () => {

@@ -1,12 +1,26 @@
 import type { MappaEventDataMap, MappaEventType } from "@mappa-webhooks/core";
 
-/** `data` of an event type the core does not know: a job id plus whatever the type carries. */
+/**
+ * `data` of an event type the core does not know: a job id plus whatever the type carries.
+ *
+ * @example
+ * ```ts
+ * const data: UnknownEventData = createTestEvent("report.progress", { data: { progress: 0.5 } }).data;
+ * ```
+ */
 export interface UnknownEventData {
   jobId: string;
   [key: string]: unknown;
 }
 
-/** The `data` a test event of type `T` carries: typed for known types, generic otherwise. */
+/**
+ * The `data` a test event of type `T` carries: typed for known types, generic otherwise.
+ *
+ * @example
+ * ```ts
+ * const data: TestEventData<"matching.completed"> = { jobId: "j1", matchingId: "m1", status: "completed" };
+ * ```
+ */
 export type TestEventData<T extends string> = T extends MappaEventType
   ? MappaEventDataMap[T]
   : UnknownEventData;
@@ -14,6 +28,12 @@ export type TestEventData<T extends string> = T extends MappaEventType
 /**
  * An event as Mappa sends it on the wire (the JSON body), narrowed by its `type`.
  * `JSON.stringify` it to get the body to sign.
+ *
+ * @example
+ * ```ts
+ * const event: TestEvent<"report.failed"> = createTestEvent("report.failed");
+ * event.data.error.code; // string
+ * ```
  */
 export type TestEvent<T extends string = MappaEventType> = T extends unknown
   ? {
@@ -26,14 +46,29 @@ export type TestEvent<T extends string = MappaEventType> = T extends unknown
     }
   : never;
 
-/** Every field optional, at every depth; `undefined` removes a field. Arrays are replaced whole. */
+/**
+ * Every field optional, at every depth; `undefined` removes a field. Arrays are replaced whole.
+ *
+ * @example
+ * ```ts
+ * const patch: DeepPartial<TestEventData<"report.failed">> = { error: { code: "audio_too_short" } };
+ * ```
+ */
 export type DeepPartial<T> = T extends readonly unknown[]
   ? T
   : T extends object
     ? { [K in keyof T]?: DeepPartial<T[K]> | undefined }
     : T;
 
-/** What {@link createTestEvent} lets you change. */
+/**
+ * What {@link createTestEvent} lets you change.
+ *
+ * @example
+ * ```ts
+ * const overrides: TestEventOverrides<"report.completed"> = { id: "evt_1", data: { reportId: "r1" } };
+ * createTestEvent("report.completed", overrides);
+ * ```
+ */
 export interface TestEventOverrides<T extends string = string> {
   /** The event id. Default: a fresh `evt_…` id. */
   id?: string;
@@ -57,7 +92,14 @@ function randomId(length: number): string {
   return out;
 }
 
-/** A fresh event id, shaped like Mappa's: `evt_` and 24 random characters. */
+/**
+ * A fresh event id, shaped like Mappa's: `evt_` and 24 random characters.
+ *
+ * @example
+ * ```ts
+ * const id = createEventId(); // "evt_k3j9…"
+ * ```
+ */
 export function createEventId(): string {
   return `evt_${randomId(24)}`;
 }

@@ -1,9 +1,23 @@
 import { signPayload } from "@mappa-webhooks/core";
 
-/** What can be delivered: an event object (sent as compact JSON) or the exact body text. */
+/**
+ * What can be delivered: an event object (sent as compact JSON) or the exact body text.
+ *
+ * @example
+ * ```ts
+ * const payloads: DeliveryPayload[] = [createTestEvent("report.completed"), '{"type":"x"}'];
+ * ```
+ */
 export type DeliveryPayload = string | object;
 
-/** Options of {@link createSignedDelivery} and {@link createSignedRequest}. */
+/**
+ * Options of {@link createSignedDelivery} and {@link createSignedRequest}.
+ *
+ * @example
+ * ```ts
+ * const replay: SignOptions = { secret: "whsec_test", timestamp: new Date(Date.now() - 3_600_000) };
+ * ```
+ */
 export interface SignOptions {
   /** The endpoint's signing secret. */
   secret: string;
@@ -13,7 +27,15 @@ export interface SignOptions {
   headerName?: string;
 }
 
-/** A signed body and its headers, ready for supertest, `fastify.inject` or `app.request`. */
+/**
+ * A signed body and its headers, ready for supertest, `fastify.inject` or `app.request`.
+ *
+ * @example
+ * ```ts
+ * const { body, headers }: SignedDelivery = await createSignedDelivery(event, { secret });
+ * await app.request("/webhooks/mappa", { method: "POST", body, headers }); // Hono
+ * ```
+ */
 export interface SignedDelivery {
   /** The exact body that was signed: send it unchanged. */
   body: string;

@@ -5,18 +5,38 @@ import { type DeliveryPayload, toBody } from "./sign.js";
  * Mappa's retry schedule: the wait before each attempt, in milliseconds, each measured from the
  * end of the previous attempt. Immediately, then 5 s, 30 s, 5 min and 30 min later; after the
  * fifth failed attempt the event is abandoned (about 36 minutes after the first).
+ *
+ * @example
+ * ```ts
+ * // the first three attempts only
+ * await simulateDelivery(url, event, { secret, schedule: MAPPA_RETRY_SCHEDULE_MS.slice(0, 3) });
+ * ```
  */
 export const MAPPA_RETRY_SCHEDULE_MS: readonly number[] = Object.freeze([
   0, 5_000, 30_000, 300_000, 1_800_000,
 ]);
 
-/** How long one attempt may take before it counts as failed, unless `timeoutMs` says otherwise. */
+/**
+ * How long one attempt may take before it counts as failed, unless `timeoutMs` says otherwise.
+ *
+ * @example
+ * ```ts
+ * await simulateDelivery(url, event, { secret, timeoutMs: DEFAULT_ATTEMPT_TIMEOUT_MS / 10 });
+ * ```
+ */
 export const DEFAULT_ATTEMPT_TIMEOUT_MS = 30_000;
 
 /** The most response-body characters kept in a report. */
 const MAX_RESPONSE_CHARS = 2_000;
 
-/** One attempt of a delivery. */
+/**
+ * One attempt of a delivery.
+ *
+ * @example
+ * ```ts
+ * const failed = report.attempts.filter((a: DeliveryAttempt) => !a.ok).map((a) => a.status ?? a.errorCode);
+ * ```
+ */
 export interface DeliveryAttempt {
   /** 1 for the first attempt. */
   attempt: number;
@@ -43,7 +63,15 @@ export interface DeliveryAttempt {
   errorCode?: string;
 }
 
-/** The outcome of {@link simulateDelivery}. */
+/**
+ * The outcome of {@link simulateDelivery}.
+ *
+ * @example
+ * ```ts
+ * const report: DeliveryReport = await simulateDelivery(url, event, { secret, timeScale: 0.001 });
+ * if (report.abandoned) console.log(report.attempts.at(-1)?.status);
+ * ```
+ */
 export interface DeliveryReport {
   /** A 2xx answer was received. */
   delivered: boolean;
@@ -57,7 +85,14 @@ export interface DeliveryReport {
   durationMs: number;
 }
 
-/** Options of {@link simulateDelivery}. */
+/**
+ * Options of {@link simulateDelivery}.
+ *
+ * @example
+ * ```ts
+ * const options: SimulateDeliveryOptions = { secret: "whsec_test", timeScale: 0.001, timeoutMs: 2_000 };
+ * ```
+ */
 export interface SimulateDeliveryOptions {
   /** The endpoint's signing secret. */
   secret: string;
@@ -268,7 +303,14 @@ export async function simulateDelivery(
   };
 }
 
-/** A simulator with shared defaults, from {@link createDeliverySimulator}. */
+/**
+ * A simulator with shared defaults, from {@link createDeliverySimulator}.
+ *
+ * @example
+ * ```ts
+ * const mappa: DeliverySimulator = createDeliverySimulator({ secret: "whsec_test" });
+ * ```
+ */
 export interface DeliverySimulator {
   /** {@link simulateDelivery} with the simulator's defaults; `options` override them. */
   deliver(

@@ -50,7 +50,18 @@ export interface MappaWebhookVariables {
  */
 export type MappaWebhookEnv = { Variables: MappaWebhookVariables };
 
-/** Options of {@link mappaWebhook}: the core's options, with the Hono context as handler context. */
+/**
+ * Options of {@link mappaWebhook}: the core's options, with the Hono context as handler context.
+ *
+ * @example
+ * ```ts
+ * const options: MappaHonoOptions = {
+ *   secret: process.env.MAPPA_WEBHOOK_SECRET!,
+ *   mode: "next",
+ *   on: { "report.failed": (event, c) => console.warn(c.req.url, event.data.error.code) },
+ * };
+ * ```
+ */
 export interface MappaHonoOptions extends MappaWebhooksOptions<Context> {
   /**
    * `"respond"` (default): the middleware answers itself with the core's response (200, 401,

@@ -24,7 +24,18 @@ export {
 
 type WaitUntil = (promise: Promise<unknown>) => void;
 
-/** Options of {@link createMappaWebhookHandler}: the core's options; handlers get the `Request`. */
+/**
+ * Options of {@link createMappaWebhookHandler}: the core's options; handlers get the `Request`.
+ *
+ * @example
+ * ```ts
+ * const options: MappaNextOptions = {
+ *   secret: process.env.MAPPA_WEBHOOK_SECRET!,
+ *   ack: "first", // answer at once; handlers finish in after()
+ *   on: { "report.completed": (event, request) => enqueue(event.data.reportId) },
+ * };
+ * ```
+ */
 export interface MappaNextOptions extends MappaWebhooksOptions<Request> {
   /**
    * Keeps ack-first work alive after the answer. Default: Next's `after()` (Next 15+), which
@@ -33,7 +44,15 @@ export interface MappaNextOptions extends MappaWebhooksOptions<Request> {
   waitUntil?: WaitUntil;
 }
 
-/** Options of {@link createMappaPagesHandler}: the core's options; handlers get the Node request. */
+/**
+ * Options of {@link createMappaPagesHandler}: the core's options; handlers get the Node request.
+ *
+ * @example
+ * ```ts
+ * import { waitUntil } from "@vercel/functions";
+ * const options: MappaPagesOptions = { secret: process.env.MAPPA_WEBHOOK_SECRET!, ack: "first", waitUntil };
+ * ```
+ */
 export interface MappaPagesOptions extends MappaWebhooksOptions<IncomingMessage> {
   /** Keeps ack-first work alive after the answer (e.g. `waitUntil` from `@vercel/functions`). */
   waitUntil?: WaitUntil;

@@ -92,11 +92,12 @@ export function jobIdFor(idempotencyKey: string): string {
  * @example
  * ```ts
  * import { Queue } from "bullmq";
+ * import { mappaWebhook } from "@mappa-webhooks/express";
  * import { createQueueHandoff } from "@mappa-webhooks/redis/queue";
  *
  * const queue = new Queue("mappa-webhooks", { connection: { host: "127.0.0.1", port: 6379 } });
  * const handoff = createQueueHandoff({ queue });
- * app.post("/webhooks/mappa", mappaWebhooks({ secret, idempotency, ...handoff.handlers }));
+ * app.post("/webhooks/mappa", mappaWebhook({ secret, idempotency, ...handoff.handlers }));
  * ```
  */
 export function createQueueHandoff(options: QueueHandoffOptions): QueueHandoff {

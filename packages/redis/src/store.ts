@@ -94,10 +94,11 @@ function positiveInteger(ms: number): string {
  * @example
  * ```ts
  * import { Redis } from "ioredis";
+ * import { mappaWebhook } from "@mappa-webhooks/express";
  * import { createRedisIdempotencyStore } from "@mappa-webhooks/redis";
  *
  * const idempotency = createRedisIdempotencyStore({ client: new Redis(process.env.REDIS_URL!) });
- * app.post("/webhooks/mappa", mappaWebhooks({ secret, idempotency, on: { ... } }));
+ * app.post("/webhooks/mappa", mappaWebhook({ secret, idempotency, on: { ... } }));
  * ```
  */
 export function createRedisIdempotencyStore(

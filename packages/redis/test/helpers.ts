@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
@@ -113,6 +114,14 @@ export function startFixture(script: string, env: Record<string, string>): Child
 
 /** Starts `node <path> ...args` with `env` added to this process's environment. */
 export function startScript(path: string, env: Record<string, string>, args: string[] = []): Child {
+  // The scripts import the built packages, as users do.
+  for (const built of ["../dist/index.js", "../../express/dist/index.js"]) {
+    if (!existsSync(new URL(built, import.meta.url))) {
+      throw new Error(
+        `${built} is missing: build first (pnpm --filter @mappa-webhooks/redis... build).`,
+      );
+    }
+  }
   const script = path.split("/").pop() ?? path;
   const child = spawn(process.execPath, [path, ...args], {
     env: { ...process.env, REDIS_URL, ...env },

@@ -1,5 +1,5 @@
 import type { MappaEvent, MappaKnownEvent, MappaUnknownEvent } from "@mappa-webhooks/core";
-import { type Context, Hono } from "hono";
+import { type Context, type ExecutionContext, Hono } from "hono";
 import { describe, expectTypeOf, it } from "vitest";
 import { type MappaWebhookEnv, type MappaWebhookVariables, mappaWebhook } from "../src/index.js";
 
@@ -37,6 +37,20 @@ describe("types", () => {
       expectTypeOf(c.var.mappaEvent).toEqualTypeOf<MappaEvent>();
       return c.text("ok");
     });
+  });
+
+  it("compiles the README's Workers pattern (secret from the bindings, one app per isolate)", () => {
+    type Bindings = { MAPPA_WEBHOOK_SECRET: string };
+    const createApp = (secret: string) =>
+      new Hono<{ Bindings: Bindings }>().post("/webhooks/mappa", mappaWebhook({ secret }));
+    let app: ReturnType<typeof createApp> | undefined;
+    const worker = {
+      fetch(request: Request, env: Bindings, ctx: ExecutionContext) {
+        app ??= createApp(env.MAPPA_WEBHOOK_SECRET);
+        return app.fetch(request, env, ctx);
+      },
+    };
+    expectTypeOf(worker.fetch).returns.toEqualTypeOf<Response | Promise<Response>>();
   });
 
   it("narrows each handler's event by type and passes the Hono context", () => {

@@ -1,0 +1,57 @@
+// Sizes the fixes recommended in BENCHMARKS.md: the prototype verifier of verify-fast.mjs with
+// each fix switched on in turn, against the floor and the core, in the micro harness:
+//   node prototype/measure.mjs [size=1024] [rounds=30]
+import { parseEvent } from "@mappa-webhooks/core";
+import { SECRET } from "../lib/fixtures.mjs";
+import { formatRatio } from "../lib/stats.mjs";
+import * as base from "../micro/contenders.mjs";
+import { interleave, ratioOf } from "../micro.mjs";
+import { createVerifier } from "./verify-fast.mjs";
+
+/** Prototype contenders by id; `construct*` ones also parse, like `constructEvent`. */
+export const VARIANTS = {
+  protoCopy: {},
+  protoStraight: { straight: true },
+  protoBufferHex: { bufferHex: true },
+  protoSecretBytes: { secretBytes: true },
+  protoAll: { straight: true, bufferHex: true, secretBytes: true },
+  constructProtoAll: { straight: true, bufferHex: true, secretBytes: true, parse: true },
+};
+
+export const { inputFrom } = base;
+
+export async function createContender(id, input) {
+  const options = VARIANTS[id];
+  if (options === undefined) return base.createContender(id, input);
+  const { parse, ...switches } = options;
+  const verify = createVerifier(switches);
+  const params = { payload: input.bytes, headers: input.headers, secret: SECRET };
+  if (!parse) return { async: true, run: () => verify(params) };
+  // As `constructEvent`, with the verifier above.
+  return {
+    async: true,
+    run: async () => {
+      await verify(params);
+      return parseEvent(params.payload);
+    },
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const size = Number(process.argv[2] ?? 1024);
+  const rounds = Number(process.argv[3] ?? 30);
+  const ids = ["floor", "floorParse", "verifyNode", "constructNode", ...Object.keys(VARIANTS)];
+  const signed = await base.signedInputFor(size);
+  const { perRound } = await interleave(ids, signed, { modulePath: import.meta.url, rounds });
+  // Also printed: the median ns per call, for the absolute size of each change.
+  console.log(
+    `${size} B, ${rounds} rounds: same-round ratio vs the floor (construct*: vs floor + JSON.parse)`,
+  );
+  for (const id of ids) {
+    const r = ratioOf(perRound, id, id.startsWith("construct") ? "floorParse" : "floor");
+    const ns = perRound.map((times) => times[id]).sort((a, b) => a - b)[perRound.length >> 1];
+    console.log(
+      `${id.padEnd(18)} ${formatRatio(r.median)}  [${formatRatio(r.p25)} – ${formatRatio(r.p75)}]  ${Math.round(ns)} ns`,
+    );
+  }
+}

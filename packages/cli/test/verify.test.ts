@@ -48,7 +48,7 @@ describe("verify", () => {
       "  ✓ signature header present: mappa-signature",
       `  ✓ header well-formed: t=${T}, 1 v1 signature`,
       "  ✓ timestamp within tolerance: 12 s in the past (tolerance 300 s)",
-      "  ✓ signature matches the body: under the secret",
+      "  ✓ signature matches the body: under secret #1",
       "  ✓ body is a Mappa event: report.completed evt_capture",
       "✓ valid: a receiver would accept this delivery",
       "",

@@ -80,7 +80,7 @@ describe("simulateDelivery", () => {
     // 5 s and 30 s scaled by 0.001 (timers may fire a millisecond early)
     expect(second - first).toBeGreaterThanOrEqual(4);
     expect(third - second).toBeGreaterThanOrEqual(29);
-    expect(report.durationMs).toBeLessThan(2_000);
+    expect(report.durationMs).toBeLessThan(10_000); // not the 35 s of the real schedule
   });
 
   it("signs every attempt at send time on the real clock, even when time-scaled", async () => {
@@ -117,7 +117,7 @@ describe("simulateDelivery", () => {
     expect(target.received).toHaveLength(5);
     // 2 135 ms of scaled waiting in total
     expect(report.durationMs).toBeGreaterThanOrEqual(2_120);
-    expect(report.durationMs).toBeLessThan(6_000);
+    expect(report.durationMs).toBeLessThan(15_000); // not 36 minutes
     const sent = report.attempts.map((a) => a.sentAtMs);
     expect((sent[4] as number) - (sent[3] as number)).toBeGreaterThanOrEqual(1_795);
   });

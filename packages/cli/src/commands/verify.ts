@@ -166,7 +166,7 @@ export async function verify(argv: string[]): Promise<number> {
           : id === "timestamp"
             ? `${skewText(skew ?? 0)} (tolerance ${toleranceSec} s)`
             : secrets.length === 1
-              ? "under the secret"
+              ? "under secret #1"
               : `under secret #${secretIndex + 1} of ${secrets.length}${secretIndex > 0 ? " (an older secret is still in use)" : ""}`;
     checks.push({ id, label, ok: true, detail });
   });

@@ -25,7 +25,8 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array {
 /**
  * Reads a body to the end, stopping as soon as it exceeds `limit` bytes (the rest is never
  * buffered). Takes a Fetch `ReadableStream` or any async iterable of bytes, such as a Node
- * `IncomingMessage`. Rejects with `payload_too_large`.
+ * `IncomingMessage` (left open on an early stop, so the caller can still answer 413).
+ * Rejects with `payload_too_large`.
  *
  * @example
  * ```ts
@@ -57,8 +58,16 @@ export async function readBodyWithLimit(
       }
     }
   } else {
-    for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
-      // Leaving the loop early destroys a Node stream, so the rest is not read.
+    // A Node stream is iterated without destroying it on an early stop: destroying the request
+    // would reset the socket before the 413 could be written.
+    const nodeStream = source as {
+      iterator?: (options: { destroyOnReturn: boolean }) => AsyncIterable<Uint8Array | string>;
+    };
+    const chunks$ =
+      typeof nodeStream.iterator === "function"
+        ? nodeStream.iterator({ destroyOnReturn: false })
+        : (source as AsyncIterable<Uint8Array | string>);
+    for await (const chunk of chunks$) {
       if (!take(chunk)) throw payloadTooLarge(limit);
     }
   }

@@ -113,6 +113,8 @@ export interface WebhookResponse {
   error?: MappaWebhookError;
   /** The signature check's result, when it passed. */
   verification?: VerifySignatureResult;
+  /** True when the event was already handled, so handlers did not run. */
+  duplicate?: boolean;
 }
 
 /** The receiver {@link createMappaWebhooks} returns. */
@@ -334,7 +336,9 @@ export function createMappaWebhooks<TContext = unknown>(
         } catch (error) {
           return errorResponse(toError(error, "idempotency_store_failed"), "idempotency", event);
         }
-        if (claim.status === "completed") return respond(200, DUPLICATE, { event, verification });
+        if (claim.status === "completed") {
+          return respond(200, DUPLICATE, { event, verification, duplicate: true });
+        }
         if (claim.status === "in_flight") {
           return errorResponse(
             new MappaWebhookError(

@@ -111,15 +111,10 @@ async function rawBodyOf(req: Request, limit: number): Promise<Uint8Array> {
   if (streamConsumed(req)) throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
   const declared = Number(req.headers["content-length"]);
   if (declared > limit) throw payloadTooLarge(limit);
-  // Stopping early must not destroy the request: that would reset the socket before the 413.
-  const bytes = await readBodyWithLimit(req.iterator({ destroyOnReturn: false }), limit);
+  const bytes = await readBodyWithLimit(req, limit);
   // Later middleware (mode "next") can still get at the bytes the stream no longer has.
   req.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return bytes;
-}
-
-function isDuplicate(result: WebhookResponse): boolean {
-  return (JSON.parse(result.body) as { duplicate?: unknown }).duplicate === true;
 }
 
 /**
@@ -238,7 +233,7 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
       waitUntil,
     });
     if (result.event !== undefined) req.mappaEvent = result.event;
-    if (mode === "next" && result.status === 200 && !isDuplicate(result)) {
+    if (mode === "next" && result.status === 200 && !result.duplicate === true) {
       next();
       return;
     }

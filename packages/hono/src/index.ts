@@ -165,14 +165,10 @@ export function mappaWebhook(options: MappaHonoOptions): MiddlewareHandler<Mappa
     if (waitUntil !== undefined) input.waitUntil = waitUntil;
     const result = await webhooks.handle(input);
     if (result.event !== undefined) c.set("mappaEvent", result.event);
-    if (mode === "next" && result.status === 200 && !isDuplicate(result)) {
+    if (mode === "next" && result.status === 200 && !result.duplicate === true) {
       await next();
       return;
     }
     return toResponse(result);
   };
-}
-
-function isDuplicate(result: WebhookResponse): boolean {
-  return (JSON.parse(result.body) as { duplicate?: boolean }).duplicate === true;
 }

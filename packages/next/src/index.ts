@@ -173,11 +173,7 @@ export function createMappaPagesHandler(
     }
     let rawBody: Uint8Array;
     try {
-      // Stopping early must not destroy the request: that would reset the socket before the 413.
-      rawBody = await readBodyWithLimit(
-        req.iterator({ destroyOnReturn: false }),
-        webhooks.maxBodyBytes,
-      );
+      rawBody = await readBodyWithLimit(req, webhooks.maxBodyBytes);
     } catch (error) {
       return webhooks.errorResponse(error);
     }

@@ -1,0 +1,32 @@
+import { Readable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { isMappaWebhookError, readBodyWithLimit } from "../src/index.js";
+
+describe("readBodyWithLimit", () => {
+  it("reads a Node stream to the end within the limit", async () => {
+    const body = await readBodyWithLimit(Readable.from([Buffer.from("ab"), Buffer.from("cd")]), 4);
+    expect(new TextDecoder().decode(body)).toBe("abcd");
+  });
+
+  it("stops at the limit without destroying a Node stream, so a 413 can still be written", async () => {
+    let produced = 0;
+    const stream = new Readable({
+      read() {
+        produced++;
+        this.push(produced > 1000 ? null : Buffer.alloc(1024));
+      },
+    });
+    const error = await readBodyWithLimit(stream, 4096).catch((e: unknown) => e);
+    expect(isMappaWebhookError(error) && error.code).toBe("payload_too_large");
+    expect(stream.destroyed).toBe(false);
+    expect(produced).toBeLessThan(50);
+    stream.destroy();
+  });
+
+  it("reads strings and empty bodies", async () => {
+    expect(await readBodyWithLimit(Readable.from(["é"]), 10)).toEqual(
+      new TextEncoder().encode("é"),
+    );
+    expect((await readBodyWithLimit(null, 10)).byteLength).toBe(0);
+  });
+});

@@ -100,6 +100,11 @@ export interface WebhookRequestInput<TContext = unknown> {
   context?: TContext;
   /** Keeps background work alive after the response (edge runtimes); used by ack-first. */
   waitUntil?: (promise: Promise<unknown>) => void;
+  /**
+   * Called with the verified event before deduplication and handlers, e.g. to expose it on
+   * the framework's request (`req.mappaEvent`) for handlers and later middleware.
+   */
+  onVerified?: (event: MappaEvent) => void;
 }
 
 /** A framework-neutral response for the adapter to write. */
@@ -326,6 +331,7 @@ export function createMappaWebhooks<TContext = unknown>(
         return errorResponse(error);
       }
       const { event, verification } = verified;
+      input.onVerified?.(event);
       const context = input.context as TContext;
       const key = event.idempotencyKey;
 

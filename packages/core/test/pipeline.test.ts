@@ -156,6 +156,18 @@ describe("statuses", () => {
   });
 });
 
+describe("onVerified", () => {
+  it("sees the event before handlers, and duplicates too, but never an unverified one", async () => {
+    const order: string[] = [];
+    const webhooks = receiver({ on: { "report.completed": () => void order.push("handler") } });
+    const onVerified = (event: MappaEvent) => void order.push(`verified:${event.idempotencyKey}`);
+    await webhooks.handle({ ...(await delivery(eventBody())), onVerified });
+    await webhooks.handle({ ...(await delivery(eventBody())), onVerified });
+    await webhooks.handle({ ...(await delivery(eventBody())), headers: {}, onVerified });
+    expect(order).toEqual(["verified:evt_pipe_1", "handler", "verified:evt_pipe_1"]);
+  });
+});
+
 describe("idempotency", () => {
   it("a duplicate after success answers 200 without running handlers", async () => {
     const handler = vi.fn();

@@ -2,7 +2,6 @@ import type { IncomingMessage } from "node:http";
 import {
   createMappaWebhooks,
   type MappaEvent,
-  type MappaHandlerMap,
   MappaWebhookError,
   type MappaWebhooksOptions,
   payloadTooLarge,
@@ -132,36 +131,6 @@ function send(res: Response, result: WebhookResponse): void {
   res.end(result.body);
 }
 
-/** Wraps handlers so `req.mappaEvent` is set before each one runs. */
-function withRequestEvent(
-  options: MappaWebhooksOptions<MappaExpressContext>,
-): MappaWebhooksOptions<MappaExpressContext> {
-  type AnyHandler = (event: MappaEvent, context: MappaExpressContext) => unknown;
-  const on: Record<string, AnyHandler> = {};
-  for (const [type, handler] of Object.entries(options.on ?? {})) {
-    const run = handler as AnyHandler;
-    on[type] =
-      typeof run === "function"
-        ? (event, context) => {
-            context.req.mappaEvent = event;
-            return run(event, context);
-          }
-        : run;
-  }
-  const wrapped: MappaWebhooksOptions<MappaExpressContext> = {
-    ...options,
-    on: on as MappaHandlerMap<MappaExpressContext>,
-  };
-  const onUnknown = options.onUnknown;
-  if (onUnknown !== undefined) {
-    wrapped.onUnknown = (event, context) => {
-      context.req.mappaEvent = event;
-      return onUnknown(event, context);
-    };
-  }
-  return wrapped;
-}
-
 /**
  * Express middleware that receives Mappa webhooks: it reads the raw body, verifies the
  * signature, deduplicates, runs your handlers and answers (200, 401, 400, 405, 413, 500, ...).
@@ -198,12 +167,8 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
   if (mode !== "respond" && mode !== "next") {
     throw new MappaWebhookError("invalid_options", '`mode` must be "respond" or "next".');
   }
-  const webhooks = createMappaWebhooks<MappaExpressContext>(withRequestEvent(coreOptions));
+  const webhooks = createMappaWebhooks<MappaExpressContext>(coreOptions);
   const pathWithSlash = path.endsWith("/") ? path : `${path}/`;
-  // Ack-first work keeps running on its own in Node; the core reports its failures to onError.
-  const waitUntil = (promise: Promise<unknown>) => {
-    promise.catch(() => {});
-  };
 
   const handle = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     if (!isRouteHandler(req, middleware) && req.path !== path && req.path !== pathWithSlash) {
@@ -230,10 +195,12 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
       headers: req.headers,
       rawBody,
       context: { req, res },
-      waitUntil,
+      // Set before handlers run, so they and later middleware see it.
+      onVerified: (event) => {
+        req.mappaEvent = event;
+      },
     });
-    if (result.event !== undefined) req.mappaEvent = result.event;
-    if (mode === "next" && result.status === 200 && !result.duplicate === true) {
+    if (mode === "next" && result.status === 200 && result.duplicate !== true) {
       next();
       return;
     }

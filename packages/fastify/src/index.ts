@@ -1,7 +1,6 @@
 import {
   createMappaWebhooks,
   type MappaEvent,
-  type MappaHandlerMap,
   type MappaWebhooksOptions,
   payloadTooLarge,
   type WebhookResponse,
@@ -69,36 +68,6 @@ function send(reply: FastifyReply, result: WebhookResponse): FastifyReply {
   return reply.code(result.status).headers(result.headers).send(result.body);
 }
 
-/** Wraps handlers so `request.mappaEvent` is set before each one runs. */
-function withRequestEvent(
-  options: MappaWebhooksOptions<MappaFastifyContext>,
-): MappaWebhooksOptions<MappaFastifyContext> {
-  type AnyHandler = (event: MappaEvent, context: MappaFastifyContext) => unknown;
-  const on: Record<string, AnyHandler> = {};
-  for (const [type, handler] of Object.entries(options.on ?? {})) {
-    const run = handler as AnyHandler;
-    on[type] =
-      typeof run === "function"
-        ? (event, context) => {
-            context.request.mappaEvent = event;
-            return run(event, context);
-          }
-        : run;
-  }
-  const wrapped: MappaWebhooksOptions<MappaFastifyContext> = {
-    ...options,
-    on: on as MappaHandlerMap<MappaFastifyContext>,
-  };
-  const onUnknown = options.onUnknown;
-  if (onUnknown !== undefined) {
-    wrapped.onUnknown = (event, context) => {
-      context.request.mappaEvent = event;
-      return onUnknown(event, context);
-    };
-  }
-  return wrapped;
-}
-
 const plugin: FastifyPluginAsync<MappaFastifyOptions> = async (fastify, options) => {
   const {
     path = DEFAULT_WEBHOOK_PATH,
@@ -112,11 +81,7 @@ const plugin: FastifyPluginAsync<MappaFastifyOptions> = async (fastify, options)
     logLevel?: unknown;
     logSerializers?: unknown;
   };
-  const webhooks = createMappaWebhooks<MappaFastifyContext>(withRequestEvent(coreOptions));
-  // Ack-first work keeps running on its own in Node; the core reports its failures to onError.
-  const waitUntil = (promise: Promise<unknown>) => {
-    promise.catch(() => {});
-  };
+  const webhooks = createMappaWebhooks<MappaFastifyContext>(coreOptions);
 
   if (!fastify.hasRequestDecorator("mappaEvent")) fastify.decorateRequest("mappaEvent", null);
 
@@ -154,9 +119,10 @@ const plugin: FastifyPluginAsync<MappaFastifyOptions> = async (fastify, options)
             headers: request.headers,
             rawBody,
             context: { request, reply },
-            waitUntil,
+            onVerified: (event) => {
+              request.mappaEvent = event;
+            },
           });
-          if (result.event !== undefined) request.mappaEvent = result.event;
           return send(reply, result);
         },
       });

@@ -165,7 +165,7 @@ export function mappaWebhook(options: MappaHonoOptions): MiddlewareHandler<Mappa
     if (waitUntil !== undefined) input.waitUntil = waitUntil;
     const result = await webhooks.handle(input);
     if (result.event !== undefined) c.set("mappaEvent", result.event);
-    if (mode === "next" && result.status === 200 && !result.duplicate === true) {
+    if (mode === "next" && result.status === 200 && result.duplicate !== true) {
       await next();
       return;
     }

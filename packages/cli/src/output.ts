@@ -43,7 +43,8 @@ const FRAMES = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "
 
 /** A one-line spinner on a terminal; elsewhere it stays silent and only final lines print. */
 export interface Spinner {
-  start(text: string): void;
+  /** Shows `text`; a function is read again on every frame (for a countdown). */
+  start(text: string | (() => string)): void;
   /** Stops the spinner, clears its line and prints `line` (if given) in its place. */
   stop(line?: string): void;
 }
@@ -51,9 +52,10 @@ export interface Spinner {
 export function createSpinner(stream: Stream, animate: boolean): Spinner {
   let timer: ReturnType<typeof setInterval> | undefined;
   let frame = 0;
-  let text = "";
+  let text: string | (() => string) = "";
   const draw = () => {
-    stream.write(`\r\u001b[K${FRAMES[frame % FRAMES.length]} ${text}`);
+    const shown = typeof text === "function" ? text() : text;
+    stream.write(`\r\u001b[K${FRAMES[frame % FRAMES.length]} ${shown}`);
     frame++;
   };
   return {

@@ -16,6 +16,14 @@ function terminal(isTTY: boolean): Writable & { isTTY: boolean; text(): string }
   return stream;
 }
 
+/** Waits (bounded) until the spinner drew `count` frames: timers are late on a loaded machine. */
+async function framesDrawn(stream: { text(): string }, count: number): Promise<void> {
+  for (let waited = 0; waited < 5_000; waited += 20) {
+    if (stream.text().split("\r\u001b[K").length - 1 >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 describe("colour", () => {
   it("is on for a terminal and off for a pipe", () => {
     expect(colorEnabled(terminal(true), {})).toBe(true);
@@ -42,7 +50,7 @@ describe("spinner", () => {
     const stream = terminal(true);
     const spinner = createSpinner(stream, true);
     spinner.start("attempt 1/5 sending…");
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await framesDrawn(stream, 2);
     spinner.stop("  ✓ attempt 1/5  200  3 ms");
     const text = stream.text();
     const frames = text
@@ -76,5 +84,18 @@ describe("formatDuration", () => {
     [2_135_000, "35 min 35 s"],
   ])("%d ms reads %s", (ms, text) => {
     expect(formatDuration(ms)).toBe(text);
+  });
+});
+
+describe("spinner text", () => {
+  it("reads a function on every frame, for a countdown", async () => {
+    const stream = terminal(true);
+    const spinner = createSpinner(stream, true);
+    let left = 3;
+    spinner.start(() => `attempt 2/5 in ${left--} s…`);
+    await framesDrawn(stream, 2);
+    spinner.stop();
+    expect(stream.text()).toContain("attempt 2/5 in 3 s…");
+    expect(stream.text()).toContain("attempt 2/5 in 2 s…");
   });
 });

@@ -200,9 +200,13 @@ export async function trigger(argv: string[]): Promise<number> {
       if (json) spinner.stop();
       else spinner.stop(line);
     },
-    onRetryScheduled: ({ attempt, delayMs }) => {
+    onRetryScheduled: ({ attempt, delayMs, scaledDelayMs }) => {
       print(style.dim(`    next attempt in ${formatDuration(delayMs)}`) + scaleNote(delayMs));
-      spinner.start(`waiting for attempt ${attempt}/${schedule.length}…`);
+      const due = performance.now() + scaledDelayMs;
+      spinner.start(
+        () =>
+          `attempt ${attempt}/${schedule.length} in ${formatDuration(Math.max(0, due - performance.now()))}…`,
+      );
     },
   });
 

@@ -170,6 +170,9 @@ describe("listen", () => {
     expect(rejected.error.message).toMatch(
       /^No v1 signature matches the body under the configured secrets\./,
     );
+    expect((await post(json.url, good.body, good.headers)).status).toBe(200);
+    const again = JSON.parse(await json.listener.waitFor(/"duplicate":true/, 1));
+    expect(again).toMatchObject({ ok: true, duplicate: true, event: { id: event.id } });
   });
 
   it("reads the secret from MAPPA_WEBHOOK_SECRET and stops cleanly on SIGTERM", async () => {

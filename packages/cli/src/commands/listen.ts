@@ -70,7 +70,7 @@ function humanPrinter(style: Style): Printer {
       const time = style.dim(clock());
       const { event, error } = result;
       if (error === undefined && event !== undefined) {
-        const duplicate = result.body.includes('"duplicate":true');
+        const duplicate = result.duplicate === true;
         const mark = duplicate ? style.yellow("↺") : style.green("✓");
         const id = event.id ?? "(no id)";
         const note = duplicate
@@ -118,7 +118,7 @@ function jsonPrinter(): Printer {
         path: request.path,
         status: result.status,
         ok: result.status >= 200 && result.status < 300,
-        duplicate: result.body.includes('"duplicate":true'),
+        duplicate: result.duplicate === true,
         ...(event === undefined
           ? {}
           : {

@@ -140,7 +140,8 @@ export function describeAttempt(attempt: DeliveryAttempt): string {
   }
   const code = attempt.errorCode ?? "NETWORK_ERROR";
   const reason = NETWORK_REASONS[code] ?? attempt.error ?? "network error";
-  return `${reason} (${code})`;
+  // Socket errors carry codes like ECONNREFUSED; others (fetch's "bad port") only a class name.
+  return /^[A-Z][A-Z0-9_]+$/.test(code) ? `${reason} (${code})` : reason;
 }
 
 export async function trigger(argv: string[]): Promise<number> {
@@ -213,7 +214,19 @@ export async function trigger(argv: string[]): Promise<number> {
   const unreachable = report.attempts.every((attempt) => attempt.status === undefined);
   if (json) {
     process.stdout.write(
-      `${JSON.stringify({ url: url.href, event, ...report, body: undefined, unreachable }, null, 2)}\n`,
+      `${JSON.stringify(
+        {
+          url: url.href,
+          event,
+          delivered: report.delivered,
+          abandoned: report.abandoned,
+          unreachable,
+          attempts: report.attempts,
+          durationMs: report.durationMs,
+        },
+        null,
+        2,
+      )}\n`,
     );
   } else if (report.delivered) {
     const last = report.attempts.length;

@@ -24,7 +24,7 @@ function expectStory(stdout: string) {
   expect(stdout.match(/✓ as expected/g)).toHaveLength(6);
   expect(stdout).toMatch(/receiver: \[mappa\] report\.completed evt_\w+/);
   expect(stdout).toMatch(/receiver: \[mappa\] report\.failed evt_\w+/);
-  expect(stdout).toContain("handled with its error code: audio_too_short");
+  expect(stdout).toContain("the handler got the error code: audio_too_short");
   expect(stdout).toContain("✓ 401 signature_mismatch");
   expect(stdout).toContain("✓ 401 timestamp_outside_tolerance");
   expect(stdout).toMatch(/receiver log lines for evt_\w+: 1/);

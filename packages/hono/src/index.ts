@@ -97,10 +97,11 @@ async function readRawBody(c: Context, limit: number): Promise<Uint8Array | stri
   const declared = Number(c.req.header("content-length") ?? Number.NaN);
   if (declared > limit) throw payloadTooLarge(limit);
   const bytes = await readBodyWithLimit(c.req.raw.body, limit);
-  // Later handlers can still call c.req.json() / text() / arrayBuffer(): Hono reads the cache.
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  cache.arrayBuffer = Promise.resolve(copy.buffer);
+  // Later handlers can still call c.req.json() / text() / arrayBuffer(): Hono reads the cache,
+  // which needs an ArrayBuffer of exactly the body.
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  const buffer = (whole ? bytes : bytes.slice()).buffer as ArrayBuffer;
+  cache.arrayBuffer = Promise.resolve(buffer);
   return bytes;
 }
 
@@ -160,11 +161,12 @@ export function mappaWebhook(options: MappaHonoOptions): MiddlewareHandler<Mappa
       headers: c.req.raw.headers,
       rawBody,
       context: c,
+      // Set before handlers run, so they and later handlers can c.get("mappaEvent").
+      onVerified: (event) => c.set("mappaEvent", event),
     };
     const waitUntil = waitUntilOf(c);
     if (waitUntil !== undefined) input.waitUntil = waitUntil;
     const result = await webhooks.handle(input);
-    if (result.event !== undefined) c.set("mappaEvent", result.event);
     if (mode === "next" && result.status === 200 && result.duplicate !== true) {
       await next();
       return;

@@ -168,6 +168,21 @@ describe("mappaWebhook (app.request)", () => {
     expect(errors).toEqual(["handler_failed"]);
   });
 
+  it("sets c.get('mappaEvent') before the on handlers run", async () => {
+    const seen: Array<string | undefined> = [];
+    const app = new Hono();
+    app.post(
+      "/webhooks/mappa",
+      mappaWebhook({
+        secret: SECRET,
+        on: { "report.completed": (_event, c) => void seen.push(c.get("mappaEvent")?.id) },
+      }),
+    );
+    const res = await post(app, "/webhooks/mappa", reportCompleted("evt_before_1"));
+    expect(res.status).toBe(200);
+    expect(seen).toEqual(["evt_before_1"]);
+  });
+
   it("sets c.get('mappaEvent') and lets later handlers read the body (mode: next)", async () => {
     const app = new Hono<{ Variables: MappaWebhookVariables }>();
     const body = reportCompleted("evt_next_1");

@@ -8,6 +8,7 @@
 //   bare     a raw-body route: reads the body, answers 200, verifies nothing
 //   recipe   (Express) the Mappa docs' recipe: express.text({ type: "*/*" }) + the SDK's
 //            verifier (Web Crypto key import per call) + JSON.parse
+//   prototype  (Express, Hono) the adapter's path with a recommended fix, prototype/adapters.mjs
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { SECRET, WEBHOOK_PATH } from "../lib/fixtures.mjs";
 import { mappaSdkVerifySignature } from "../lib/mappa-sdk-pattern.mjs";
@@ -94,6 +95,11 @@ async function startExpress() {
     app.post(WEBHOOK_PATH, (req, res) => {
       readNodeBody(req, (raw) => sendNode(res, raw === undefined ? 413 : 200));
     });
+  } else if (variant === "prototype") {
+    const { expressPrototype } = await import("../prototype/adapters.mjs");
+    const handler = expressPrototype(adapterOptions);
+    // Mounted like the adapter: app.use with a path check.
+    app.use((req, res, next) => (req.path === WEBHOOK_PATH ? handler(req, res) : next()));
   } else if (variant === "recipe") {
     app.post(WEBHOOK_PATH, express.text({ type: "*/*" }), async (req, res) => {
       try {
@@ -145,6 +151,9 @@ async function startHono() {
   if (variant === "adapter") {
     const { mappaWebhook } = await import("@mappa-webhooks/hono");
     app.post(WEBHOOK_PATH, mappaWebhook(adapterOptions));
+  } else if (variant === "prototype") {
+    const { honoPrototype } = await import("../prototype/adapters.mjs");
+    app.post(WEBHOOK_PATH, honoPrototype(adapterOptions));
   } else if (variant === "optimal" || variant === "bare") {
     const { bodyLimit } = await import("hono/body-limit");
     const limit = bodyLimit({

@@ -12,10 +12,17 @@ import { createVerifier } from "./verify-fast.mjs";
 export const VARIANTS = {
   protoCopy: {},
   protoStraight: { straight: true },
-  protoBufferHex: { bufferHex: true },
   protoSecretBytes: { secretBytes: true },
-  protoAll: { straight: true, bufferHex: true, secretBytes: true },
-  constructProtoAll: { straight: true, bufferHex: true, secretBytes: true, parse: true },
+  protoHexDigest: { hexDigest: true },
+  protoHeaderFast: { headerFast: true },
+  protoAll: { straight: true, secretBytes: true, hexDigest: true, headerFast: true },
+  constructProtoAll: {
+    straight: true,
+    secretBytes: true,
+    hexDigest: true,
+    headerFast: true,
+    parse: true,
+  },
 };
 
 export const { inputFrom } = base;

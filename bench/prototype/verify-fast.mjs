@@ -9,6 +9,11 @@
 //   bufferHex    compare through `Buffer.from(hex, "hex")` + `timingSafeEqual` (native) after a
 //                64-hex-digit check, instead of the JS table loop
 //   secretBytes  the secret's UTF-8 bytes encoded once per secret, not by createHmac per call
+//   hexDigest    let node:crypto produce the hex digest (`digest("hex")`) and compare it with
+//                each v1 string in constant time (case-folded), instead of a byte digest
+//                compared through a JS table loop
+//   headerFast   recognise the canonical `t=<digits>,v1=<64 chars>` header with a prefix
+//                check, one indexOf and two slices; anything else takes the full parser
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { MappaWebhookError, readHeader } from "@mappa-webhooks/core";
 
@@ -115,6 +120,41 @@ function digestMatchesHexBuffer(digest, hex) {
   return timingSafeEqual(digest, Buffer.from(hex, "hex"));
 }
 
+/**
+ * Constant-time equality of the lower-case hex digest and a received v1 value, accepting
+ * upper-case hex digits as the table compare does and rejecting any non-hex character.
+ */
+function hexDigestMatches(digestHex, hex) {
+  if (hex.length !== digestHex.length) return false;
+  let diff = 0;
+  let invalid = 0;
+  for (let i = 0; i < hex.length; i++) {
+    const c = hex.charCodeAt(i);
+    invalid |= c < 128 ? HEX_VALUES[c] : -1;
+    // `| 0x20` folds A-F onto a-f and leaves digits as they are.
+    diff |= digestHex.charCodeAt(i) ^ (c | 0x20);
+  }
+  return diff === 0 && invalid >= 0;
+}
+
+function parseHeaderFast(value) {
+  // The canonical `t=<digits>,v1=<64 chars>`: one signature, no spaces, nothing else.
+  if (value.charCodeAt(0) === 116 && value.charCodeAt(1) === 61) {
+    const comma = value.indexOf(",", 2);
+    if (comma > 2 && value.length === comma + 68 && value.startsWith("v1=", comma + 1)) {
+      const timestampText = value.slice(2, comma);
+      if (T_PATTERN.test(timestampText)) {
+        return {
+          timestampText,
+          timestamp: Number(timestampText),
+          signatures: [value.slice(comma + 4)],
+        };
+      }
+    }
+  }
+  return parseSignatureHeader(value);
+}
+
 const secretBytesCache = new Map();
 function secretBytesOf(secret) {
   let bytes = secretBytesCache.get(secret);
@@ -143,16 +183,25 @@ function mismatch(secrets) {
 }
 
 /** Builds `verifySignature` with the chosen switches (see the top of this file). */
-export function createVerifier({ straight = false, bufferHex = false, secretBytes = false } = {}) {
-  const digestMatchesHex = bufferHex ? digestMatchesHexBuffer : digestMatchesHexTable;
+export function createVerifier({
+  straight = false,
+  bufferHex = false,
+  secretBytes = false,
+  hexDigest = false,
+  headerFast = false,
+} = {}) {
+  const tableOrBuffer = bufferHex ? digestMatchesHexBuffer : digestMatchesHexTable;
+  const digestMatchesHex = hexDigest ? hexDigestMatches : tableOrBuffer;
+  const digestEncoding = hexDigest ? "hex" : undefined;
   const keyOf = secretBytes ? secretBytesOf : (secret) => secret;
+  const parseHeader = headerFast ? parseHeaderFast : parseSignatureHeader;
 
   function checkedHeader(params) {
     const secrets = normalizeSecrets(params.secret);
     const found = readSignatureHeader(params.headers, params.headerName);
     if (found === undefined)
       throw new MappaWebhookError("missing_signature", "No signature header.");
-    const parsed = parseSignatureHeader(found.value);
+    const parsed = parseHeader(found.value);
     const tolerance = params.toleranceSec ?? DEFAULT_TOLERANCE_SEC;
     const now = params.now === undefined ? Math.floor(Date.now() / 1000) : params.now;
     const skew = (typeof now === "function" ? now() : now) - parsed.timestamp;
@@ -183,7 +232,10 @@ export function createVerifier({ straight = false, bufferHex = false, secretByte
     });
     const trySecret = (index) => {
       for (let s = index; s < secrets.length; s++) {
-        const digest = createHmac("sha256", keyOf(secrets[s])).update(prefix).update(body).digest();
+        const digest = createHmac("sha256", keyOf(secrets[s]))
+          .update(prefix)
+          .update(body)
+          .digest(digestEncoding);
         if (matches(digest)) return ok(s);
       }
       throw mismatch(secrets);
@@ -200,7 +252,10 @@ export function createVerifier({ straight = false, bufferHex = false, secretByte
     const { signatures } = parsed;
     const count = Math.min(signatures.length, MAX_SIGNATURES_COMPARED);
     for (let s = 0; s < secrets.length; s++) {
-      const digest = createHmac("sha256", keyOf(secrets[s])).update(prefix).update(body).digest();
+      const digest = createHmac("sha256", keyOf(secrets[s]))
+        .update(prefix)
+        .update(body)
+        .digest(digestEncoding);
       let match = false;
       for (let i = 0; i < count; i++) match = digestMatchesHex(digest, signatures[i]) || match;
       if (match) {

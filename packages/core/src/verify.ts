@@ -110,6 +110,20 @@ function parseSignatureHeader(value: string): ParsedHeader {
   if (value.length > MAX_SIGNATURE_HEADER_LENGTH) {
     throw malformed(`it is longer than ${MAX_SIGNATURE_HEADER_LENGTH} characters`);
   }
+  // What Mappa sends, `t=<digits>,v1=<64 hex>`, is recognised without the general loop.
+  if (value.charCodeAt(0) === 116 /* t */ && value.charCodeAt(1) === 61 /* = */) {
+    const comma = value.indexOf(",", 2);
+    if (comma > 2 && value.length === comma + 68 && value.startsWith("v1=", comma + 1)) {
+      const timestampText = value.slice(2, comma);
+      if (T_PATTERN.test(timestampText)) {
+        return {
+          timestampText,
+          timestamp: Number(timestampText),
+          signatures: [value.slice(comma + 4)],
+        };
+      }
+    }
+  }
   let timestampText: string | undefined;
   const signatures: string[] = [];
   let pos = 0;
@@ -148,8 +162,7 @@ function parseSignatureHeader(value: string): ParsedHeader {
   return { timestampText, timestamp: Number(timestampText), signatures };
 }
 
-// Hex digit values by char code (-1 for anything else): decoding is on the hot path, and a
-// table beats parseInt per byte several times over.
+// Hex digit values by char code (-1 for anything else), to reject non-hex signatures.
 const HEX_VALUES = new Int8Array(128).fill(-1);
 for (let i = 0; i < 16; i++) {
   HEX_VALUES["0123456789abcdef".charCodeAt(i)] = i;
@@ -157,22 +170,28 @@ for (let i = 0; i < 16; i++) {
 }
 
 /**
- * Constant-time check that a hex signature (either case) spells `digest`. Decoding and comparing
- * in one pass avoids allocating the decoded bytes on every delivery.
+ * Constant-time check that a received `v1` value (hex, either case) equals the lower-case hex
+ * digest. Non-hex characters never match.
  */
-function digestMatchesHex(digest: Uint8Array, hex: string): boolean {
-  if (hex.length !== 2 * digest.byteLength) return false;
+function hexMatches(digestHex: string, candidate: string): boolean {
+  if (candidate.length !== digestHex.length) return false;
   let diff = 0;
   let invalid = 0;
-  for (let i = 0; i < digest.byteLength; i++) {
-    const a = hex.charCodeAt(2 * i);
-    const b = hex.charCodeAt(2 * i + 1);
-    const hi = a < 128 ? (HEX_VALUES[a] as number) : -1;
-    const lo = b < 128 ? (HEX_VALUES[b] as number) : -1;
-    invalid |= hi | lo; // negative as soon as one digit is not hex
-    diff |= (digest[i] as number) ^ (((hi << 4) | lo) & 0xff);
+  for (let i = 0; i < candidate.length; i++) {
+    const code = candidate.charCodeAt(i);
+    invalid |= code < 128 ? (HEX_VALUES[code] as number) : -1;
+    // `| 0x20` folds A-F onto a-f and leaves digits as they are.
+    diff |= digestHex.charCodeAt(i) ^ (code | 0x20);
   }
   return diff === 0 && invalid >= 0;
+}
+
+/** Compares the digest with every candidate (up to the bound) without stopping early. */
+function anySignatureMatches(digestHex: string, signatures: readonly string[]): boolean {
+  let match = false;
+  const count = Math.min(signatures.length, MAX_SIGNATURES_COMPARED);
+  for (let i = 0; i < count; i++) match = hexMatches(digestHex, signatures[i] as string) || match;
+  return match;
 }
 
 /** The payload as something HMAC can take, or undefined when it is not a raw body. */
@@ -280,44 +299,67 @@ function verifyNow(
   }
 
   const body = toSignable(params.payload);
-  const mismatch = () => {
-    const hint = mismatchHint(params.payload, body, secrets);
-    return new MappaWebhookError(
-      "signature_mismatch",
-      `No v1 signature matches the body under the configured secret${secrets.length > 1 ? "s" : ""}. Check the secret is this endpoint's and that the body is the raw bytes as received.`,
-      hint === undefined ? {} : { hint },
-    );
-  };
-  if (body === undefined) throw mismatch();
-
+  if (body === undefined) throw mismatch(params.payload, body, secrets);
   const prefix = `${parsed.timestampText}.`;
-  const matches = (digest: Uint8Array): boolean => {
-    // Compare against every candidate without stopping early.
-    let match = false;
-    const count = Math.min(parsed.signatures.length, MAX_SIGNATURES_COMPARED);
-    for (let i = 0; i < count; i++) {
-      match = digestMatchesHex(digest, parsed.signatures[i] as string) || match;
+  for (let s = 0; s < secrets.length; s++) {
+    const digest = hmacEngine.digestHex(secrets[s] as string, prefix, body);
+    if (typeof digest !== "string") {
+      return verifyAsync(digest, s, {
+        params,
+        secrets,
+        parsed,
+        body,
+        prefix,
+        headerName: found.name,
+      });
     }
-    return match;
-  };
-  const ok = (secretIndex: number): VerifySignatureResult => ({
-    ok: true,
-    timestamp: parsed.timestamp,
-    secretIndex,
-    headerName: found.name,
-  });
-  // Secrets are tried in order; Web Crypto digests are promises, node:crypto ones are not.
-  const trySecret = (index: number): VerifySignatureResult | Promise<VerifySignatureResult> => {
-    for (let s = index; s < secrets.length; s++) {
-      const computed = hmacEngine.digest(secrets[s] as string, prefix, body);
-      if (!(computed instanceof Uint8Array)) {
-        return computed.then((digest) => (matches(digest) ? ok(s) : trySecret(s + 1)));
-      }
-      if (matches(computed)) return ok(s);
+    if (anySignatureMatches(digest, parsed.signatures)) {
+      return { ok: true, timestamp: parsed.timestamp, secretIndex: s, headerName: found.name };
     }
-    throw mismatch();
-  };
-  return trySecret(0);
+  }
+  throw mismatch(params.payload, body, secrets);
+}
+
+/** The rest of the secrets when the engine is asynchronous (Web Crypto). */
+async function verifyAsync(
+  first: Promise<string>,
+  from: number,
+  state: {
+    params: VerifySignatureParams;
+    secrets: readonly string[];
+    parsed: ParsedHeader;
+    body: string | Uint8Array;
+    prefix: string;
+    headerName: string;
+  },
+): Promise<VerifySignatureResult> {
+  const { secrets, parsed, body, prefix } = state;
+  for (let s = from; s < secrets.length; s++) {
+    const digest =
+      s === from ? await first : await hmacEngine.digestHex(secrets[s] as string, prefix, body);
+    if (anySignatureMatches(digest, parsed.signatures)) {
+      return {
+        ok: true,
+        timestamp: parsed.timestamp,
+        secretIndex: s,
+        headerName: state.headerName,
+      };
+    }
+  }
+  throw mismatch(state.params.payload, body, secrets);
+}
+
+function mismatch(
+  payload: unknown,
+  body: string | Uint8Array | undefined,
+  secrets: readonly string[],
+): MappaWebhookError {
+  const hint = mismatchHint(payload, body, secrets);
+  return new MappaWebhookError(
+    "signature_mismatch",
+    `No v1 signature matches the body under the configured secret${secrets.length > 1 ? "s" : ""}. Check the secret is this endpoint's and that the body is the raw bytes as received.`,
+    hint === undefined ? {} : { hint },
+  );
 }
 
 /** Arguments of {@link signPayload}. */
@@ -363,9 +405,5 @@ export async function signPayload(params: SignPayloadParams): Promise<string> {
       "signPayload's `timestamp` must be whole unix seconds or a Date.",
     );
   }
-  const computed = hmacEngine.digest(secret as string, `${t}.`, body);
-  const digest = computed instanceof Uint8Array ? computed : await computed;
-  let hex = "";
-  for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
-  return `t=${t},v1=${hex}`;
+  return `t=${t},v1=${await hmacEngine.digestHex(secret as string, `${t}.`, body)}`;
 }

@@ -29,4 +29,21 @@ describe("readBodyWithLimit", () => {
     );
     expect((await readBodyWithLimit(null, 10)).byteLength).toBe(0);
   });
+
+  it("refuses a stream that was already read instead of waiting forever", async () => {
+    const stream = Readable.from([Buffer.from("{}")]);
+    for await (const _ of stream) {
+      // a body parser consumed it
+    }
+    const error = await readBodyWithLimit(stream, 10).catch((e: unknown) => e);
+    expect(isMappaWebhookError(error) && error.code).toBe("body_already_parsed");
+  });
+
+  it("rejects when the stream closes before its end", async () => {
+    const stream = new Readable({ read() {} });
+    stream.push(Buffer.from("partial"));
+    const reading = readBodyWithLimit(stream, 100);
+    setImmediate(() => stream.destroy());
+    await expect(reading).rejects.toThrow(/closed before its body was complete/);
+  });
 });

@@ -7,10 +7,9 @@ export type RawBody = string | Uint8Array | ArrayBuffer;
  */
 export interface HmacEngine {
   readonly name: "node" | "web";
-  /** HMAC-SHA256 keyed with the secret's UTF-8 bytes over `prefix` then `body`. */
-  digest(
-    secret: string,
-    prefix: string,
-    body: string | Uint8Array,
-  ): Uint8Array | Promise<Uint8Array>;
+  /**
+   * Lower-case hex HMAC-SHA256 keyed with the secret's UTF-8 bytes over `prefix` then `body`.
+   * Hex, because the header carries hex: comparing strings skips decoding every candidate.
+   */
+  digestHex(secret: string, prefix: string, body: string | Uint8Array): string | Promise<string>;
 }

@@ -34,11 +34,18 @@ function signedBytes(prefix: string, body: string | Uint8Array): Uint8Array {
   return out;
 }
 
+const HEX_DIGITS = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+
 export const hmacEngine: HmacEngine = {
   name: "web",
-  async digest(secret, prefix, body) {
+  async digestHex(secret, prefix, body) {
     const key = await keyFor(secret);
     const data = signedBytes(prefix, body);
-    return new Uint8Array(await crypto.subtle.sign("HMAC", key, data as Uint8Array<ArrayBuffer>));
+    const digest = new Uint8Array(
+      await crypto.subtle.sign("HMAC", key, data as Uint8Array<ArrayBuffer>),
+    );
+    let hex = "";
+    for (const byte of digest) hex += HEX_DIGITS[byte];
+    return hex;
   },
 };

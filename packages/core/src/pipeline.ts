@@ -281,16 +281,19 @@ export function createMappaWebhooks<TContext = unknown>(
     return response;
   };
 
+  // The per-request parameters differ only in payload and headers.
+  const verifyOptions = {
+    secret: secrets,
+    ...(options.toleranceSec === undefined ? {} : { toleranceSec: options.toleranceSec }),
+    ...(options.now === undefined ? {} : { now: options.now }),
+    ...(options.headerName === undefined ? {} : { headerName: options.headerName }),
+  };
   const verifyAndParse = async (input: { headers: HeadersInput; rawBody: RawBody }) => {
-    const params = {
+    const verification = await verifySignature({
+      ...verifyOptions,
       payload: input.rawBody,
       headers: input.headers,
-      secret: secrets,
-      ...(options.toleranceSec === undefined ? {} : { toleranceSec: options.toleranceSec }),
-      ...(options.now === undefined ? {} : { now: options.now }),
-      ...(options.headerName === undefined ? {} : { headerName: options.headerName }),
-    };
-    const verification = await verifySignature(params);
+    });
     return { verification, event: parseEvent(input.rawBody) };
   };
 

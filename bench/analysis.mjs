@@ -1,80 +1,77 @@
 // What BENCHMARKS.md says about a missed target: the cause found by profiling during
 // development and the fix it calls for, with the effect measured on the prototypes in
-// bench/prototype/. Keyed by target id prefix; each function gets the full target id.
-// The profiles printed below the tables are from the run that wrote the file.
+// bench/prototype/. Keyed by target id prefix; each function gets the full target id. The
+// profiles printed below the tables are from the run that wrote the file. Written against
+// core b0c856e, which already carries the verifier fixes sized in prototype/verify-fast.mjs.
 
-const VERIFY_CAUSE =
-  "At 1 KiB the floor is ~2.5 µs and the HMAC itself costs the same inside `verifySignature` " +
-  "(the `Hmac`/`update`/`digest` frames take the same absolute time in both profiles); the " +
-  "gap is everything around it. Measured step by step: comparing a byte digest with the received hex through the JS table " +
-  'loop (`digestMatchesHex`) costs ~0.45 µs (+18%), where `digest("hex")` plus a ' +
-  "constant-time string compare costs ~0.05 µs; the general header parser ~0.25 µs; " +
-  "settling a Promise and awaiting it ~0.25 µs (+10%, inherent to the async API); keying " +
-  "`createHmac` with the secret string and hashing the `t.` prefix string (UTF-8 encoding per " +
-  "call) ~+5% each. Fix (packages/core/src/hmac/node.ts and verify.ts): (1) on node:crypto " +
-  'let the engine return `digest("hex")` and compare it with each `v1` value in constant time, ' +
-  "case-folding with `| 0x20` and rejecting non-hex characters through the existing " +
-  "`HEX_VALUES` table (prototype `hexDigest`); (2) a fast path in `parseSignatureHeader` for " +
-  "the canonical `t=<digits>,v1=<64 chars>` (prefix check, one `indexOf`, two slices, then " +
-  "the same `T_PATTERN` test; anything else takes the full parser; prototype `headerFast`); " +
-  "(3) cache the secret's UTF-8 bytes per secret in the node engine (prototype " +
-  "`secretBytes`); (4) build no closures per call in `verifyNow` (prototype `straight`). " +
-  "With all four the prototype measured 1.12× and 1.24× the floor at 1 KiB in two runs on " +
-  "this busy machine (the core: 1.48× and 1.59× in the same runs), i.e. at or near the target; " +
-  "what remains is the Promise and the string encodings.";
+const PIPELINE_CAUSE =
+  "In one Fastify server (`node prototype/pipeline-cpu.mjs`, server CPU time per request, " +
+  "1 KiB events) the hand-written route costs ~50 µs, the core's `verifySignature` called with " +
+  "an object literal + `parseEvent` ~54 µs (1.06×), the same call with its arguments built as " +
+  "`{ ...fixedOptions, payload, headers }` ~73 µs (1.45×), and `webhooks.handle` ~74 µs " +
+  "(1.47×): the object spread that packages/core/src/pipeline.ts `verifyAndParse` uses to " +
+  "build the verifier's arguments (`{ ...verifyOptions, payload: input.rawBody, headers: " +
+  "input.headers }`) costs ~20 µs of CPU per request in a server (1.9 µs in an isolated " +
+  "loop), and the rest of `handle` next to nothing. Fix: build the arguments as a literal, " +
+  "`const params = { secret: secrets, payload: input.rawBody, headers: input.headers }`, then " +
+  "assign `toleranceSec`, `now` and `headerName` only when they are configured (or let " +
+  "`VerifySignatureParams` take `| undefined` and pass them directly); likewise build " +
+  "`respond`'s result without `...extra` and `{ ...JSON_HEADERS }` spreads. The lean sketch of " +
+  "`handle` in prototype/pipeline.mjs, which does this, measured ~53 µs (1.04×).";
 
 export const ANALYSIS = {
-  verify: () => VERIFY_CAUSE,
+  verify: () =>
+    "The core already took the fixes sized in prototype/verify-fast.mjs (hex digest from " +
+    "node:crypto compared as a string, canonical-header fast path, cached key bytes, no " +
+    "per-call closures), which brought this ratio from 1.55–1.64× to ~1.2×. What remains, " +
+    "measured step by step on the floor itself: settling a Promise and awaiting it ~+10% " +
+    "(inherent to an async API), hashing the `t.` prefix as a string (UTF-8 encoding per " +
+    "call) ~+5%, and reading the header, the clock and the options a few percent. The only " +
+    "large remaining step would be a synchronous node:crypto entry point (e.g. a " +
+    "`verifySignatureSync` in the node build, used by `constructEvent` and the pipeline), " +
+    "which removes the Promise; at 16 KiB and above the ratio is already ≤ 1.05×.",
   construct: () =>
     "`constructEvent` is `verifySignature` followed by `parseEvent`; `parseEvent` itself costs " +
-    "only ~3% more than `JSON.parse(bytes.toString())` (TextDecoder and the field checks), and " +
-    "making `constructEvent` non-async changes nothing measurable. The gap is the verifier's " +
-    "overhead above the floor (see the previous item), diluted by the parse. With the four " +
-    "verifier fixes the prototype measured 1.09× (floor + JSON.parse) at 1 KiB in both runs " +
-    "(core: 1.22×, 1.23×): the target is met once they land.",
+    "~3% more than `JSON.parse(bytes.toString())`. A miss here is the verifier's overhead " +
+    "(previous item) diluted by the parse; with the verifier fixes it measured 1.07–1.09×.",
   web: () =>
     "On Node, `crypto.subtle.sign` is a job on the libuv thread pool: every call pays a " +
     "thread hand-off that dominates small bodies and varies a lot on a busy machine, and the " +
     "SDK pattern pays the same hand-off plus the key import. The ratio is therefore noisy " +
     "(see the quartiles) and smaller than on an idle machine. The Web Crypto build exists for " +
     "edge runtimes, where it is the only option; on Node the default `node` export condition " +
-    "selects node:crypto, which is an order of magnitude faster than either.",
+    "selects node:crypto, an order of magnitude faster than either.",
   http: (id) => {
     const framework = id.slice("http-".length);
-    if (framework === "express") {
+    if (framework === "fastify") {
       return (
-        "The request body is read with `for await` over the request (the core's " +
-        "`readBodyWithLimit` turns a Node stream into `req.iterator({ destroyOnReturn: false })`): " +
-        "an async iterator, its promises and listener churn per request took ~7% of the " +
-        "server's CPU in the profile, against ~2% for the optimal route's 'data'/'end' " +
-        "listeners. Fix (packages/core/src/body.ts, `readBodyWithLimit`): for a Node stream " +
-        "(has `on` and `pause`), collect chunks with 'data'/'end'/'error'/'aborted' listeners " +
-        "and on overflow remove them, `pause()` the stream (left open for the 413) and reject " +
-        "`payload_too_large` (prototype: `readNodeBodyWithLimit` in prototype/adapters.mjs, " +
-        "served as the `prototype` variant with BENCH_HTTP_PROTOTYPES=1: 0.90× the optimal route " +
-        "where the adapter measured 0.80× in the same run). The remaining difference is the " +
-        "verifier's overhead (see the micro items) and the pipeline's bookkeeping."
+        "Fastify's own per-request cost is so low (the bare route serves ~2.4× the optimal " +
+        "route's req/s) that any CPU the core adds shows almost fully. The Fastify side of the " +
+        "adapter costs little: the same plugin around the optimal route's synchronous verify " +
+        "(variant `experiment`, BENCH_HTTP_PROTOTYPES=1) measured 0.92–1.0×. The cost is in " +
+        `the core's pipeline. ${PIPELINE_CAUSE}`
       );
     }
     if (framework === "hono") {
       return (
-        "The adapter builds `waitUntil` on every request by reading `c.executionCtx` inside " +
-        "try/catch (`waitUntilOf` in packages/hono/src/index.ts); on Node that getter throws, so " +
-        "every request creates and throws an Error with a stack trace: 3.5–4% of the server's " +
-        'CPU in the profiles (`get executionCtx`). Only `ack: "first"` ever calls `waitUntil`. ' +
-        "Fix: pass a function that reads `c.executionCtx` only when called, `(promise) => { try " +
-        "{ c.executionCtx.waitUntil(promise) } catch { /* Node, Bun: it runs on */ } }` " +
-        "(prototype: `honoPrototype` in prototype/adapters.mjs, served as the `prototype` " +
-        "variant with BENCH_HTTP_PROTOTYPES=1: 1.01× the optimal route where the adapter " +
-        "measured 0.87× in the same run). Smaller costs: `readRawBody` " +
-        "copies the body once more to fill Hono's body cache (`copy.set(bytes)`); the copy can " +
-        "be skipped when `bytes` spans its whole buffer."
+        "Two causes. (1) The adapter builds `waitUntil` on every request by reading " +
+        "`c.executionCtx` inside try/catch (`waitUntilOf` in packages/hono/src/index.ts); on " +
+        "Node that getter throws, so every request creates and throws an Error with a stack " +
+        "trace (`get executionCtx`, ~4% of the server's CPU in the profile). Only " +
+        '`ack: "first"` ever calls `waitUntil`. Fix: pass a function that reads ' +
+        "`c.executionCtx` only when called, `(promise) => { try { " +
+        "c.executionCtx.waitUntil(promise) } catch { /* Node, Bun: it runs on */ } }` " +
+        "(prototype `honoPrototype` in prototype/adapters.mjs measured 1.01× the optimal route " +
+        "where the adapter measured 0.87× in the same run, before the core's verifier fixes). " +
+        `(2) The core's pipeline: ${PIPELINE_CAUSE}`
       );
     }
     return (
-      "The Fastify adapter's path matches the optimal route's (scoped buffer parser, one " +
-      "`handle` call); a miss here is within the noise of the run (see the quartiles), apart " +
-      "from the verifier's overhead (see the micro items)."
+      "The adapter now reads the body with plain listeners (the core's `readBodyWithLimit` " +
+      "fast path for Node streams, which the listener-based prototype `expressPrototype` in " +
+      "prototype/adapters.mjs sized: 0.90× where the `for await` reader gave 0.80×). What " +
+      "remains is in the core's pipeline, diluted by Express's own per-request cost (the " +
+      `bare route is only ~1.35× the optimal one). ${PIPELINE_CAUSE}`
     );
   },
   memory: () =>

@@ -7,7 +7,7 @@
 // divided by the optimal route's and the bare route's of that round, and the result is the
 // median of those per-round ratios. Every request carries a valid signature over a 1 KiB event.
 import { createEventBody, signBody, WEBHOOK_PATH } from "./lib/fixtures.mjs";
-import { runLoad, startServer } from "./lib/processes.mjs";
+import { procCpuMs, runLoad, startServer } from "./lib/processes.mjs";
 import { median, quantile } from "./lib/stats.mjs";
 
 export const HTTP_ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 4);
@@ -20,7 +20,7 @@ export const HTTP_BODY_BYTES = 1024;
 const PROTOTYPES = process.env.BENCH_HTTP_PROTOTYPES === "1";
 export const FRAMEWORKS = {
   express: ["adapter", "optimal", "bare", "recipe", ...(PROTOTYPES ? ["prototype"] : [])],
-  fastify: ["adapter", "optimal", "bare"],
+  fastify: ["adapter", "optimal", "bare", ...(PROTOTYPES ? ["prototype", "experiment"] : [])],
   hono: ["adapter", "optimal", "bare", ...(PROTOTYPES ? ["prototype"] : [])],
 };
 
@@ -29,7 +29,8 @@ export const VARIANT_LABELS = {
   optimal: "hand-written optimal route (raw body + node:crypto + JSON.parse)",
   bare: "bare raw-body route (no verification)",
   recipe: "docs recipe: `express.text()` + SDK verifier",
-  prototype: "prototype: the adapter's path with the recommended fix",
+  prototype: "prototype: the adapter's path with the recommended fixes",
+  experiment: "experiment: the adapter's plugin around the optimal route's verify",
 };
 
 /** Checks a server answers a valid delivery 200 and (unless bare) a forged one 401. */
@@ -67,7 +68,13 @@ async function benchFramework(framework, variants, log) {
       const runs = {};
       for (let k = 0; k < servers.length; k++) {
         const server = servers[(round + k) % servers.length];
+        const cpuBefore = procCpuMs(server.pid);
         const result = await runLoad(url(server), HTTP_SECONDS, HTTP_CONNECTIONS, HTTP_BODY_BYTES);
+        const cpuAfter = procCpuMs(server.pid);
+        // The server's own CPU time per request: unlike req/s, it does not depend on how much
+        // CPU the load generator and other processes left to the server.
+        result.cpuUsPerRequest =
+          cpuBefore === undefined ? Number.NaN : ((cpuAfter - cpuBefore) * 1000) / result.total;
         if (result.non2xx > 0 || result.errors > 0) {
           throw new Error(
             `${framework}/${server.variant}: ${result.non2xx} non-2xx answers, ${result.errors} errors under load`,
@@ -78,10 +85,16 @@ async function benchFramework(framework, variants, log) {
       rounds.push(runs);
       log(`http ${framework} round ${round + 1}/${HTTP_ROUNDS}`);
     }
-    const ratio = (variant, baseline) => {
-      const values = rounds.map((r) => r[variant].requestsPerSec / r[baseline].requestsPerSec);
-      return { median: median(values), p25: quantile(values, 0.25), p75: quantile(values, 0.75) };
-    };
+    const summary = (values) => ({
+      median: median(values),
+      p25: quantile(values, 0.25),
+      p75: quantile(values, 0.75),
+    });
+    const ratio = (variant, baseline) =>
+      summary(rounds.map((r) => r[variant].requestsPerSec / r[baseline].requestsPerSec));
+    // Requests per CPU-second relative to the baseline's: the CPU view of the same ratio.
+    const cpuRatio = (variant, baseline) =>
+      summary(rounds.map((r) => r[baseline].cpuUsPerRequest / r[variant].cpuUsPerRequest));
     return {
       framework,
       results: variants.map((variant) => ({
@@ -91,6 +104,8 @@ async function benchFramework(framework, variants, log) {
         latencyP99Ms: median(rounds.map((r) => r[variant].latencyP99Ms)),
         vsOptimal: ratio(variant, "optimal"),
         vsBare: ratio(variant, "bare"),
+        cpuUsPerRequest: median(rounds.map((r) => r[variant].cpuUsPerRequest)),
+        cpuVsOptimal: cpuRatio(variant, "optimal"),
       })),
     };
   } finally {

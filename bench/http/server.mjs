@@ -8,7 +8,8 @@
 //   bare     a raw-body route: reads the body, answers 200, verifies nothing
 //   recipe   (Express) the Mappa docs' recipe: express.text({ type: "*/*" }) + the SDK's
 //            verifier (Web Crypto key import per call) + JSON.parse
-//   prototype  (Express, Hono) the adapter's path with a recommended fix, prototype/adapters.mjs
+//   prototype  the adapter's path with the recommended fixes, from prototype/adapters.mjs
+//   experiment (Fastify) the adapter's plugin with the optimal route's verify + JSON.parse
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { SECRET, WEBHOOK_PATH } from "../lib/fixtures.mjs";
 import { mappaSdkVerifySignature } from "../lib/mappa-sdk-pattern.mjs";
@@ -122,6 +123,14 @@ async function startFastify() {
   if (variant === "adapter") {
     const { mappaWebhookPlugin } = await import("@mappa-webhooks/fastify");
     await app.register(mappaWebhookPlugin, { ...adapterOptions, path: WEBHOOK_PATH });
+  } else if (variant === "prototype" || variant === "experiment") {
+    const { fastifyPrototype } = await import("../prototype/adapters.mjs");
+    await app.register(fastifyPrototype, {
+      ...adapterOptions,
+      path: WEBHOOK_PATH,
+      verifyAndParse,
+      syncExperiment: variant === "experiment",
+    });
   } else if (variant === "optimal" || variant === "bare") {
     await app.register(async (scope) => {
       scope.removeAllContentTypeParsers();

@@ -6,6 +6,8 @@ import { fileURLToPath } from "node:url";
 const SERVER = fileURLToPath(new URL("../http/server.mjs", import.meta.url));
 const LOAD = fileURLToPath(new URL("../http/load.mjs", import.meta.url));
 const START_TIMEOUT_MS = 20_000;
+/** USER_HZ of /proc/<pid>/stat: 100 on Linux everywhere in practice. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 /**
  * Starts `http/server.mjs <framework> <variant>` and resolves once it listens:
@@ -83,6 +85,19 @@ export function procMemory(pid) {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const kib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
     return { rss: kib("VmRSS") * 1024, hwm: kib("VmHWM") * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (user + system) a process has used, in ms, from /proc (Linux); undefined elsewhere. */
+export function procCpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
   } catch {
     return undefined;
   }

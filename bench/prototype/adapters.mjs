@@ -1,8 +1,9 @@
-// The request paths of the Express and Hono adapters (packages/express, packages/hono, at the
-// time of writing), reduced to what a valid delivery goes through, with the fix BENCHMARKS.md
-// recommends for each. Served as the `prototype` variant by http/server.mjs when
+// The request paths of the Express, Fastify and Hono adapters (packages/*, at the time of
+// writing), reduced to what a valid delivery goes through, with the fixes BENCHMARKS.md
+// recommends. Served as the `prototype` variant by http/server.mjs when
 // BENCH_HTTP_PROTOTYPES=1, to size a fix before it is made in the package.
 import { createMappaWebhooks, payloadTooLarge, readBodyWithLimit } from "@mappa-webhooks/core";
+import { createLeanHandle } from "./pipeline.mjs";
 
 /**
  * Reads a Node request within `limit` bytes with 'data'/'end' listeners instead of an async
@@ -107,4 +108,53 @@ export function honoPrototype(options) {
     if (result.event !== undefined) c.set("mappaEvent", result.event);
     return toResponse(result);
   };
+}
+
+/**
+ * Fastify: the adapter's plugin (scoped buffer parser, one route, async handler, the same
+ * reply calls) with the lean pipeline sketch of pipeline.mjs (verifier arguments built as a
+ * literal, no spreads, no per-call closures) in place of `webhooks.handle`. With
+ * `options.verifyAndParse` (the optimal route's synchronous verify + JSON.parse) in place of
+ * the pipeline instead, it shows what the Fastify side of the adapter alone costs.
+ */
+export async function fastifyPrototype(fastify, options) {
+  const { path, verifyAndParse, syncExperiment = false } = options;
+  // The core's verifier already carries the fixes of verify-fast.mjs (core a9c76be).
+  const handle = createLeanHandle(options);
+  const send = (reply, result) =>
+    reply.code(result.status).headers(result.headers).send(result.body);
+  const headers = {
+    "content-type": "application/json; charset=utf-8",
+    "cache-control": "no-store",
+  };
+  await fastify.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
+      done(null, body);
+    });
+    scope.route({
+      method: [...scope.supportedMethods],
+      url: path,
+      bodyLimit: options.maxBodyBytes,
+      async handler(request, reply) {
+        if (syncExperiment) {
+          const { status } = verifyAndParse(request.body, request.headers["mappa-signature"]);
+          return reply
+            .code(status)
+            .headers(headers)
+            .send(status === 200 ? '{"received":true}' : `{"error":${status}}`);
+        }
+        const result = await handle({
+          method: request.method,
+          headers: request.headers,
+          rawBody: request.body,
+          context: { request, reply },
+          onVerified: (event) => {
+            request.mappaEvent = event;
+          },
+        });
+        return send(reply, result);
+      },
+    });
+  });
 }

@@ -38,7 +38,7 @@ export const ANALYSIS = {
     "On Node, `crypto.subtle.sign` is a job on the libuv thread pool: every call pays a " +
     "thread hand-off that dominates small bodies and varies a lot on a busy machine, and the " +
     "SDK pattern pays the same hand-off plus the key import. The ratio is therefore noisy " +
-    "(see the quartiles) and smaller than on an idle machine. The Web Crypto build exists for " +
+    "(see the quartiles), and lower when the machine is busy. The Web Crypto build exists for " +
     "edge runtimes, where it is the only option; on Node the default `node` export condition " +
     "selects node:crypto, an order of magnitude faster than either.",
   http: (id) => {

@@ -4,8 +4,9 @@
 // profiles printed below the tables are from the run that wrote the file. Written against
 // core b0c856e, which already carries the verifier fixes sized in prototype/verify-fast.mjs.
 
-const PIPELINE_CAUSE =
-  "In one Fastify server (`node prototype/pipeline-cpu.mjs`, server CPU time per request, " +
+/** Printed once under the gaps when an HTTP target is missed; the HTTP items refer to it. */
+export const PIPELINE_NOTE =
+  "**The core pipeline's share of the HTTP gaps.** In one Fastify server (`node prototype/pipeline-cpu.mjs`, server CPU time per request, " +
   "1 KiB events) the hand-written route costs ~50 µs, the core's `verifySignature` called with " +
   "an object literal + `parseEvent` ~54 µs (1.06×), the same call with its arguments built as " +
   "`{ ...fixedOptions, payload, headers }` ~73 µs (1.45×), and `webhooks.handle` ~74 µs " +
@@ -49,7 +50,7 @@ export const ANALYSIS = {
         "route's req/s) that any CPU the core adds shows almost fully. The Fastify side of the " +
         "adapter costs little: the same plugin around the optimal route's synchronous verify " +
         "(variant `experiment`, BENCH_HTTP_PROTOTYPES=1) measured 0.92–1.0×. The cost is in " +
-        `the core's pipeline. ${PIPELINE_CAUSE}`
+        "the core's pipeline: see the note below."
       );
     }
     if (framework === "hono") {
@@ -63,7 +64,7 @@ export const ANALYSIS = {
         "c.executionCtx.waitUntil(promise) } catch { /* Node, Bun: it runs on */ } }` " +
         "(prototype `honoPrototype` in prototype/adapters.mjs measured 1.01× the optimal route " +
         "where the adapter measured 0.87× in the same run, before the core's verifier fixes). " +
-        `(2) The core's pipeline: ${PIPELINE_CAUSE}`
+        "(2) The core's pipeline: see the note below."
       );
     }
     return (
@@ -71,7 +72,7 @@ export const ANALYSIS = {
       "fast path for Node streams, which the listener-based prototype `expressPrototype` in " +
       "prototype/adapters.mjs sized: 0.90× where the `for await` reader gave 0.80×). What " +
       "remains is in the core's pipeline, diluted by Express's own per-request cost (the " +
-      `bare route is only ~1.35× the optimal one). ${PIPELINE_CAUSE}`
+      "bare route is only ~1.35× the optimal one): see the note below."
     );
   },
   memory: () =>

@@ -2,8 +2,9 @@
 // bare raw-body route and (Express) the Mappa docs' recipe, in the same framework.
 //
 // Each server runs in its own process, the load generator (autocannon) in another. All of a
-// framework's servers are started together and measured in interleaved rounds (A, B, C, then
-// B, C, A, ...), each run a short bounded autocannon run; per round every variant's req/s is
+// framework's servers are started together (two processes per variant, used in alternate
+// rounds) and measured in interleaved rounds (A, B, C, then B, C, A, ...), each run a short
+// bounded autocannon run; per round every variant's req/s is
 // divided by the optimal route's and the bare route's of that round, and the result is the
 // median of those per-round ratios. Every request carries a valid signature over a 1 KiB event.
 import { createEventBody, signBody, WEBHOOK_PATH } from "./lib/fixtures.mjs";
@@ -14,6 +15,7 @@ export const HTTP_ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 4);
 export const HTTP_SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 3);
 export const HTTP_WARMUP_SECONDS = Number(process.env.BENCH_HTTP_WARMUP_SECONDS ?? 1);
 export const HTTP_CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 10);
+export const HTTP_INSTANCES = Number(process.env.BENCH_HTTP_INSTANCES ?? 2);
 export const HTTP_BODY_BYTES = 1024;
 
 /** BENCH_HTTP_PROTOTYPES=1 adds the prototype fixes of prototype/adapters.mjs. */
@@ -55,17 +57,24 @@ async function checkServer(server) {
 }
 
 async function benchFramework(framework, variants, log) {
-  const servers = [];
+  // Each variant runs in HTTP_INSTANCES server processes, used in turn from round to round:
+  // how well V8 happens to optimise one process then sways a share of the rounds, not all.
+  const instances = [];
   try {
-    for (const variant of variants) servers.push(await startServer(framework, variant));
-    for (const server of servers) await checkServer(server);
+    for (let i = 0; i < HTTP_INSTANCES; i++) {
+      const set = [];
+      for (const variant of variants) set.push(await startServer(framework, variant));
+      instances.push(set);
+    }
     const url = (server) => `${server.url}${WEBHOOK_PATH}`;
-    for (const server of servers) {
+    for (const server of instances.flat()) {
+      await checkServer(server);
       await runLoad(url(server), HTTP_WARMUP_SECONDS, HTTP_CONNECTIONS, HTTP_BODY_BYTES);
     }
     const rounds = [];
     for (let round = 0; round < HTTP_ROUNDS; round++) {
       const runs = {};
+      const servers = instances[round % instances.length];
       for (let k = 0; k < servers.length; k++) {
         const server = servers[(round + k) % servers.length];
         const cpuBefore = procCpuMs(server.pid);
@@ -109,7 +118,7 @@ async function benchFramework(framework, variants, log) {
       })),
     };
   } finally {
-    await Promise.all(servers.map((server) => server.close()));
+    await Promise.all(instances.flat().map((server) => server.close()));
   }
 }
 
@@ -120,6 +129,7 @@ export async function runHttp(frameworks = Object.keys(FRAMEWORKS), log = () => 
     out.push(await benchFramework(framework, FRAMEWORKS[framework], log));
   return {
     rounds: HTTP_ROUNDS,
+    instances: HTTP_INSTANCES,
     seconds: HTTP_SECONDS,
     connections: HTTP_CONNECTIONS,
     bodyBytes: HTTP_BODY_BYTES,

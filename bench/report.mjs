@@ -194,7 +194,9 @@ function httpSection(http) {
   ];
   lines.push(
     `Each server in its own process, autocannon in another; ${http.connections} connections, ` +
-      `${http.rounds} interleaved rounds of ${http.seconds} s per server after a warm-up run; ` +
+      `${http.rounds} interleaved rounds of ${http.seconds} s per variant after a warm-up run, ` +
+      `each variant served by ${http.instances ?? 1} processes used in alternate rounds ` +
+      "(so one process's luck with the JIT sways only its rounds); " +
       `every request a validly signed ${http.bodyBytes} B event. Ratios are req/s divided by the ` +
       "optimal (or bare) route's req/s in the same round, median over rounds (higher is better). " +
       "The adapter runs with `idempotency: false`: all requests carry the same event, and with " +
@@ -270,7 +272,10 @@ function profileSection(profiles) {
   return lines;
 }
 
-/** The whole BENCHMARKS.md. `analysis` maps a target id to the explanation of a miss. */
+/**
+ * The whole BENCHMARKS.md. `analysis` maps a target id prefix to the explanation of a miss;
+ * `notes.http` is printed once when any HTTP target is missed.
+ */
 export function renderReport({
   startedAt,
   seconds,
@@ -280,6 +285,7 @@ export function renderReport({
   memory,
   profiles,
   analysis,
+  notes,
 }) {
   const targets = evaluateTargets({ micro, http, memory });
   const lines = [
@@ -315,6 +321,7 @@ export function renderReport({
       lines.push(`- **${t.target}** (measured ${t.measured}): ${text}`);
     }
     lines.push("");
+    if (notes?.http && missed.some((t) => t.id.startsWith("http-"))) lines.push(notes.http, "");
   }
   if (micro) lines.push(...microSection(micro));
   if (http) lines.push(...httpSection(http));

@@ -5,7 +5,7 @@
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
-import { ANALYSIS } from "./analysis.mjs";
+import { ANALYSIS, PIPELINE_NOTE } from "./analysis.mjs";
 import { runHttp } from "./http.mjs";
 import { runMemory } from "./memory.mjs";
 import { runMicro } from "./micro.mjs";
@@ -84,6 +84,7 @@ writeFileSync(
     memory,
     profiles,
     analysis: ANALYSIS,
+    notes: { http: PIPELINE_NOTE },
   }),
 );
 for (const t of evaluateTargets({ micro, http, memory })) {

@@ -233,7 +233,8 @@ function memorySection(memory) {
     `Each adapter with \`maxBodyBytes: ${MEMORY_LIMIT_BYTES}\` gets a ${mib(memory.bodyBytes)} body ` +
       "generated on the fly (one 64 KiB chunk written repeatedly), chunked (no length to reject " +
       "up front) and with a declared `Content-Length`. The client stops sending once the server " +
-      `answers or closes the connection. RSS is read from ${memory.rssSource} of the server ` +
+      "answers or closes the connection (what it sent by then is mostly still in the socket " +
+      `buffers, not read by the server). RSS is read from ${memory.rssSource} of the server ` +
       "process: growth is after minus before (the server was warmed up with 50 valid requests), " +
       "peak growth the highest value sampled every 5 ms while the request ran minus before. " +
       "A run where the connection was reset before the answer could be read is retried (3 " +

@@ -71,7 +71,7 @@ const seconds = (performance.now() - started) / 1000;
 const machineInfo = machine(loadAtStart);
 writeFileSync(
   RESULTS,
-  `${JSON.stringify({ startedAt, seconds, machine: machineInfo, micro, http, memory }, null, 2)}\n`,
+  `${JSON.stringify({ startedAt, seconds, machine: machineInfo, micro, http, memory, profiles }, null, 2)}\n`,
 );
 writeFileSync(
   REPORT,

@@ -49,8 +49,10 @@ export const ANALYSIS = {
         "Fastify's own per-request cost is so low (the bare route serves ~2.4× the optimal " +
         "route's req/s) that any CPU the core adds shows almost fully. The Fastify side of the " +
         "adapter costs little: the same plugin around the optimal route's synchronous verify " +
-        "(variant `experiment`, BENCH_HTTP_PROTOTYPES=1) measured 0.92–1.0×. The cost is in " +
-        "the core's pipeline: see the note below."
+        "(variant `experiment`, BENCH_HTTP_PROTOTYPES=1) measured 0.91–1.0×. The cost is in " +
+        "the core's pipeline: see the note below. The adapter's plugin around the lean " +
+        "pipeline sketch (variant `prototype`) measured 0.96× where the adapter measured 0.71× " +
+        "in the same run."
       );
     }
     if (framework === "hono") {
@@ -63,7 +65,7 @@ export const ANALYSIS = {
         "`c.executionCtx` only when called, `(promise) => { try { " +
         "c.executionCtx.waitUntil(promise) } catch { /* Node, Bun: it runs on */ } }` " +
         "(prototype `honoPrototype` in prototype/adapters.mjs measured 1.01× the optimal route " +
-        "where the adapter measured 0.87× in the same run, before the core's verifier fixes). " +
+        "where the adapter measured 0.93× in the same run). " +
         "(2) The core's pipeline: see the note below."
       );
     }

@@ -20,8 +20,9 @@ import {
   type ClockInput,
   normalizeSecrets,
   type SecretInput,
+  type VerifySignatureParams,
   type VerifySignatureResult,
-  verifySignature,
+  verifyNow,
 } from "./verify.js";
 
 /** A handler for one event type; its `event.data` is typed for that type. */
@@ -143,10 +144,6 @@ export interface MappaWebhooks<TContext = unknown> {
   readonly maxBodyBytes: number;
 }
 
-const JSON_HEADERS = {
-  "content-type": "application/json; charset=utf-8",
-  "cache-control": "no-store",
-};
 const RECEIVED = JSON.stringify({ received: true });
 const DUPLICATE = JSON.stringify({ received: true, duplicate: true });
 
@@ -241,16 +238,26 @@ export function createMappaWebhooks<TContext = unknown>(
     }
   };
 
-  const respond = (
-    status: number,
-    body: string,
-    extra?: Partial<WebhookResponse>,
-  ): WebhookResponse => ({
-    status,
-    headers: { ...JSON_HEADERS },
-    body,
-    ...extra,
+  // Responses are built as literals: spreads on this path measurably cost throughput.
+  const jsonHeaders = (): Record<string, string> => ({
+    "content-type": "application/json; charset=utf-8",
+    "cache-control": "no-store",
   });
+  const success = (
+    event: MappaEvent,
+    verification: VerifySignatureResult,
+    duplicate: boolean,
+  ): WebhookResponse => {
+    const response: WebhookResponse = {
+      status: 200,
+      headers: jsonHeaders(),
+      body: duplicate ? DUPLICATE : RECEIVED,
+      event,
+      verification,
+    };
+    if (duplicate) response.duplicate = true;
+    return response;
+  };
 
   const errorResponse = (
     raw: unknown,
@@ -264,11 +271,8 @@ export function createMappaWebhooks<TContext = unknown>(
     const body = JSON.stringify(
       detailed ? { error: error.code, message: error.message } : { error: error.code },
     );
-    const response = respond(
-      error.status,
-      body,
-      event === undefined ? { error } : { error, event },
-    );
+    const response: WebhookResponse = { status: error.status, headers: jsonHeaders(), body, error };
+    if (event !== undefined) response.event = event;
     if (error.code === "method_not_allowed") response.headers.allow = "POST";
     if (error.code === "event_in_flight") response.headers["retry-after"] = "5";
     if (error.code === "payload_too_large") response.headers.connection = "close";
@@ -281,19 +285,18 @@ export function createMappaWebhooks<TContext = unknown>(
     return response;
   };
 
-  // The per-request parameters differ only in payload and headers.
-  const verifyOptions = {
-    secret: secrets,
-    ...(options.toleranceSec === undefined ? {} : { toleranceSec: options.toleranceSec }),
-    ...(options.now === undefined ? {} : { now: options.now }),
-    ...(options.headerName === undefined ? {} : { headerName: options.headerName }),
-  };
   const verifyAndParse = async (input: { headers: HeadersInput; rawBody: RawBody }) => {
-    const verification = await verifySignature({
-      ...verifyOptions,
+    const params: VerifySignatureParams = {
       payload: input.rawBody,
       headers: input.headers,
-    });
+      secret: secrets,
+    };
+    if (options.toleranceSec !== undefined) params.toleranceSec = options.toleranceSec;
+    if (options.now !== undefined) params.now = options.now;
+    if (options.headerName !== undefined) params.headerName = options.headerName;
+    // The synchronous core of verifySignature: no extra promise on node:crypto.
+    const checked = verifyNow(params);
+    const verification = checked instanceof Promise ? await checked : checked;
     return { verification, event: parseEvent(input.rawBody) };
   };
 
@@ -346,7 +349,7 @@ export function createMappaWebhooks<TContext = unknown>(
           return errorResponse(toError(error, "idempotency_store_failed"), "idempotency", event);
         }
         if (claim.status === "completed") {
-          return respond(200, DUPLICATE, { event, verification, duplicate: true });
+          return success(event, verification, true);
         }
         if (claim.status === "in_flight") {
           return errorResponse(
@@ -396,11 +399,11 @@ export function createMappaWebhooks<TContext = unknown>(
           if (error !== undefined) report(error, { phase: "background", status: 200, event });
         });
         if (input.waitUntil !== undefined) input.waitUntil(background);
-        return respond(200, RECEIVED, { event, verification });
+        return success(event, verification, false);
       }
       const failure = await settle();
       if (failure !== undefined) return errorResponse(failure, "handler", event);
-      return respond(200, RECEIVED, { event, verification });
+      return success(event, verification, false);
     } catch (error) {
       // Anything unexpected (a throwing getter in headers, ...) is still a typed answer.
       return errorResponse(toError(error, "handler_failed"));

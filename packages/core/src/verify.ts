@@ -274,7 +274,8 @@ export function verifySignature(params: VerifySignatureParams): Promise<VerifySi
   }
 }
 
-function verifyNow(
+/** {@link verifySignature} without the promise when the engine is synchronous. Internal. */
+export function verifyNow(
   params: VerifySignatureParams,
 ): VerifySignatureResult | Promise<VerifySignatureResult> {
   const secrets = normalizeSecrets(params.secret);

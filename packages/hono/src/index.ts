@@ -105,14 +105,15 @@ async function readRawBody(c: Context, limit: number): Promise<Uint8Array | stri
   return bytes;
 }
 
-function waitUntilOf(c: Context): ((promise: Promise<unknown>) => void) | undefined {
-  try {
-    // The getter throws when the runtime has no ExecutionContext (Node, Bun).
-    const executionCtx = c.executionCtx;
-    return (promise) => executionCtx.waitUntil(promise);
-  } catch {
-    return undefined;
-  }
+// Read lazily: on Node the executionCtx getter throws, and only ack-first needs it.
+function waitUntilOf(c: Context): (promise: Promise<unknown>) => void {
+  return (promise) => {
+    try {
+      c.executionCtx.waitUntil(promise);
+    } catch {
+      // No ExecutionContext (Node, Bun): the promise runs on by itself.
+    }
+  };
 }
 
 function toResponse(result: WebhookResponse): Response {
@@ -145,6 +146,7 @@ export function mappaWebhook(options: MappaHonoOptions): MiddlewareHandler<Mappa
     throw new MappaWebhookError("invalid_options", '`mode` must be "respond" or "next".');
   }
   const webhooks = createMappaWebhooks<Context>(coreOptions);
+  const ackFirst = coreOptions.ack === "first";
 
   return async (c, next) => {
     const method = c.req.method;
@@ -164,8 +166,7 @@ export function mappaWebhook(options: MappaHonoOptions): MiddlewareHandler<Mappa
       // Set before handlers run, so they and later handlers can c.get("mappaEvent").
       onVerified: (event) => c.set("mappaEvent", event),
     };
-    const waitUntil = waitUntilOf(c);
-    if (waitUntil !== undefined) input.waitUntil = waitUntil;
+    if (ackFirst) input.waitUntil = waitUntilOf(c);
     const result = await webhooks.handle(input);
     if (mode === "next" && result.status === 200 && result.duplicate !== true) {
       await next();

@@ -170,7 +170,7 @@ describe("mappaWebhook (app.request)", () => {
 
   it("sets c.get('mappaEvent') before the on handlers run", async () => {
     const seen: Array<string | undefined> = [];
-    const app = new Hono();
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
     app.post(
       "/webhooks/mappa",
       mappaWebhook({

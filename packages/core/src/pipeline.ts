@@ -147,6 +147,14 @@ export interface MappaWebhooks<TContext = unknown> {
 const RECEIVED = JSON.stringify({ received: true });
 const DUPLICATE = JSON.stringify({ received: true, duplicate: true });
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
+}
+
 function checkNumber(name: string, value: number | undefined, min: number): void {
   if (
     value !== undefined &&
@@ -285,7 +293,12 @@ export function createMappaWebhooks<TContext = unknown>(
     return response;
   };
 
-  const verifyAndParse = async (input: { headers: HeadersInput; rawBody: RawBody }) => {
+  type Verified = { verification: VerifySignatureResult; event: MappaEvent };
+  // Synchronous on node:crypto (no promise at all); a promise on Web Crypto.
+  const verifyAndParse = (input: {
+    headers: HeadersInput;
+    rawBody: RawBody;
+  }): Verified | Promise<Verified> => {
     const params: VerifySignatureParams = {
       payload: input.rawBody,
       headers: input.headers,
@@ -294,22 +307,80 @@ export function createMappaWebhooks<TContext = unknown>(
     if (options.toleranceSec !== undefined) params.toleranceSec = options.toleranceSec;
     if (options.now !== undefined) params.now = options.now;
     if (options.headerName !== undefined) params.headerName = options.headerName;
-    // The synchronous core of verifySignature: no extra promise on node:crypto.
     const checked = verifyNow(params);
-    const verification = checked instanceof Promise ? await checked : checked;
-    return { verification, event: parseEvent(input.rawBody) };
+    if (checked instanceof Promise) {
+      return checked.then((verification) => ({ verification, event: parseEvent(input.rawBody) }));
+    }
+    return { verification: checked, event: parseEvent(input.rawBody) };
   };
 
-  const runHandlers = async (event: MappaEvent, context: TContext) => {
-    if (event.known) {
-      const handler = handlerMap[event.type] as MappaAnyHandler<TContext> | undefined;
-      if (handler !== undefined) await handler(event, context);
-    } else if (options.onUnknown !== undefined) {
-      await options.onUnknown(event, context);
-    }
+  type Handler = (event: MappaEvent, context: TContext) => unknown;
+  /** The handlers an event runs through, in order: its map handler (or onUnknown), then listeners. */
+  const handlersFor = (event: MappaEvent): Handler[] => {
+    const fns: Handler[] = [];
+    const first = event.known ? handlerMap[event.type] : options.onUnknown;
+    if (first !== undefined) fns.push(first as Handler);
     const typed = listeners.get(event.type);
-    if (typed !== undefined) for (const fn of [...typed]) await fn(event, context);
-    for (const fn of [...anyListeners]) await fn(event, context);
+    if (typed !== undefined) fns.push(...typed);
+    if (anyListeners.size > 0) fns.push(...anyListeners);
+    return fns;
+  };
+
+  // Handlers are awaited only when they return a promise: a synchronous handler costs no tick.
+  const runHandlers = (event: MappaEvent, context: TContext): Promise<void> | undefined => {
+    const fns = handlersFor(event);
+    for (let i = 0; i < fns.length; i++) {
+      const returned = (fns[i] as Handler)(event, context);
+      if (isThenable(returned)) return runRemaining(returned, fns, i + 1, event, context);
+    }
+    return undefined;
+  };
+  const runRemaining = async (
+    pending: PromiseLike<unknown>,
+    fns: Handler[],
+    from: number,
+    event: MappaEvent,
+    context: TContext,
+  ): Promise<void> => {
+    await pending;
+    for (let i = from; i < fns.length; i++) await (fns[i] as Handler)(event, context);
+  };
+
+  /** Runs the handlers and records the outcome in the store; resolves the failure, if any. */
+  const settle = async (
+    event: MappaEvent,
+    context: TContext,
+    key: string | undefined,
+    token: string | undefined,
+  ): Promise<MappaWebhookError | undefined> => {
+    try {
+      const running = runHandlers(event, context);
+      if (running !== undefined) await running;
+    } catch (error) {
+      if (store !== undefined && key !== undefined && token !== undefined) {
+        await store.release(key, token).catch((releaseError: unknown) => {
+          report(toError(releaseError, "idempotency_store_failed"), {
+            phase: "idempotency",
+            status: 500,
+            event,
+          });
+        });
+      }
+      return toError(error, "handler_failed");
+    }
+    if (store !== undefined && key !== undefined && token !== undefined) {
+      try {
+        await store.complete(key, token, { ttlMs });
+      } catch (error) {
+        // The effect happened: answering non-2xx would make Mappa run it again.
+        report(toError(error, "idempotency_store_failed"), {
+          phase: "idempotency",
+          status: 200,
+          event,
+        });
+      }
+    }
+    return undefined;
   };
 
   const byteLength = (body: RawBody): number =>
@@ -317,7 +388,7 @@ export function createMappaWebhooks<TContext = unknown>(
 
   const handle = async (input: WebhookRequestInput<TContext>): Promise<WebhookResponse> => {
     try {
-      if (input.method.toUpperCase() !== "POST") {
+      if (input.method !== "POST" && input.method.toUpperCase() !== "POST") {
         return errorResponse(
           new MappaWebhookError(
             "method_not_allowed",
@@ -330,9 +401,10 @@ export function createMappaWebhooks<TContext = unknown>(
       if (input.rawBody != null && byteLength(input.rawBody) > maxBodyBytes) {
         return errorResponse(payloadTooLarge(maxBodyBytes));
       }
-      let verified: Awaited<ReturnType<typeof verifyAndParse>>;
+      let verified: Verified;
       try {
-        verified = await verifyAndParse(input);
+        const checked = verifyAndParse(input);
+        verified = checked instanceof Promise ? await checked : checked;
       } catch (error) {
         return errorResponse(error);
       }
@@ -341,16 +413,15 @@ export function createMappaWebhooks<TContext = unknown>(
       const context = input.context as TContext;
       const key = event.idempotencyKey;
 
-      let claim: ClaimResult | undefined;
+      let token: string | undefined;
       if (store !== undefined && key !== undefined) {
+        let claim: ClaimResult;
         try {
           claim = await store.claim(key, { leaseMs });
         } catch (error) {
           return errorResponse(toError(error, "idempotency_store_failed"), "idempotency", event);
         }
-        if (claim.status === "completed") {
-          return success(event, verification, true);
-        }
+        if (claim.status === "completed") return success(event, verification, true);
         if (claim.status === "in_flight") {
           return errorResponse(
             new MappaWebhookError(
@@ -361,47 +432,27 @@ export function createMappaWebhooks<TContext = unknown>(
             event,
           );
         }
+        token = claim.token;
       }
-      const token = claim?.status === "claimed" ? claim.token : undefined;
-
-      const settle = async (): Promise<MappaWebhookError | undefined> => {
-        try {
-          await runHandlers(event, context);
-        } catch (error) {
-          if (store !== undefined && key !== undefined && token !== undefined) {
-            await store.release(key, token).catch((releaseError: unknown) => {
-              report(toError(releaseError, "idempotency_store_failed"), {
-                phase: "idempotency",
-                status: 500,
-                event,
-              });
-            });
-          }
-          return toError(error, "handler_failed");
-        }
-        if (store !== undefined && key !== undefined && token !== undefined) {
-          try {
-            await store.complete(key, token, { ttlMs });
-          } catch (error) {
-            // The effect happened: answering non-2xx would make Mappa run it again.
-            report(toError(error, "idempotency_store_failed"), {
-              phase: "idempotency",
-              status: 200,
-              event,
-            });
-          }
-        }
-        return undefined;
-      };
 
       if (ackFirst) {
-        const background = settle().then((error) => {
+        const background = settle(event, context, key, token).then((error) => {
           if (error !== undefined) report(error, { phase: "background", status: 200, event });
         });
         if (input.waitUntil !== undefined) input.waitUntil(background);
         return success(event, verification, false);
       }
-      const failure = await settle();
+      if (token === undefined) {
+        // No claim to record: run the handlers straight, awaiting only what returns a promise.
+        try {
+          const running = runHandlers(event, context);
+          if (running !== undefined) await running;
+        } catch (error) {
+          return errorResponse(toError(error, "handler_failed"), "handler", event);
+        }
+        return success(event, verification, false);
+      }
+      const failure = await settle(event, context, key, token);
       if (failure !== undefined) return errorResponse(failure, "handler", event);
       return success(event, verification, false);
     } catch (error) {

@@ -357,6 +357,29 @@ describe("emitter style", () => {
   });
 });
 
+describe("handler order", () => {
+  it("waits for an async handler before the next one, and a rejection is a 500", async () => {
+    const order: string[] = [];
+    const webhooks = receiver({
+      idempotency: false,
+      on: {
+        "report.completed": async () => {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          order.push("map");
+        },
+      },
+    });
+    webhooks.on("report.completed", () => void order.push("listener"));
+    webhooks.onAny(async () => {
+      order.push("any");
+      throw new Error("late failure");
+    });
+    const response = await webhooks.handle(await delivery(eventBody()));
+    expect(order).toEqual(["map", "listener", "any"]);
+    expect(response.status).toBe(500);
+  });
+});
+
 describe("handleRequest (Fetch)", () => {
   it("handles a Fetch Request end to end", async () => {
     const webhooks = receiver();

@@ -1,24 +1,19 @@
 // What BENCHMARKS.md says about a missed target: the cause found by profiling during
 // development and the fix it calls for, with the effect measured on the prototypes in
 // bench/prototype/. Keyed by target id prefix; each function gets the full target id. The
-// profiles printed below the tables are from the run that wrote the file. Written against
-// core b0c856e, which already carries the verifier fixes sized in prototype/verify-fast.mjs.
+// profiles printed below the tables are from the run that wrote the file. Up to date with
+// the core's verifier and pipeline fixes sized in bench/prototype/.
 
 /** Printed once under the gaps when an HTTP target is missed; the HTTP items refer to it. */
 export const PIPELINE_NOTE =
-  "**The core pipeline's share of the HTTP gaps.** In one Fastify server (`node prototype/pipeline-cpu.mjs`, server CPU time per request, " +
-  "1 KiB events) the hand-written route costs ~50 µs, the core's `verifySignature` called with " +
-  "an object literal + `parseEvent` ~54 µs (1.06×), the same call with its arguments built as " +
-  "`{ ...fixedOptions, payload, headers }` ~73 µs (1.45×), and `webhooks.handle` ~74 µs " +
-  "(1.47×): the object spread that packages/core/src/pipeline.ts `verifyAndParse` uses to " +
-  "build the verifier's arguments (`{ ...verifyOptions, payload: input.rawBody, headers: " +
-  "input.headers }`) costs ~20 µs of CPU per request in a server (1.9 µs in an isolated " +
-  "loop), and the rest of `handle` next to nothing. Fix: build the arguments as a literal, " +
-  "`const params = { secret: secrets, payload: input.rawBody, headers: input.headers }`, then " +
-  "assign `toleranceSec`, `now` and `headerName` only when they are configured (or let " +
-  "`VerifySignatureParams` take `| undefined` and pass them directly); likewise build " +
-  "`respond`'s result without `...extra` and `{ ...JSON_HEADERS }` spreads. The lean sketch of " +
-  "`handle` in prototype/pipeline.mjs, which does this, measured ~53 µs (1.04×).";
+  "**The core pipeline's share of the HTTP gaps.** The fixes sized with " +
+  "prototype/pipeline.mjs and prototype/pipeline-cpu.mjs are in the core: the verifier's " +
+  "arguments and the responses are built without object spreads (the spread cost ~20 µs of " +
+  "server CPU per request in a Fastify server), verification runs without a promise on " +
+  "node:crypto, and handlers are awaited only when they return one. With them every adapter " +
+  "measured 0.97–1.06× the optimal route. A miss now is first of all noise between rounds " +
+  "(see the quartiles and the per-CPU-second ratio); profile the adapter's server with " +
+  "`node profile/focus.mjs` before changing code.";
 
 export const ANALYSIS = {
   verify: () =>
@@ -30,7 +25,8 @@ export const ANALYSIS = {
     "call) ~+5%, and reading the header, the clock and the options a few percent. The only " +
     "large remaining step would be a synchronous node:crypto entry point (e.g. a " +
     "`verifySignatureSync` in the node build, used by `constructEvent` and the pipeline), " +
-    "which removes the Promise; at 16 KiB and above the ratio is already ≤ 1.05×.",
+    "which removes the Promise: an API decision left open, since the pipeline and the " +
+    "adapters already verify without the Promise. At 16 KiB and above the ratio is ≤ 1.05×.",
   construct: () =>
     "`constructEvent` is `verifySignature` followed by `parseEvent`; `parseEvent` itself costs " +
     "~3% more than `JSON.parse(bytes.toString())`. A miss here is the verifier's overhead " +
@@ -49,32 +45,23 @@ export const ANALYSIS = {
         "Fastify's own per-request cost is so low (the bare route serves ~2.4× the optimal " +
         "route's req/s) that any CPU the core adds shows almost fully. The Fastify side of the " +
         "adapter costs little: the same plugin around the optimal route's synchronous verify " +
-        "(variant `experiment`, BENCH_HTTP_PROTOTYPES=1) measured 0.91–1.0×. The cost is in " +
-        "the core's pipeline: see the note below. The adapter's plugin around the lean " +
-        "pipeline sketch (variant `prototype`) measured 0.96× where the adapter measured 0.71× " +
-        "in the same run."
+        "(variant `experiment`, BENCH_HTTP_PROTOTYPES=1) measured 0.91–1.0×, and with the " +
+        "pipeline fixes (see the note below) the adapter itself measured 0.98×."
       );
     }
     if (framework === "hono") {
       return (
-        "Two causes. (1) The adapter builds `waitUntil` on every request by reading " +
-        "`c.executionCtx` inside try/catch (`waitUntilOf` in packages/hono/src/index.ts); on " +
-        "Node that getter throws, so every request creates and throws an Error with a stack " +
-        "trace (`get executionCtx`, ~4% of the server's CPU in the profile). Only " +
-        '`ack: "first"` ever calls `waitUntil`. Fix: pass a function that reads ' +
-        "`c.executionCtx` only when called, `(promise) => { try { " +
-        "c.executionCtx.waitUntil(promise) } catch { /* Node, Bun: it runs on */ } }` " +
-        "(prototype `honoPrototype` in prototype/adapters.mjs measured 1.01× the optimal route " +
-        "where the adapter measured 0.93× in the same run). " +
-        "(2) The core's pipeline: see the note below."
+        "Two causes were found and fixed: the adapter read `c.executionCtx` (which throws on " +
+        "Node) on every request, ~4% of the server's CPU, and now reads it only for " +
+        '`ack: "first"`; and the core pipeline\'s bookkeeping (see the note below). With both ' +
+        "fixes the adapter measured 1.06×."
       );
     }
     return (
       "The adapter now reads the body with plain listeners (the core's `readBodyWithLimit` " +
       "fast path for Node streams, which the listener-based prototype `expressPrototype` in " +
-      "prototype/adapters.mjs sized: 0.90× where the `for await` reader gave 0.80×). What " +
-      "remains is in the core's pipeline, diluted by Express's own per-request cost (the " +
-      "bare route is only ~1.35× the optimal one): see the note below."
+      "prototype/adapters.mjs sized: 0.90× where the `for await` reader gave 0.80×); with the " +
+      "pipeline fixes (see the note below) it measured 0.97×."
     );
   },
   memory: () =>

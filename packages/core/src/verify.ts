@@ -15,7 +15,15 @@ export const MAX_SIGNATURE_HEADER_LENGTH = 8 * 1024;
 /** How many `v1` entries of one header are compared at most. */
 export const MAX_SIGNATURES_COMPARED = 8;
 
-const T_PATTERN = /^\d+$/;
+/** A plain base-10 integer: digits only, at least one. */
+function isDigits(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 48 || code > 57) return false;
+  }
+  return true;
+}
 
 /** A webhook secret, or several while one is being rotated out (any of them may match). */
 export type SecretInput = string | readonly string[];
@@ -57,7 +65,12 @@ interface ParsedHeader {
 }
 
 /** Normalises and checks the configured secret(s); a mistake here is the developer's to fix. */
+let lastSecret: string | undefined;
+let lastSecretList: readonly string[] = [];
+
 export function normalizeSecrets(secret: unknown): readonly string[] {
+  // The common call passes the same one string every time: reuse its list.
+  if (typeof secret === "string" && secret === lastSecret) return lastSecretList;
   const list = typeof secret === "string" ? [secret] : Array.isArray(secret) ? secret : undefined;
   if (list === undefined || list.length === 0) {
     throw new MappaWebhookError(
@@ -72,6 +85,10 @@ export function normalizeSecrets(secret: unknown): readonly string[] {
         "A configured webhook secret is empty or not a string. Check that MAPPA_WEBHOOK_SECRET (or what you pass as `secret`) is set.",
       );
     }
+  }
+  if (typeof secret === "string") {
+    lastSecret = secret;
+    lastSecretList = list as readonly string[];
   }
   return list as readonly string[];
 }
@@ -90,7 +107,9 @@ function readSignatureHeader(
   for (const raw of list) {
     const name = names === undefined ? raw : raw.toLowerCase();
     const value = readHeader(headers, name);
-    if (value !== undefined && /\S/.test(value)) return { name, value };
+    // An empty or blank header counts as missing; a visible first character settles it cheaply.
+    if (value !== undefined && (value.charCodeAt(0) > 32 || /\S/.test(value)))
+      return { name, value };
   }
   return undefined;
 }
@@ -115,7 +134,7 @@ function parseSignatureHeader(value: string): ParsedHeader {
     const comma = value.indexOf(",", 2);
     if (comma > 2 && value.length === comma + 68 && value.startsWith("v1=", comma + 1)) {
       const timestampText = value.slice(2, comma);
-      if (T_PATTERN.test(timestampText)) {
+      if (isDigits(timestampText)) {
         return {
           timestampText,
           timestamp: Number(timestampText),
@@ -157,7 +176,7 @@ function parseSignatureHeader(value: string): ParsedHeader {
     // Other schemes (v0, v2, ...) are ignored so the sender can add new ones.
   }
   if (timestampText === undefined) throw malformed("there is no `t` entry");
-  if (!T_PATTERN.test(timestampText)) throw malformed("`t` is not a whole number of seconds");
+  if (!isDigits(timestampText)) throw malformed("`t` is not a whole number of seconds");
   if (signatures.length === 0) throw malformed("there is no `v1` entry");
   return { timestampText, timestamp: Number(timestampText), signatures };
 }

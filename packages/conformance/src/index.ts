@@ -47,7 +47,8 @@ export const CONFORMANCE_SECRET = "whsec_conformance_5b1d0c7e9a";
 /** The body limit of the suite's main app. */
 export const CONFORMANCE_MAX_BODY_BYTES = 16 * 1024;
 
-interface SignatureVectorCase {
+/** One case of the shared signature vectors (packages/core/test/fixtures/signature.json). */
+export interface SignatureVectorCase {
   name: string;
   bodyBase64: string;
   headers: Record<string, string | string[]>;
@@ -56,16 +57,19 @@ interface SignatureVectorCase {
   toleranceSec?: number;
 }
 
-interface SignatureVectors {
+/** The shared signature vectors: a fixed clock, a secret, a tolerance and the cases. */
+export interface SignatureVectors {
   now: number;
   secret: string;
   toleranceSec: number;
   cases: SignatureVectorCase[];
 }
 
-const vectors = JSON.parse(
+/** The shared signature vectors, read from the core's test fixtures. */
+export const signatureVectors: SignatureVectors = JSON.parse(
   readFileSync(new URL("../../core/test/fixtures/signature.json", import.meta.url), "utf8"),
 ) as SignatureVectors;
+const vectors = signatureVectors;
 
 /** What a handler should do for one event id. */
 interface Plan {

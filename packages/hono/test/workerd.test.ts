@@ -1,35 +1,15 @@
 // The adapter on real workerd (offline, through miniflare), without Node compatibility flags:
 // the worker can only load if the bundle has no node: imports, so the core's Web Crypto build
 // is proven to be the one used.
-import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { signatureVectors } from "@mappa-webhooks/conformance";
 import { parseEvent } from "@mappa-webhooks/core";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reportCompleted, signedHeaders } from "./helpers.js";
 
-interface SignatureVector {
-  name: string;
-  bodyBase64: string;
-  headers: Record<string, string | string[]>;
-  expect: string;
-  secrets?: string[];
-  toleranceSec?: number;
-}
-interface SignatureVectors {
-  now: number;
-  secret: string;
-  toleranceSec: number;
-  cases: SignatureVector[];
-}
-
-const vectors = JSON.parse(
-  readFileSync(
-    fileURLToPath(new URL("../../core/test/fixtures/signature.json", import.meta.url)),
-    "utf8",
-  ),
-) as SignatureVectors;
+const vectors = signatureVectors;
 
 const SECRET = "whsec_workerd_test";
 const ORIGIN = "http://worker.test";

@@ -17,6 +17,8 @@ export type MappaWebhookErrorCode =
   | "method_not_allowed"
   | "payload_too_large"
   | "event_in_flight"
+  | "body_timeout"
+  | "request_aborted"
   // the receiver
   | "handler_failed"
   | "idempotency_store_failed"
@@ -35,6 +37,9 @@ const STATUS: Record<MappaWebhookErrorCode, number> = {
   method_not_allowed: 405,
   payload_too_large: 413,
   event_in_flight: 409,
+  body_timeout: 408,
+  // The client is gone, so nothing is sent; 400 is what a log or a test sees.
+  request_aborted: 400,
   handler_failed: 500,
   idempotency_store_failed: 503,
   missing_secret: 500,
@@ -42,9 +47,14 @@ const STATUS: Record<MappaWebhookErrorCode, number> = {
   body_already_parsed: 500,
 };
 
+/** True for a code of the closed union (own keys only: `"toString"` is not a code). */
+export function isErrorCode(code: unknown): code is MappaWebhookErrorCode {
+  return typeof code === "string" && Object.hasOwn(STATUS, code);
+}
+
 /** The HTTP status a receiver answers for an error code. */
 export function statusForCode(code: MappaWebhookErrorCode): number {
-  return STATUS[code];
+  return isErrorCode(code) ? STATUS[code] : 500;
 }
 
 /** Options for {@link MappaWebhookError}. */
@@ -92,7 +102,8 @@ export class MappaWebhookError extends Error {
       options.cause === undefined ? undefined : { cause: options.cause },
     );
     this.code = code;
-    this.status = STATUS[code];
+    // A code from outside the union (plain JavaScript callers) must still give a valid status.
+    this.status = isErrorCode(code) ? STATUS[code] : 500;
     this.hint = hint;
   }
 }
@@ -111,7 +122,6 @@ export function isMappaWebhookError(value: unknown): value is MappaWebhookError 
     value instanceof MappaWebhookError ||
     (value instanceof Error &&
       value.name === "MappaWebhookError" &&
-      typeof (value as unknown as { code?: unknown }).code === "string" &&
-      (value as unknown as { code: string }).code in STATUS)
+      isErrorCode((value as unknown as { code?: unknown }).code))
   );
 }

@@ -4,42 +4,47 @@ import { toSignable } from "./verify.js";
 
 /** An error Mappa reports for a failed job. */
 export interface MappaJobError {
+  /** Machine-readable reason, e.g. `"target_not_found"`. */
   code: string;
+  /** What went wrong, for people. */
   message: string;
-  [key: string]: unknown;
 }
+
+/**
+ * `data.status` of a `*.completed` event: `"succeeded"` on the current wire format (Mappa's
+ * SDKs since mappa-node 1.2 and conduit 0.2), `"completed"` in the guide's older shape.
+ */
+export type MappaCompletedStatus = "succeeded" | "completed";
+
+/** `data.status` of a `*.failed` event. */
+export type MappaFailedStatus = "failed";
 
 /** `data` of `report.completed`: the report is ready to fetch. */
 export interface ReportCompletedData {
   jobId: string;
   reportId: string;
-  /** `"completed"`; some API versions send `"succeeded"`. */
-  status: "completed" | "succeeded" | (string & {});
-  [key: string]: unknown;
+  status: MappaCompletedStatus;
 }
 
 /** `data` of `report.failed`. */
 export interface ReportFailedData {
   jobId: string;
-  status: "failed" | (string & {});
+  status: MappaFailedStatus;
   error: MappaJobError;
-  [key: string]: unknown;
 }
 
 /** `data` of `matching.completed`. */
 export interface MatchingCompletedData {
   jobId: string;
   matchingId: string;
-  status: "completed" | "succeeded" | (string & {});
-  [key: string]: unknown;
+  status: MappaCompletedStatus;
 }
 
 /** `data` of `matching.failed`. */
 export interface MatchingFailedData {
   jobId: string;
-  status: "failed" | (string & {});
+  status: MappaFailedStatus;
   error: MappaJobError;
-  [key: string]: unknown;
 }
 
 /** The `data` of each event type this package knows. */
@@ -61,12 +66,29 @@ export const MAPPA_EVENT_TYPES: readonly MappaEventType[] = [
   "matching.failed",
 ];
 
+/**
+ * The top-level fields every event has, each exactly as Mappa sent it. Mappa has used three
+ * shapes: the guide's `{id, type, createdAt, data}`, mappa-node 1.2's `{type, timestamp, data}`
+ * and the current `{id, type, createdAt, timestamp, data}`; a field a shape lacks is `undefined`.
+ */
 interface EventFields {
-  /** The event id; `undefined` for older API versions that send none. */
+  /** The event id; `undefined` in the mappa-node 1.2 shape, which sends none. */
   id: string | undefined;
-  /** When the event was created (ISO 8601), from `createdAt` or, in older payloads, `timestamp`. */
+  /** `createdAt` as sent (ISO 8601), when the shape has it. */
   createdAt: string | undefined;
-  /** The parsed JSON object as sent, with every field kept. */
+  /** `timestamp` as sent (ISO 8601), when the shape has it. */
+  timestamp: string | undefined;
+  /**
+   * When the event happened, whatever the shape: `createdAt`, else `timestamp` (ISO 8601 as
+   * sent). `undefined` only when Mappa sent neither. Use this rather than either field.
+   *
+   * @example
+   * ```ts
+   * const when = event.occurredAt ? new Date(event.occurredAt) : new Date();
+   * ```
+   */
+  occurredAt: string | undefined;
+  /** The parsed JSON object as sent, with every field kept (also ones not typed here). */
   raw: Readonly<Record<string, unknown>>;
 }
 
@@ -77,8 +99,9 @@ export type MappaKnownEvent<T extends MappaEventType = MappaEventType> = {
     known: true;
     data: MappaEventDataMap[K];
     /**
-     * The key every delivery of this event shares: its `id`, or `<type>:<data.jobId>` when
-     * there is no id. Deduplicate on it.
+     * The key every delivery of this event shares: its `id` as sent, or, for an event without
+     * an id, a key built from `type` and `data.jobId` that no event id can equal. Deduplicate
+     * on it.
      */
     idempotencyKey: string;
   };
@@ -92,7 +115,7 @@ export interface MappaUnknownEvent extends EventFields {
   type: string;
   known: false;
   data: unknown;
-  /** `id`, or `<type>:<data.jobId>`; `undefined` when the event has neither (not deduplicated). */
+  /** As on known events; `undefined` when the event has neither an id nor a `data.jobId`. */
   idempotencyKey: string | undefined;
 }
 
@@ -111,6 +134,33 @@ export type ReportFailedEvent = MappaKnownEvent<"report.failed">;
 export type MatchingCompletedEvent = MappaKnownEvent<"matching.completed">;
 export type MatchingFailedEvent = MappaKnownEvent<"matching.failed">;
 
+/**
+ * Idempotency keys of events without an id start with this; an event id that starts with it
+ * is escaped by doubling the `~`, so the two can never be equal. Every id Mappa sends
+ * (`evt_…`) is used as the key unchanged.
+ */
+const FALLBACK_KEY_PREFIX = "~job:";
+
+/**
+ * The idempotency key for an event: `id` as sent (an id starting with `~` gets one more `~`),
+ * or `~job:<type>:<jobId>` for an event without an id, or `undefined` when it has neither.
+ *
+ * @example
+ * ```ts
+ * idempotencyKeyFor({ id: "evt_1", type: "report.completed", jobId: "j1" }); // "evt_1"
+ * idempotencyKeyFor({ type: "report.completed", jobId: "j1" }); // "~job:report.completed:j1"
+ * ```
+ */
+export function idempotencyKeyFor(event: {
+  id?: string | undefined;
+  type: string;
+  jobId?: string | undefined;
+}): string | undefined {
+  const { id, type, jobId } = event;
+  if (id !== undefined && id !== "") return id.charCodeAt(0) === 0x7e ? `~${id}` : id;
+  return jobId !== undefined ? `${FALLBACK_KEY_PREFIX}${type}:${jobId}` : undefined;
+}
+
 const decoder = new TextDecoder();
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -124,27 +174,34 @@ function invalid(message: string): MappaWebhookError {
   );
 }
 
-function requireString(data: Record<string, unknown>, field: string, type: string): void {
-  if (typeof data[field] !== "string")
-    throw invalid(`\`${type}\` needs a string \`data.${field}\``);
+function requireString(record: Record<string, unknown>, field: string, path: string, type: string) {
+  if (typeof record[field] !== "string") {
+    throw invalid(`\`${type}\` needs a string \`${path}\`, got ${describe(record[field])}`);
+  }
 }
 
-function checkData(type: string, data: unknown): void {
-  if (!isRecord(data)) throw invalid(`\`${type}\` needs an object \`data\``);
-  requireString(data, "jobId", type);
-  switch (type) {
-    case "report.completed":
-      requireString(data, "reportId", type);
-      break;
-    case "matching.completed":
-      requireString(data, "matchingId", type);
-      break;
-    default: {
-      const error = data.error;
-      if (!isRecord(error) || typeof error.code !== "string") {
-        throw invalid(`\`${type}\` needs \`data.error\` with a string \`code\``);
-      }
+function describe(value: unknown): string {
+  if (value === undefined) return "none";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
+/** Checks every field the type of a known event promises, naming the first one missing. */
+function checkData(type: MappaEventType, data: unknown): void {
+  if (!isRecord(data)) throw invalid(`\`${type}\` needs an object \`data\`, got ${describe(data)}`);
+  requireString(data, "jobId", "data.jobId", type);
+  if (type === "report.completed") requireString(data, "reportId", "data.reportId", type);
+  else if (type === "matching.completed")
+    requireString(data, "matchingId", "data.matchingId", type);
+  requireString(data, "status", "data.status", type);
+  if (type === "report.failed" || type === "matching.failed") {
+    const error = data.error;
+    if (!isRecord(error)) {
+      throw invalid(`\`${type}\` needs an object \`data.error\`, got ${describe(error)}`);
     }
+    requireString(error, "code", "data.error.code", type);
+    requireString(error, "message", "data.error.message", type);
   }
 }
 
@@ -157,10 +214,17 @@ function isKnownType(type: string): type is MappaEventType {
   );
 }
 
+function optionalString(json: Record<string, unknown>, field: string): string | undefined {
+  const value = json[field];
+  if (value === undefined || typeof value === "string") return value;
+  throw invalid(`\`${field}\` is present but not a string (got ${describe(value)})`);
+}
+
 /**
- * Parses an already verified body into a typed event. Known types are checked for the fields
- * they promise (`invalid_event` otherwise); any other type comes back as a generic event.
- * Tolerates older payloads: `timestamp` in place of `createdAt`, and no `id`.
+ * Parses an already verified body into a typed event. Known types are checked for every field
+ * they promise (`invalid_event` naming the field otherwise); any other type comes back as a
+ * generic event. Every shape Mappa has sent parses: with or without `id`, with `createdAt`,
+ * `timestamp` or both (each kept as sent; `occurredAt` is whichever is there).
  *
  * Call it only on a body whose signature you verified, or use {@link constructEvent}.
  *
@@ -187,22 +251,28 @@ export function parseEvent(payload: RawBody): MappaEvent {
   } catch (cause) {
     throw new MappaWebhookError("invalid_json", "The body is not valid JSON.", { cause });
   }
-  if (!isRecord(json)) throw invalid("it is not a JSON object");
-  const { id, type, data } = json;
+  if (!isRecord(json)) throw invalid(`it is ${describe(json)}, not a JSON object`);
+  const { type, data } = json;
   if (typeof type !== "string" || type === "") throw invalid("`type` is not a non-empty string");
-  if (id !== undefined && typeof id !== "string") throw invalid("`id` is present but not a string");
-  const createdAt =
-    typeof json.createdAt === "string"
-      ? json.createdAt
-      : typeof json.timestamp === "string"
-        ? json.timestamp
-        : undefined;
+  const id = optionalString(json, "id");
+  const createdAt = optionalString(json, "createdAt");
+  const timestamp = optionalString(json, "timestamp");
 
   const known = isKnownType(type);
   if (known) checkData(type, data);
   const jobId = isRecord(data) && typeof data.jobId === "string" ? data.jobId : undefined;
-  const idempotencyKey =
-    id !== undefined && id !== "" ? id : jobId !== undefined ? `${type}:${jobId}` : undefined;
+  const idempotencyKey = idempotencyKeyFor({ id, type, jobId });
+  const occurredAt = createdAt ?? timestamp;
   // A fresh literal (no merging of parsed objects) keeps a `__proto__` key in the JSON inert.
-  return { id, type, known, createdAt, data, idempotencyKey, raw: json } as MappaEvent;
+  return {
+    id,
+    type,
+    known,
+    createdAt,
+    timestamp,
+    occurredAt,
+    data,
+    idempotencyKey,
+    raw: json,
+  } as MappaEvent;
 }

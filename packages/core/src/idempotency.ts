@@ -29,6 +29,14 @@ export interface IdempotencyStore {
   complete(key: string, token: string, options: { ttlMs: number }): Promise<void>;
   /** Give up the claim after a failure, so the sender's retry runs the handlers again. */
   release(key: string, token: string): Promise<void>;
+  /**
+   * Extend a live claim by `leaseMs` from now. The receiver calls it while handlers run (every
+   * third of the lease), so a slow handler is never run a second time in parallel; a crashed
+   * instance stops renewing and its claim expires. Resolves `false` when `token` no longer owns
+   * `key` (the lease ran out and another delivery claimed it). A store without `renew` gets no
+   * renewals: keep its `leaseMs` longer than any handler then.
+   */
+  renew?(key: string, token: string, options: { leaseMs: number }): Promise<boolean>;
 }
 
 /**
@@ -70,7 +78,7 @@ function newToken(): string {
  */
 export function createMemoryIdempotencyStore(
   options: MemoryIdempotencyStoreOptions = {},
-): IdempotencyStore & { readonly size: number } {
+): Required<IdempotencyStore> & { readonly size: number } {
   const maxEntries = options.maxEntries ?? 10_000;
   const now = options.now ?? Date.now;
   const entries = new Map<string, Entry>();
@@ -105,6 +113,13 @@ export function createMemoryIdempotencyStore(
     async release(key, token) {
       const entry = entries.get(key);
       if (entry !== undefined && !entry.completed && entry.token === token) entries.delete(key);
+    },
+    async renew(key, token, { leaseMs }) {
+      const entry = entries.get(key);
+      if (entry === undefined || entry.completed || entry.token !== token) return false;
+      // Renewed in place: the claim keeps its age, so the oldest-first eviction stays honest.
+      entry.expiresAt = now() + leaseMs;
+      return true;
     },
   };
 }

@@ -1,4 +1,12 @@
-export { DEFAULT_MAX_BODY_BYTES, payloadTooLarge, readBodyWithLimit } from "./body.js";
+export {
+  bodyTimeout,
+  DEFAULT_BODY_TIMEOUT_MS,
+  DEFAULT_MAX_BODY_BYTES,
+  payloadTooLarge,
+  type ReadBodyOptions,
+  readBodyWithLimit,
+  requestAborted,
+} from "./body.js";
 export { constructEvent } from "./construct.js";
 export {
   isMappaWebhookError,
@@ -8,10 +16,13 @@ export {
   statusForCode,
 } from "./errors.js";
 export {
+  idempotencyKeyFor,
   MAPPA_EVENT_TYPES,
+  type MappaCompletedStatus,
   type MappaEvent,
   type MappaEventDataMap,
   type MappaEventType,
+  type MappaFailedStatus,
   type MappaJobError,
   type MappaKnownEvent,
   type MappaUnknownEvent,

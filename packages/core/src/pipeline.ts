@@ -1,4 +1,9 @@
-import { DEFAULT_MAX_BODY_BYTES, payloadTooLarge, readBodyWithLimit } from "./body.js";
+import {
+  DEFAULT_BODY_TIMEOUT_MS,
+  DEFAULT_MAX_BODY_BYTES,
+  payloadTooLarge,
+  readBodyWithLimit,
+} from "./body.js";
 import { isMappaWebhookError, MappaWebhookError } from "./errors.js";
 import {
   type MappaEvent,
@@ -89,6 +94,11 @@ export interface MappaWebhooksOptions<TContext = unknown> {
   ack?: "after-handlers" | "first";
   /** Largest accepted body; larger ones get 413. Default 1 MiB. */
   maxBodyBytes?: number;
+  /**
+   * Longest time reading the body may take, in milliseconds; a stalled or slow-drip sender
+   * gets 408 `body_timeout` after it. Default 10 s (Mappa sends small bodies at once).
+   */
+  bodyTimeoutMs?: number;
 }
 
 /** A framework-neutral request, as adapters hand it over. */
@@ -142,6 +152,8 @@ export interface MappaWebhooks<TContext = unknown> {
   onAny(handler: MappaAnyHandler<TContext>): () => void;
   /** The body limit in bytes, for adapters that read the body themselves. */
   readonly maxBodyBytes: number;
+  /** The body deadline in milliseconds, for adapters that read the body themselves. */
+  readonly bodyTimeoutMs: number;
 }
 
 const RECEIVED = JSON.stringify({ received: true });
@@ -211,6 +223,7 @@ export function createMappaWebhooks<TContext = unknown>(
   const secrets = normalizeSecrets(options.secret);
   checkNumber("toleranceSec", options.toleranceSec, 0);
   checkNumber("maxBodyBytes", options.maxBodyBytes, 0);
+  checkNumber("bodyTimeoutMs", options.bodyTimeoutMs, 1);
   checkNumber("leaseMs", options.leaseMs, 1);
   checkNumber("completedTtlMs", options.completedTtlMs, 1);
   if (options.ack !== undefined && options.ack !== "first" && options.ack !== "after-handlers") {
@@ -227,6 +240,7 @@ export function createMappaWebhooks<TContext = unknown>(
   }
 
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
   const ttlMs = options.completedTtlMs ?? DEFAULT_COMPLETED_TTL_MS;
   const store =
@@ -466,6 +480,7 @@ export function createMappaWebhooks<TContext = unknown>(
 
   return {
     maxBodyBytes,
+    bodyTimeoutMs,
     handle,
     verifyAndParse: async (input) => (await verifyAndParse(input)).event,
     errorResponse: (error) => errorResponse(error),
@@ -479,7 +494,7 @@ export function createMappaWebhooks<TContext = unknown>(
       if (declared > maxBodyBytes) return toResponse(errorResponse(payloadTooLarge(maxBodyBytes)));
       let rawBody: Uint8Array;
       try {
-        rawBody = await readBodyWithLimit(request.body, maxBodyBytes);
+        rawBody = await readBodyWithLimit(request.body, maxBodyBytes, { timeoutMs: bodyTimeoutMs });
       } catch (error) {
         return toResponse(errorResponse(error));
       }

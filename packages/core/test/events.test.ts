@@ -7,12 +7,14 @@ describe("parseEvent", () => {
       JSON.stringify({
         type: "report.completed",
         timestamp: "2026-01-17T12:05:00.000Z",
-        data: { jobId: "j9", reportId: "r" },
+        data: { jobId: "j9", reportId: "r", status: "succeeded" },
       }),
     );
     expect(event.id).toBeUndefined();
-    expect(event.idempotencyKey).toBe("report.completed:j9");
-    expect(event.createdAt).toBe("2026-01-17T12:05:00.000Z");
+    expect(event.idempotencyKey).toBe("~job:report.completed:j9");
+    expect(event.createdAt).toBeUndefined();
+    expect(event.timestamp).toBe("2026-01-17T12:05:00.000Z");
+    expect(event.occurredAt).toBe("2026-01-17T12:05:00.000Z");
   });
 
   it("passes unknown types through, keyed when it can be", () => {
@@ -31,7 +33,7 @@ describe("parseEvent", () => {
         id: "e",
         type: "report.completed",
         apiVersion: "x",
-        data: { jobId: "j", reportId: "r", extra: 1 },
+        data: { jobId: "j", reportId: "r", status: "succeeded", extra: 1 },
       }),
     );
     expect(event.raw.apiVersion).toBe("x");
@@ -41,7 +43,7 @@ describe("parseEvent", () => {
   it("never pollutes prototypes", () => {
     const hostile =
       '{"id":"evt_p","type":"report.completed","__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},' +
-      '"data":{"jobId":"j","reportId":"r","__proto__":{"polluted":true}}}';
+      '"data":{"jobId":"j","reportId":"r","status":"succeeded","__proto__":{"polluted":true}}}';
     const event = parseEvent(hostile);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect((Object.prototype as Record<string, unknown>).polluted).toBeUndefined();

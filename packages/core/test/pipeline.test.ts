@@ -223,7 +223,11 @@ describe("idempotency", () => {
   it("events without id dedupe on type and job id", async () => {
     const handler = vi.fn();
     const webhooks = receiver({ on: { "report.completed": handler } });
-    const body = JSON.stringify({ type: "report.completed", data: { jobId: "j7", reportId: "r" } });
+    const body = JSON.stringify({
+      type: "report.completed",
+      timestamp: "2027-01-15T08:00:00.000Z",
+      data: { jobId: "j7", reportId: "r", status: "succeeded" },
+    });
     await webhooks.handle(await delivery(body));
     await webhooks.handle(await delivery(body));
     expect(handler).toHaveBeenCalledTimes(1);

@@ -4,7 +4,7 @@ import {
   payloadTooLarge,
   readBodyWithLimit,
 } from "./body.js";
-import { isMappaWebhookError, MappaWebhookError } from "./errors.js";
+import { isMappaWebhookError, MappaWebhookError, statusForCode } from "./errors.js";
 import {
   type MappaEvent,
   type MappaEventType,
@@ -156,6 +156,38 @@ export interface MappaWebhooks<TContext = unknown> {
   readonly bodyTimeoutMs: number;
 }
 
+// ---------------------------------------------------------------------------------------------
+// How a delivery flows through the receiver, one named step each (see `handle` below):
+//
+//   1. checkRequest     POST only, body within maxBodyBytes          405 / 413
+//   2. verifyAndParse   signature, then the body into a typed event   401 / 400
+//   3. claimEvent       the idempotency store's lease on the event    200 duplicate / 409 / 503
+//   4. runHandlers      the typed handler (or onUnknown), then listeners, lease renewed meanwhile
+//   5. settle           complete or release the claim; the answer     200 / 500
+//
+// Every step answers through `answerError`, the one place a failure becomes a response and is
+// reported to `onError`. The request path avoids spreads, closures per delivery and promises
+// for synchronous work: each measurably costs throughput (see BENCHMARKS.md).
+// ---------------------------------------------------------------------------------------------
+
+type Handler<TContext> = (event: MappaEvent, context: TContext) => unknown;
+type Verified = { verification: VerifySignatureResult; event: MappaEvent };
+
+/** Everything fixed when the receiver is created; each step reads what it needs from here. */
+interface Receiver<TContext> {
+  options: MappaWebhooksOptions<TContext>;
+  secrets: ReturnType<typeof normalizeSecrets>;
+  handlerMap: MappaHandlerMap<TContext>;
+  listeners: Map<string, Set<Handler<TContext>>>;
+  anyListeners: Set<MappaAnyHandler<TContext>>;
+  store: IdempotencyStore | undefined;
+  leaseMs: number;
+  ttlMs: number;
+  maxBodyBytes: number;
+  bodyTimeoutMs: number;
+  ackFirst: boolean;
+}
+
 const RECEIVED = JSON.stringify({ received: true });
 const DUPLICATE = JSON.stringify({ received: true, duplicate: true });
 
@@ -179,41 +211,429 @@ function checkNumber(name: string, value: number | undefined, min: number): void
   }
 }
 
-function toError(
-  error: unknown,
-  fallback: "handler_failed" | "idempotency_store_failed",
-): MappaWebhookError {
+/**
+ * Whatever a handler throws, the answer is 500 `handler_failed` so Mappa retries; the thrown
+ * value is kept as `cause` and its message never reaches the client. Even a
+ * MappaWebhookError from a nested `constructEvent` must not turn into a 401 or 413.
+ */
+function handlerFailed(error: unknown): MappaWebhookError {
+  return new MappaWebhookError(
+    "handler_failed",
+    "A webhook handler threw; answered 500 so Mappa retries the delivery. See `cause`.",
+    { cause: error },
+  );
+}
+
+/** Whatever the store throws, the answer is 503 so Mappa retries. */
+function storeFailed(error: unknown): MappaWebhookError {
+  return new MappaWebhookError(
+    "idempotency_store_failed",
+    "The idempotency store failed; answered 503 so Mappa retries the delivery. See `cause`.",
+    { cause: error },
+  );
+}
+
+/** An error that is not one of ours, met outside a handler (e.g. a throwing header getter). */
+function unexpected(error: unknown): MappaWebhookError {
   if (isMappaWebhookError(error)) return error;
-  const message =
-    fallback === "handler_failed"
-      ? "A webhook handler threw; answered 500 so Mappa retries the delivery. See `cause`."
-      : "The idempotency store failed; answered 503 so Mappa retries the delivery. See `cause`.";
-  return new MappaWebhookError(fallback, message, { cause: error });
+  return new MappaWebhookError(
+    "handler_failed",
+    "The receiver failed unexpectedly; answered 500 so Mappa retries the delivery. See `cause`.",
+    { cause: error },
+  );
+}
+
+function report<TContext>(
+  receiver: Receiver<TContext>,
+  error: MappaWebhookError,
+  info: MappaErrorInfo,
+): void {
+  const onError = receiver.options.onError;
+  if (onError === undefined) return;
+  try {
+    onError(error, info);
+  } catch {
+    // onError must never turn an answer into a crash.
+  }
+}
+
+// Responses are built as literals: spreads on this path measurably cost throughput.
+function jsonHeaders(): Record<string, string> {
+  return { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" };
+}
+
+function success(event: MappaEvent, verification: VerifySignatureResult, duplicate: boolean) {
+  const response: WebhookResponse = {
+    status: 200,
+    headers: jsonHeaders(),
+    body: duplicate ? DUPLICATE : RECEIVED,
+    event,
+    verification,
+  };
+  if (duplicate) response.duplicate = true;
+  return response;
+}
+
+/** The one place a failure becomes an answer: a JSON body, the code's status, `onError` told. */
+function answerError<TContext>(
+  receiver: Receiver<TContext>,
+  raw: unknown,
+  phase: MappaErrorPhase = "request",
+  event?: MappaEvent,
+): WebhookResponse {
+  const error = unexpected(raw);
+  // From the code, never from the object: an impostor's `status` could be anything.
+  const status = statusForCode(error.code);
+  // A signature failure tells the sender nothing beyond its code; 4xx body errors say more;
+  // a 5xx never shows a message (it may carry a handler's or a store's details).
+  const detailed =
+    status === 400 || status === 405 || status === 408 || status === 409 || status === 413;
+  const body = JSON.stringify(
+    detailed ? { error: error.code, message: error.message } : { error: error.code },
+  );
+  const response: WebhookResponse = { status, headers: jsonHeaders(), body, error };
+  if (event !== undefined) response.event = event;
+  if (error.code === "method_not_allowed") response.headers.allow = "POST";
+  if (error.code === "event_in_flight") response.headers["retry-after"] = "5";
+  if (error.code === "payload_too_large" || error.code === "body_timeout") {
+    response.headers.connection = "close";
+  }
+  report(receiver, error, event === undefined ? { phase, status } : { phase, status, event });
+  return response;
+}
+
+const byteLength = (body: RawBody): number =>
+  typeof body === "string" ? body.length : (body as Uint8Array | ArrayBuffer).byteLength;
+
+/** Step 1: only a POST within the size limit goes further. */
+function checkRequest<TContext>(
+  receiver: Receiver<TContext>,
+  input: WebhookRequestInput<TContext>,
+): WebhookResponse | undefined {
+  if (input.method !== "POST" && input.method.toUpperCase() !== "POST") {
+    return answerError(
+      receiver,
+      new MappaWebhookError(
+        "method_not_allowed",
+        `Method ${input.method} is not allowed: Mappa delivers webhooks with POST.`,
+      ),
+    );
+  }
+  // Strings are counted in UTF-16 units, a lower bound of their byte length; adapters
+  // enforce the exact limit while reading.
+  if (input.rawBody != null && byteLength(input.rawBody) > receiver.maxBodyBytes) {
+    return answerError(receiver, payloadTooLarge(receiver.maxBodyBytes));
+  }
+  return undefined;
+}
+
+/** Step 2: the signature, then the body. Synchronous on node:crypto, a promise on Web Crypto. */
+function verifyAndParse<TContext>(
+  receiver: Receiver<TContext>,
+  input: { headers: HeadersInput; rawBody: RawBody },
+): Verified | Promise<Verified> {
+  const { options } = receiver;
+  const params: VerifySignatureParams = {
+    payload: input.rawBody,
+    headers: input.headers,
+    secret: receiver.secrets,
+  };
+  if (options.toleranceSec !== undefined) params.toleranceSec = options.toleranceSec;
+  if (options.now !== undefined) params.now = options.now;
+  if (options.headerName !== undefined) params.headerName = options.headerName;
+  const checked = verifyNow(params);
+  if (checked instanceof Promise) {
+    return checked.then((verification) => ({ verification, event: parseEvent(input.rawBody) }));
+  }
+  return { verification: checked, event: parseEvent(input.rawBody) };
 }
 
 /**
- * Creates a framework-neutral Mappa webhook receiver. Adapters only translate requests into
- * {@link MappaWebhooks.handle} (or a Fetch `Request` into `handleRequest`) and write the result.
- *
- * Answers: 200 handled (or a known duplicate); 401 any signature failure; 400 invalid JSON or
- * not an event; 405 not a POST; 409 the same event is being handled right now; 413 body over
- * `maxBodyBytes`; 500 a handler threw (Mappa retries); 503 the idempotency store failed.
- *
- * @example
- * ```ts
- * const webhooks = createMappaWebhooks({
- *   secret: process.env.MAPPA_WEBHOOK_SECRET!,
- *   on: {
- *     "report.completed": async (event) => saveReport(event.data.reportId),
- *     "report.failed": (event) => console.error(event.data.error.code),
- *   },
- * });
- * export default { fetch: (request: Request) => webhooks.handleRequest(request) };
- * ```
+ * Step 3: the store's lease on the event. Resolves the owner token, `undefined` when nothing
+ * is deduplicated (no store, or an event without a key), or the answer when this delivery
+ * must stop here (a duplicate, in flight elsewhere, or the store failed).
  */
-export function createMappaWebhooks<TContext = unknown>(
-  options: MappaWebhooksOptions<TContext>,
-): MappaWebhooks<TContext> {
+async function claimEvent<TContext>(
+  receiver: Receiver<TContext>,
+  event: MappaEvent,
+  verification: VerifySignatureResult,
+): Promise<{ token: string | undefined } | WebhookResponse> {
+  const { store } = receiver;
+  const key = event.idempotencyKey;
+  if (store === undefined || key === undefined) return { token: undefined };
+  let claim: ClaimResult;
+  try {
+    claim = await store.claim(key, { leaseMs: receiver.leaseMs });
+  } catch (error) {
+    return answerError(receiver, storeFailed(error), "idempotency", event);
+  }
+  if (claim.status === "claimed") return { token: claim.token };
+  if (claim.status === "completed") return success(event, verification, true);
+  return answerError(
+    receiver,
+    new MappaWebhookError(
+      "event_in_flight",
+      `Event ${key} is being handled by another delivery right now; retry later.`,
+    ),
+    "idempotency",
+    event,
+  );
+}
+
+/** The handlers an event runs through, in order: its map handler (or onUnknown), then listeners. */
+function handlersFor<TContext>(receiver: Receiver<TContext>, event: MappaEvent) {
+  const fns: Handler<TContext>[] = [];
+  const first = event.known ? receiver.handlerMap[event.type] : receiver.options.onUnknown;
+  if (first !== undefined) fns.push(first as Handler<TContext>);
+  const typed = receiver.listeners.get(event.type);
+  if (typed !== undefined) fns.push(...typed);
+  if (receiver.anyListeners.size > 0) fns.push(...receiver.anyListeners);
+  return fns;
+}
+
+/**
+ * Step 4: runs the handlers in order. A synchronous handler costs no tick: only a returned
+ * promise is awaited, and `undefined` means everything already finished. Throws what a
+ * handler threw.
+ */
+function runHandlers<TContext>(
+  receiver: Receiver<TContext>,
+  event: MappaEvent,
+  context: TContext,
+): Promise<void> | undefined {
+  const fns = handlersFor(receiver, event);
+  for (let i = 0; i < fns.length; i++) {
+    const returned = (fns[i] as Handler<TContext>)(event, context);
+    if (isThenable(returned)) return runRemaining(returned, fns, i + 1, event, context);
+  }
+  return undefined;
+}
+
+async function runRemaining<TContext>(
+  pending: PromiseLike<unknown>,
+  fns: Handler<TContext>[],
+  from: number,
+  event: MappaEvent,
+  context: TContext,
+): Promise<void> {
+  await pending;
+  for (let i = from; i < fns.length; i++) await (fns[i] as Handler<TContext>)(event, context);
+}
+
+/**
+ * Keeps the claim alive while slow handlers run, so a retry arriving after `leaseMs` gets 409
+ * instead of a second, parallel run. Renews every third of the lease; a crashed process stops
+ * renewing and its claim expires as before. Returns the function that stops renewing.
+ */
+function keepClaimAlive<TContext>(
+  receiver: Receiver<TContext>,
+  event: MappaEvent,
+  key: string,
+  token: string,
+): () => void {
+  const { store, leaseMs } = receiver;
+  if (store?.renew === undefined) return () => {};
+  let lost = false;
+  const timer = setInterval(
+    () => {
+      store.renew?.(key, token, { leaseMs }).then(
+        (owned) => {
+          if (owned || lost) return;
+          lost = true;
+          report(
+            receiver,
+            new MappaWebhookError(
+              "idempotency_store_failed",
+              `The claim on event ${key} was lost while its handlers ran (the lease of ${leaseMs} ms ran out before a renewal), so another delivery may run them too. Raise \`leaseMs\`.`,
+            ),
+            { phase: "idempotency", status: 200, event },
+          );
+        },
+        (error: unknown) =>
+          report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event }),
+      );
+    },
+    Math.max(1, Math.floor(leaseMs / 3)),
+  );
+  // Never keep a process alive just to renew (Node); other runtimes have no `unref`.
+  (timer as { unref?: () => void }).unref?.();
+  return () => clearInterval(timer);
+}
+
+/**
+ * Steps 4 and 5 with a claim: runs the handlers while renewing the lease, then completes the
+ * claim, or releases it after a failure so Mappa's retry runs them again. Resolves the
+ * failure, if any.
+ */
+async function runAndSettle<TContext>(
+  receiver: Receiver<TContext>,
+  event: MappaEvent,
+  context: TContext,
+  key: string,
+  token: string,
+): Promise<MappaWebhookError | undefined> {
+  const store = receiver.store as IdempotencyStore;
+  let stopRenewing: (() => void) | undefined;
+  try {
+    const running = runHandlers(receiver, event, context);
+    if (running !== undefined) {
+      stopRenewing = keepClaimAlive(receiver, event, key, token);
+      await running;
+    }
+  } catch (error) {
+    stopRenewing?.();
+    await store.release(key, token).catch((releaseError: unknown) => {
+      report(receiver, storeFailed(releaseError), { phase: "idempotency", status: 500, event });
+    });
+    return handlerFailed(error);
+  }
+  stopRenewing?.();
+  try {
+    await store.complete(key, token, { ttlMs: receiver.ttlMs });
+  } catch (error) {
+    // The effect happened: answering non-2xx would make Mappa run it again.
+    report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event });
+  }
+  return undefined;
+}
+
+/** Steps 4 and 5 without a claim: the handlers, then the answer. */
+async function runUnclaimed<TContext>(
+  receiver: Receiver<TContext>,
+  event: MappaEvent,
+  context: TContext,
+): Promise<MappaWebhookError | undefined> {
+  try {
+    const running = runHandlers(receiver, event, context);
+    if (running !== undefined) await running;
+  } catch (error) {
+    return handlerFailed(error);
+  }
+  return undefined;
+}
+
+/** `ack: "first"`: answer now, finish steps 4 and 5 in the background (kept alive by `waitUntil`). */
+function acknowledgeFirst<TContext>(
+  receiver: Receiver<TContext>,
+  input: WebhookRequestInput<TContext>,
+  verified: Verified,
+  token: string | undefined,
+): WebhookResponse {
+  const { event } = verified;
+  const context = input.context as TContext;
+  const key = event.idempotencyKey;
+  const work =
+    token === undefined || key === undefined
+      ? runUnclaimed(receiver, event, context)
+      : runAndSettle(receiver, event, context, key, token);
+  const background = work.then((error) => {
+    if (error !== undefined) report(receiver, error, { phase: "background", status: 200, event });
+  });
+  if (input.waitUntil !== undefined) input.waitUntil(background);
+  return success(event, verified.verification, false);
+}
+
+/** The whole delivery, step by step. Always resolves to an answer; never rejects. */
+async function handle<TContext>(
+  receiver: Receiver<TContext>,
+  input: WebhookRequestInput<TContext>,
+): Promise<WebhookResponse> {
+  try {
+    const rejected = checkRequest(receiver, input);
+    if (rejected !== undefined) return rejected;
+
+    let verified: Verified;
+    try {
+      const checked = verifyAndParse(receiver, input);
+      verified = checked instanceof Promise ? await checked : checked;
+    } catch (error) {
+      return answerError(receiver, error);
+    }
+    const { event, verification } = verified;
+    input.onVerified?.(event);
+
+    let token: string | undefined;
+    if (receiver.store !== undefined && event.idempotencyKey !== undefined) {
+      const claimed = await claimEvent(receiver, event, verification);
+      if (!("token" in claimed)) return claimed;
+      token = claimed.token;
+    }
+
+    if (receiver.ackFirst) return acknowledgeFirst(receiver, input, verified, token);
+
+    const context = input.context as TContext;
+    let failure: MappaWebhookError | undefined;
+    if (token === undefined) {
+      // No claim to record: run the handlers straight, awaiting only what returns a promise.
+      try {
+        const running = runHandlers(receiver, event, context);
+        if (running !== undefined) await running;
+      } catch (error) {
+        failure = handlerFailed(error);
+      }
+    } else {
+      failure = await runAndSettle(receiver, event, context, event.idempotencyKey as string, token);
+    }
+    if (failure !== undefined) return answerError(receiver, failure, "handler", event);
+    return success(event, verification, false);
+  } catch (error) {
+    // Anything unexpected (a throwing getter in headers, a throwing onVerified) is still a
+    // typed answer.
+    return answerError(receiver, unexpected(error));
+  }
+}
+
+function toResponse(result: WebhookResponse): Response {
+  return new Response(result.body, { status: result.status, headers: result.headers });
+}
+
+/** A Fetch `Request` into {@link handle}: the body read within the size limit and deadline. */
+async function handleFetchRequest<TContext>(
+  receiver: Receiver<TContext>,
+  request: Request,
+  requestOptions: { context?: TContext; waitUntil?: (promise: Promise<unknown>) => void },
+): Promise<Response> {
+  if (request.method.toUpperCase() !== "POST") {
+    return toResponse(
+      await handle(receiver, { method: request.method, headers: request.headers, rawBody: "" }),
+    );
+  }
+  if (request.bodyUsed) {
+    return toResponse(
+      answerError(
+        receiver,
+        new MappaWebhookError(
+          "body_already_parsed",
+          "The request body was already read before the webhook handler, so its exact bytes are gone. Do not call request.json()/text()/formData() (or a body-parsing middleware) before handing the request to the Mappa handler.",
+        ),
+      ),
+    );
+  }
+  const { maxBodyBytes } = receiver;
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  if (declared > maxBodyBytes) {
+    return toResponse(answerError(receiver, payloadTooLarge(maxBodyBytes)));
+  }
+  let rawBody: Uint8Array;
+  try {
+    rawBody = await readBodyWithLimit(request.body, maxBodyBytes, {
+      timeoutMs: receiver.bodyTimeoutMs,
+    });
+  } catch (error) {
+    return toResponse(answerError(receiver, error));
+  }
+  const input: WebhookRequestInput<TContext> = {
+    method: request.method,
+    headers: request.headers,
+    rawBody,
+  };
+  if (requestOptions.context !== undefined) input.context = requestOptions.context;
+  if (requestOptions.waitUntil !== undefined) input.waitUntil = requestOptions.waitUntil;
+  return toResponse(await handle(receiver, input));
+}
+
+/** Checks the options once, so a mistake fails at start-up rather than on a delivery. */
+function createReceiver<TContext>(options: MappaWebhooksOptions<TContext>): Receiver<TContext> {
   if (options === null || typeof options !== "object") {
     throw new MappaWebhookError(
       "invalid_options",
@@ -238,288 +658,70 @@ export function createMappaWebhooks<TContext = unknown>(
       );
     }
   }
-
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
-  const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-  const ttlMs = options.completedTtlMs ?? DEFAULT_COMPLETED_TTL_MS;
-  const store =
-    options.idempotency === false
-      ? undefined
-      : (options.idempotency ?? createMemoryIdempotencyStore());
-  const ackFirst = options.ack === "first";
-  const listeners = new Map<string, Set<(event: MappaEvent, context: TContext) => unknown>>();
-  const anyListeners = new Set<MappaAnyHandler<TContext>>();
-
-  const report = (error: MappaWebhookError, info: MappaErrorInfo) => {
-    if (options.onError === undefined) return;
-    try {
-      options.onError(error, info);
-    } catch {
-      // onError must never turn an answer into a crash.
-    }
-  };
-
-  // Responses are built as literals: spreads on this path measurably cost throughput.
-  const jsonHeaders = (): Record<string, string> => ({
-    "content-type": "application/json; charset=utf-8",
-    "cache-control": "no-store",
-  });
-  const success = (
-    event: MappaEvent,
-    verification: VerifySignatureResult,
-    duplicate: boolean,
-  ): WebhookResponse => {
-    const response: WebhookResponse = {
-      status: 200,
-      headers: jsonHeaders(),
-      body: duplicate ? DUPLICATE : RECEIVED,
-      event,
-      verification,
-    };
-    if (duplicate) response.duplicate = true;
-    return response;
-  };
-
-  const errorResponse = (
-    raw: unknown,
-    phase: MappaErrorPhase = "request",
-    event?: MappaEvent,
-  ): WebhookResponse => {
-    const error = isMappaWebhookError(raw) ? raw : toError(raw, "handler_failed");
-    // A signature failure tells the sender nothing beyond its code; 4xx body errors say more.
-    const detailed =
-      error.status === 400 || error.status === 405 || error.status === 409 || error.status === 413;
-    const body = JSON.stringify(
-      detailed ? { error: error.code, message: error.message } : { error: error.code },
-    );
-    const response: WebhookResponse = { status: error.status, headers: jsonHeaders(), body, error };
-    if (event !== undefined) response.event = event;
-    if (error.code === "method_not_allowed") response.headers.allow = "POST";
-    if (error.code === "event_in_flight") response.headers["retry-after"] = "5";
-    if (error.code === "payload_too_large") response.headers.connection = "close";
-    report(
-      error,
-      event === undefined
-        ? { phase, status: error.status }
-        : { phase, status: error.status, event },
-    );
-    return response;
-  };
-
-  type Verified = { verification: VerifySignatureResult; event: MappaEvent };
-  // Synchronous on node:crypto (no promise at all); a promise on Web Crypto.
-  const verifyAndParse = (input: {
-    headers: HeadersInput;
-    rawBody: RawBody;
-  }): Verified | Promise<Verified> => {
-    const params: VerifySignatureParams = {
-      payload: input.rawBody,
-      headers: input.headers,
-      secret: secrets,
-    };
-    if (options.toleranceSec !== undefined) params.toleranceSec = options.toleranceSec;
-    if (options.now !== undefined) params.now = options.now;
-    if (options.headerName !== undefined) params.headerName = options.headerName;
-    const checked = verifyNow(params);
-    if (checked instanceof Promise) {
-      return checked.then((verification) => ({ verification, event: parseEvent(input.rawBody) }));
-    }
-    return { verification: checked, event: parseEvent(input.rawBody) };
-  };
-
-  type Handler = (event: MappaEvent, context: TContext) => unknown;
-  /** The handlers an event runs through, in order: its map handler (or onUnknown), then listeners. */
-  const handlersFor = (event: MappaEvent): Handler[] => {
-    const fns: Handler[] = [];
-    const first = event.known ? handlerMap[event.type] : options.onUnknown;
-    if (first !== undefined) fns.push(first as Handler);
-    const typed = listeners.get(event.type);
-    if (typed !== undefined) fns.push(...typed);
-    if (anyListeners.size > 0) fns.push(...anyListeners);
-    return fns;
-  };
-
-  // Handlers are awaited only when they return a promise: a synchronous handler costs no tick.
-  const runHandlers = (event: MappaEvent, context: TContext): Promise<void> | undefined => {
-    const fns = handlersFor(event);
-    for (let i = 0; i < fns.length; i++) {
-      const returned = (fns[i] as Handler)(event, context);
-      if (isThenable(returned)) return runRemaining(returned, fns, i + 1, event, context);
-    }
-    return undefined;
-  };
-  const runRemaining = async (
-    pending: PromiseLike<unknown>,
-    fns: Handler[],
-    from: number,
-    event: MappaEvent,
-    context: TContext,
-  ): Promise<void> => {
-    await pending;
-    for (let i = from; i < fns.length; i++) await (fns[i] as Handler)(event, context);
-  };
-
-  /** Runs the handlers and records the outcome in the store; resolves the failure, if any. */
-  const settle = async (
-    event: MappaEvent,
-    context: TContext,
-    key: string | undefined,
-    token: string | undefined,
-  ): Promise<MappaWebhookError | undefined> => {
-    try {
-      const running = runHandlers(event, context);
-      if (running !== undefined) await running;
-    } catch (error) {
-      if (store !== undefined && key !== undefined && token !== undefined) {
-        await store.release(key, token).catch((releaseError: unknown) => {
-          report(toError(releaseError, "idempotency_store_failed"), {
-            phase: "idempotency",
-            status: 500,
-            event,
-          });
-        });
-      }
-      return toError(error, "handler_failed");
-    }
-    if (store !== undefined && key !== undefined && token !== undefined) {
-      try {
-        await store.complete(key, token, { ttlMs });
-      } catch (error) {
-        // The effect happened: answering non-2xx would make Mappa run it again.
-        report(toError(error, "idempotency_store_failed"), {
-          phase: "idempotency",
-          status: 200,
-          event,
-        });
-      }
-    }
-    return undefined;
-  };
-
-  const byteLength = (body: RawBody): number =>
-    typeof body === "string" ? body.length : (body as Uint8Array | ArrayBuffer).byteLength;
-
-  const handle = async (input: WebhookRequestInput<TContext>): Promise<WebhookResponse> => {
-    try {
-      if (input.method !== "POST" && input.method.toUpperCase() !== "POST") {
-        return errorResponse(
-          new MappaWebhookError(
-            "method_not_allowed",
-            `Method ${input.method} is not allowed: Mappa delivers webhooks with POST.`,
-          ),
-        );
-      }
-      // Strings are counted in UTF-16 units, a lower bound of their byte length; adapters
-      // enforce the exact limit while reading.
-      if (input.rawBody != null && byteLength(input.rawBody) > maxBodyBytes) {
-        return errorResponse(payloadTooLarge(maxBodyBytes));
-      }
-      let verified: Verified;
-      try {
-        const checked = verifyAndParse(input);
-        verified = checked instanceof Promise ? await checked : checked;
-      } catch (error) {
-        return errorResponse(error);
-      }
-      const { event, verification } = verified;
-      input.onVerified?.(event);
-      const context = input.context as TContext;
-      const key = event.idempotencyKey;
-
-      let token: string | undefined;
-      if (store !== undefined && key !== undefined) {
-        let claim: ClaimResult;
-        try {
-          claim = await store.claim(key, { leaseMs });
-        } catch (error) {
-          return errorResponse(toError(error, "idempotency_store_failed"), "idempotency", event);
-        }
-        if (claim.status === "completed") return success(event, verification, true);
-        if (claim.status === "in_flight") {
-          return errorResponse(
-            new MappaWebhookError(
-              "event_in_flight",
-              `Event ${key} is being handled by another delivery right now; retry later.`,
-            ),
-            "idempotency",
-            event,
-          );
-        }
-        token = claim.token;
-      }
-
-      if (ackFirst) {
-        const background = settle(event, context, key, token).then((error) => {
-          if (error !== undefined) report(error, { phase: "background", status: 200, event });
-        });
-        if (input.waitUntil !== undefined) input.waitUntil(background);
-        return success(event, verification, false);
-      }
-      if (token === undefined) {
-        // No claim to record: run the handlers straight, awaiting only what returns a promise.
-        try {
-          const running = runHandlers(event, context);
-          if (running !== undefined) await running;
-        } catch (error) {
-          return errorResponse(toError(error, "handler_failed"), "handler", event);
-        }
-        return success(event, verification, false);
-      }
-      const failure = await settle(event, context, key, token);
-      if (failure !== undefined) return errorResponse(failure, "handler", event);
-      return success(event, verification, false);
-    } catch (error) {
-      // Anything unexpected (a throwing getter in headers, ...) is still a typed answer.
-      return errorResponse(toError(error, "handler_failed"));
-    }
-  };
-
-  const toResponse = (result: WebhookResponse): Response =>
-    new Response(result.body, { status: result.status, headers: result.headers });
-
   return {
-    maxBodyBytes,
-    bodyTimeoutMs,
-    handle,
-    verifyAndParse: async (input) => (await verifyAndParse(input)).event,
-    errorResponse: (error) => errorResponse(error),
-    async handleRequest(request, requestOptions = {}) {
-      if (request.method.toUpperCase() !== "POST") {
-        return toResponse(
-          await handle({ method: request.method, headers: request.headers, rawBody: "" }),
-        );
-      }
-      const declared = Number(request.headers.get("content-length") ?? Number.NaN);
-      if (declared > maxBodyBytes) return toResponse(errorResponse(payloadTooLarge(maxBodyBytes)));
-      let rawBody: Uint8Array;
-      try {
-        rawBody = await readBodyWithLimit(request.body, maxBodyBytes, { timeoutMs: bodyTimeoutMs });
-      } catch (error) {
-        return toResponse(errorResponse(error));
-      }
-      const input: WebhookRequestInput<TContext> = {
-        method: request.method,
-        headers: request.headers,
-        rawBody,
-      };
-      if (requestOptions.context !== undefined) input.context = requestOptions.context;
-      if (requestOptions.waitUntil !== undefined) input.waitUntil = requestOptions.waitUntil;
-      return toResponse(await handle(input));
-    },
+    options,
+    secrets,
+    handlerMap,
+    listeners: new Map(),
+    anyListeners: new Set(),
+    store:
+      options.idempotency === false
+        ? undefined
+        : (options.idempotency ?? createMemoryIdempotencyStore()),
+    leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
+    ttlMs: options.completedTtlMs ?? DEFAULT_COMPLETED_TTL_MS,
+    maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    bodyTimeoutMs: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+    ackFirst: options.ack === "first",
+  };
+}
+
+/**
+ * Creates a framework-neutral Mappa webhook receiver. Adapters only translate requests into
+ * {@link MappaWebhooks.handle} (or a Fetch `Request` into `handleRequest`) and write the result.
+ *
+ * Answers: 200 handled (or a known duplicate); 401 any signature failure; 400 invalid JSON or
+ * not an event; 405 not a POST; 408 the body did not arrive within `bodyTimeoutMs`; 409 the
+ * same event is being handled right now; 413 body over `maxBodyBytes`; 500 a handler threw
+ * (Mappa retries); 503 the idempotency store failed.
+ *
+ * @example
+ * ```ts
+ * const webhooks = createMappaWebhooks({
+ *   secret: process.env.MAPPA_WEBHOOK_SECRET!,
+ *   on: {
+ *     "report.completed": async (event) => saveReport(event.data.reportId),
+ *     "report.failed": (event) => console.error(event.data.error.code),
+ *   },
+ * });
+ * export default { fetch: (request: Request) => webhooks.handleRequest(request) };
+ * ```
+ */
+export function createMappaWebhooks<TContext = unknown>(
+  options: MappaWebhooksOptions<TContext>,
+): MappaWebhooks<TContext> {
+  const receiver = createReceiver(options);
+  return {
+    maxBodyBytes: receiver.maxBodyBytes,
+    bodyTimeoutMs: receiver.bodyTimeoutMs,
+    handle: (input) => handle(receiver, input),
+    handleRequest: (request, requestOptions = {}) =>
+      handleFetchRequest(receiver, request, requestOptions),
+    verifyAndParse: async (input) => (await verifyAndParse(receiver, input)).event,
+    errorResponse: (error) => answerError(receiver, error),
     on(type, handler) {
-      let set = listeners.get(type);
+      let set = receiver.listeners.get(type);
       if (set === undefined) {
         set = new Set();
-        listeners.set(type, set);
+        receiver.listeners.set(type, set);
       }
-      const fn = handler as (event: MappaEvent, context: TContext) => unknown;
+      const fn = handler as Handler<TContext>;
       set.add(fn);
       return () => set.delete(fn);
     },
     onAny(handler) {
-      anyListeners.add(handler);
-      return () => anyListeners.delete(handler);
+      receiver.anyListeners.add(handler);
+      return () => receiver.anyListeners.delete(handler);
     },
   };
 }

@@ -32,7 +32,7 @@ afterAll(() => {
 
 const script = (load: string) => `
 ${load}
-const body = JSON.stringify({ id: "evt_pkg", type: "report.completed", data: { jobId: "j", reportId: "r" } });
+const body = JSON.stringify({ id: "evt_pkg", type: "report.completed", createdAt: "2027-01-15T08:00:00.000Z", timestamp: "2027-01-15T08:00:00.000Z", data: { jobId: "j", reportId: "r", status: "succeeded" } });
 (async () => {
   const header = await core.signPayload({ payload: body, secret: "whsec_pkg" });
   const event = await core.constructEvent({ payload: Buffer.from(body), headers: { "mappa-signature": header }, secret: "whsec_pkg" });

@@ -1,9 +1,13 @@
 import { describe, expectTypeOf, it } from "vitest";
 import {
   createMappaWebhooks,
+  type MappaCompletedStatus,
   type MappaEvent,
+  type MappaFailedStatus,
   type MappaKnownEvent,
   type MappaWebhookErrorCode,
+  type MatchingCompletedData,
+  type MatchingFailedData,
   parseEvent,
   type ReportCompletedData,
   type ReportFailedData,
@@ -78,5 +82,64 @@ describe("handler map", () => {
     });
     // @ts-expect-error not an event type
     webhooks.on("matching.complete", () => {});
+  });
+});
+
+describe("events as Mappa sends them", () => {
+  it("carries every top-level field of the three shapes, each optional as it really is", () => {
+    const event = parseEvent("{}");
+    expectTypeOf(event.id).toEqualTypeOf<string | undefined>();
+    expectTypeOf(event.createdAt).toEqualTypeOf<string | undefined>();
+    expectTypeOf(event.timestamp).toEqualTypeOf<string | undefined>();
+    expectTypeOf(event.occurredAt).toEqualTypeOf<string | undefined>();
+    expectTypeOf(event.type).toBeString();
+  });
+
+  it("types data.status by the values Mappa sends", () => {
+    expectTypeOf<ReportCompletedData["status"]>().toEqualTypeOf<"succeeded" | "completed">();
+    expectTypeOf<MatchingCompletedData["status"]>().toEqualTypeOf<MappaCompletedStatus>();
+    expectTypeOf<ReportFailedData["status"]>().toEqualTypeOf<"failed">();
+    expectTypeOf<MatchingFailedData["status"]>().toEqualTypeOf<MappaFailedStatus>();
+    // @ts-expect-error not a status Mappa sends
+    const wrong: ReportCompletedData["status"] = "done";
+    void wrong;
+  });
+
+  it("accepts the SDK's own data types where ours are expected", () => {
+    // Shaped exactly like @mappa-ai/conduit 0.2 and @mappa-ai/mappa-node 1.2 declare them.
+    type SdkReportCompletedData = { jobId: string; reportId: string; status: "succeeded" };
+    type SdkReportFailedData = {
+      jobId: string;
+      status: "failed";
+      error: { code: string; message: string };
+    };
+    interface SdkMatchingCompletedData {
+      jobId: string;
+      matchingId: string;
+      status: "succeeded";
+    }
+    interface SdkMatchingFailedData {
+      jobId: string;
+      status: "failed";
+      error: { code: string; message: string };
+    }
+    expectTypeOf<SdkReportCompletedData>().toExtend<ReportCompletedData>();
+    expectTypeOf<SdkReportFailedData>().toExtend<ReportFailedData>();
+    expectTypeOf<SdkMatchingCompletedData>().toExtend<MatchingCompletedData>();
+    expectTypeOf<SdkMatchingFailedData>().toExtend<MatchingFailedData>();
+    // And a function written against the SDK's types takes ours.
+    const fromSdk = (data: SdkReportFailedData) => data.error.message;
+    const event = parseEvent("{}");
+    if (event.known && event.type === "report.failed") {
+      expectTypeOf(fromSdk).toBeCallableWith(event.data);
+    }
+  });
+
+  it("has no index signature: a typo in a field name is a type error", () => {
+    const event = parseEvent("{}");
+    if (event.known && event.type === "report.completed") {
+      // @ts-expect-error `reportID` is not a field
+      void event.data.reportID;
+    }
   });
 });

@@ -80,12 +80,36 @@ describe(`signature vectors (${cryptoRuntime} crypto)`, () => {
   );
 });
 
+interface EventVectorCase {
+  name: string;
+  body: string;
+  expect: string;
+  type?: string;
+  fields?: Record<string, unknown>;
+}
+
 describe("event vectors", () => {
-  it.each(events.cases)("$name → $expect", (c) => {
+  const eventCases: EventVectorCase[] = events.cases;
+
+  it("has every case of the shared vectors", () => {
+    expect(eventCases.length).toBe(26);
+    expect(eventCases.filter((c) => c.fields !== undefined).length).toBeGreaterThan(0);
+  });
+
+  it.each(eventCases)("$name → $expect", (c) => {
     let result: string;
     try {
       const event = parseEvent(c.body);
       expect(event.type).toBe(c.type);
+      for (const [field, value] of Object.entries(c.fields ?? {})) {
+        expect((event as unknown as Record<string, unknown>)[field]).toBe(value);
+      }
+      // Each top-level field is kept exactly as sent, absent ones as undefined.
+      const sent = JSON.parse(c.body) as Record<string, unknown>;
+      expect(event.id).toBe(sent.id);
+      expect(event.createdAt).toBe(sent.createdAt);
+      expect(event.timestamp).toBe(sent.timestamp);
+      expect(event.occurredAt).toBe(sent.createdAt ?? sent.timestamp);
       result = "ok";
     } catch (error) {
       if (!isMappaWebhookError(error)) throw error;

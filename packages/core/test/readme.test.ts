@@ -19,7 +19,9 @@ declare function saveReport(reportId: string): Promise<void>;
 function checkSnippets(): { count: number; errors: string[] } {
   const snippets = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1] as string);
   const files = new Map<string, string>([["/readme/prelude.d.ts", prelude]]);
-  snippets.forEach((code, i) => files.set(`/readme/snippet${i}.ts`, `${code}\nexport {};\n`));
+  for (const [i, code] of snippets.entries()) {
+    files.set(`/readme/snippet${i}.ts`, `${code}\nexport {};\n`);
+  }
   const options: ts.CompilerOptions = {
     strict: true,
     noEmit: true,

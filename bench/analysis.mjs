@@ -1,13 +1,12 @@
 // What BENCHMARKS.md says about a missed target: the cause found by profiling during
-// development and the fix it calls for, with the effect measured on the prototypes in
-// bench/prototype/. Keyed by target id prefix; each function gets the full target id. The
-// profiles printed below the tables are from the run that wrote the file. Up to date with
-// the core's verifier and pipeline fixes sized in bench/prototype/.
+// development and the fix it calls for, with the effect measured on candidate fixes (kept in
+// the git history, not shipped). Keyed by target id prefix; each function gets the full target
+// id. The profiles printed below the tables are from the run that wrote the file.
 
 /** Printed once under the gaps when an HTTP target is missed; the HTTP items refer to it. */
 export const PIPELINE_NOTE =
-  "**The core pipeline's share of the HTTP gaps.** The fixes sized with " +
-  "prototype/pipeline.mjs and prototype/pipeline-cpu.mjs are in the core: the verifier's " +
+  "**The core pipeline's share of the HTTP gaps.** The fixes sized on candidate " +
+  "pipelines are in the core: the verifier's " +
   "arguments and the responses are built without object spreads (the spread cost ~20 µs of " +
   "server CPU per request in a Fastify server), verification runs without a promise on " +
   "node:crypto, and handlers are awaited only when they return one. With them every adapter " +
@@ -17,7 +16,7 @@ export const PIPELINE_NOTE =
 
 export const ANALYSIS = {
   verify: () =>
-    "The core already took the fixes sized in prototype/verify-fast.mjs (hex digest from " +
+    "The core already took the fixes sized on a candidate verifier (hex digest from " +
     "node:crypto compared as a string, canonical-header fast path, cached key bytes, no " +
     "per-call closures), which brought this ratio from 1.55–1.64× to ~1.2×. What remains, " +
     "measured step by step on the floor itself: settling a Promise and awaiting it ~+10% " +
@@ -45,7 +44,7 @@ export const ANALYSIS = {
         "Fastify's own per-request cost is so low (the bare route serves ~2.4× the optimal " +
         "route's req/s) that any CPU the core adds shows almost fully. The Fastify side of the " +
         "adapter costs little: the same plugin around the optimal route's synchronous verify " +
-        "(variant `experiment`, BENCH_HTTP_PROTOTYPES=1) measured 0.91–1.0×, and with the " +
+        "measured 0.91–1.0×, and with the " +
         "pipeline fixes (see the note below) the adapter itself measured 0.98×."
       );
     }
@@ -59,8 +58,8 @@ export const ANALYSIS = {
     }
     return (
       "The adapter now reads the body with plain listeners (the core's `readBodyWithLimit` " +
-      "fast path for Node streams, which the listener-based prototype `expressPrototype` in " +
-      "prototype/adapters.mjs sized: 0.90× where the `for await` reader gave 0.80×); with the " +
+      "fast path for Node streams, which a listener-based candidate sized at 0.90× where the " +
+      "`for await` reader gave 0.80×); with the " +
       "pipeline fixes (see the note below) it measured 0.97×."
     );
   },

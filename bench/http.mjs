@@ -18,12 +18,10 @@ export const HTTP_CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 10)
 export const HTTP_INSTANCES = Number(process.env.BENCH_HTTP_INSTANCES ?? 2);
 export const HTTP_BODY_BYTES = 1024;
 
-/** BENCH_HTTP_PROTOTYPES=1 adds the prototype fixes of prototype/adapters.mjs. */
-const PROTOTYPES = process.env.BENCH_HTTP_PROTOTYPES === "1";
 export const FRAMEWORKS = {
-  express: ["adapter", "optimal", "bare", "recipe", ...(PROTOTYPES ? ["prototype"] : [])],
-  fastify: ["adapter", "optimal", "bare", ...(PROTOTYPES ? ["prototype", "experiment"] : [])],
-  hono: ["adapter", "optimal", "bare", ...(PROTOTYPES ? ["prototype"] : [])],
+  express: ["adapter", "optimal", "bare", "recipe"],
+  fastify: ["adapter", "optimal", "bare"],
+  hono: ["adapter", "optimal", "bare"],
 };
 
 export const VARIANT_LABELS = {
@@ -31,8 +29,6 @@ export const VARIANT_LABELS = {
   optimal: "hand-written optimal route (raw body + node:crypto + JSON.parse)",
   bare: "bare raw-body route (no verification)",
   recipe: "docs recipe: `express.text()` + SDK verifier",
-  prototype: "prototype: the adapter's path with the recommended fixes",
-  experiment: "experiment: the adapter's plugin around the optimal route's verify",
 };
 
 /** Checks a server answers a valid delivery 200 and (unless bare) a forged one 401. */

@@ -8,8 +8,6 @@
 //   bare     a raw-body route: reads the body, answers 200, verifies nothing
 //   recipe   (Express) the Mappa docs' recipe: express.text({ type: "*/*" }) + the SDK's
 //            verifier (Web Crypto key import per call) + JSON.parse
-//   prototype  the adapter's path with the recommended fixes, from prototype/adapters.mjs
-//   experiment (Fastify) the adapter's plugin with the optimal route's verify + JSON.parse
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { SECRET, WEBHOOK_PATH } from "../lib/fixtures.mjs";
 import { mappaSdkVerifySignature } from "../lib/mappa-sdk-pattern.mjs";
@@ -96,11 +94,6 @@ async function startExpress() {
     app.post(WEBHOOK_PATH, (req, res) => {
       readNodeBody(req, (raw) => sendNode(res, raw === undefined ? 413 : 200));
     });
-  } else if (variant === "prototype") {
-    const { expressPrototype } = await import("../prototype/adapters.mjs");
-    const handler = expressPrototype(adapterOptions);
-    // Mounted like the adapter: app.use with a path check.
-    app.use((req, res, next) => (req.path === WEBHOOK_PATH ? handler(req, res) : next()));
   } else if (variant === "recipe") {
     app.post(WEBHOOK_PATH, express.text({ type: "*/*" }), async (req, res) => {
       try {
@@ -123,14 +116,6 @@ async function startFastify() {
   if (variant === "adapter") {
     const { mappaWebhookPlugin } = await import("@mappa-webhooks/fastify");
     await app.register(mappaWebhookPlugin, { ...adapterOptions, path: WEBHOOK_PATH });
-  } else if (variant === "prototype" || variant === "experiment") {
-    const { fastifyPrototype } = await import("../prototype/adapters.mjs");
-    await app.register(fastifyPrototype, {
-      ...adapterOptions,
-      path: WEBHOOK_PATH,
-      verifyAndParse,
-      syncExperiment: variant === "experiment",
-    });
   } else if (variant === "optimal" || variant === "bare") {
     await app.register(async (scope) => {
       scope.removeAllContentTypeParsers();
@@ -160,9 +145,6 @@ async function startHono() {
   if (variant === "adapter") {
     const { mappaWebhook } = await import("@mappa-webhooks/hono");
     app.post(WEBHOOK_PATH, mappaWebhook(adapterOptions));
-  } else if (variant === "prototype") {
-    const { honoPrototype } = await import("../prototype/adapters.mjs");
-    app.post(WEBHOOK_PATH, honoPrototype(adapterOptions));
   } else if (variant === "optimal" || variant === "bare") {
     const { bodyLimit } = await import("hono/body-limit");
     const limit = bodyLimit({

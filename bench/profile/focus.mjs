@@ -1,7 +1,7 @@
 // A focused loop over one micro contender, for `node --cpu-prof`:
 //   node --cpu-prof --cpu-prof-dir=.profiles profile/focus.mjs verifyNode 1024 3000 [module]
 // Arguments: contender id, body size in bytes, duration in ms (bounded), and optionally the
-// module that builds it (default micro/contenders.mjs; prototype/measure.mjs for prototypes).
+// module that builds it (default micro/contenders.mjs; pass another to profile a candidate fix).
 import { pathToFileURL } from "node:url";
 import { signedInputFor } from "../micro/contenders.mjs";
 

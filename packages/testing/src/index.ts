@@ -9,9 +9,13 @@ export {
   createTestEvent,
   type DeepPartial,
   mergeData,
+  TEST_EVENT_SHAPES,
+  type TestCompletedStatus,
   type TestEvent,
   type TestEventData,
+  type TestEventOptions,
   type TestEventOverrides,
+  type TestEventShape,
   type UnknownEventData,
 } from "./events.js";
 export {

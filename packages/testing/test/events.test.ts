@@ -10,6 +10,7 @@ describe("createTestEvent", () => {
     expect(event.type).toBe(type);
     expect(event.id).toMatch(/^evt_[0-9a-z]{24}$/);
     expect(event.createdAt).toMatch(ISO);
+    expect(event.timestamp).toBe(event.createdAt);
     expect(Math.abs(Date.parse(event.createdAt) - Date.now())).toBeLessThan(5_000);
     expect(event.data.jobId).toMatch(/^cm[0-9a-z]{23}$/);
     const parsed = parseEvent(JSON.stringify(event));
@@ -21,8 +22,14 @@ describe("createTestEvent", () => {
     expect(completed.data).toEqual({
       jobId: expect.any(String),
       reportId: expect.stringMatching(/^cm/),
-      status: "completed",
+      status: "succeeded",
     });
+    expect(createTestEvent("report.completed", {}, { shape: "guide" }).data.status).toBe(
+      "completed",
+    );
+    expect(createTestEvent("matching.completed", {}, { shape: "mappa-node-1.2" }).data.status).toBe(
+      "succeeded",
+    );
     expect(createTestEvent("matching.completed").data.matchingId).toMatch(/^cm/);
     const failed = createTestEvent("report.failed");
     expect(failed.data.status).toBe("failed");
@@ -85,7 +92,7 @@ describe("createTestEvent", () => {
     expect(Object.keys(event.data)).not.toContain("constructor");
     expect(Object.keys(event.data)).not.toContain("prototype");
     expect(event.data.error.code).toBe("x");
-    expect((event.data.error as Record<string, unknown>).polluted).toBeUndefined();
+    expect((event.data.error as unknown as Record<string, unknown>).polluted).toBeUndefined();
   });
 
   it("makes unique ids", () => {
@@ -95,6 +102,69 @@ describe("createTestEvent", () => {
       Array.from({ length: 200 }, () => createTestEvent("report.completed").data.jobId),
     );
     expect(jobs.size).toBe(200);
+  });
+
+  it("builds each shape's fields in the order Mappa writes them", () => {
+    expect(Object.keys(createTestEvent("report.completed"))).toEqual([
+      "id",
+      "type",
+      "createdAt",
+      "timestamp",
+      "data",
+    ]);
+    expect(Object.keys(createTestEvent("report.completed", {}, { shape: "guide" }))).toEqual([
+      "id",
+      "type",
+      "createdAt",
+      "data",
+    ]);
+    expect(
+      Object.keys(createTestEvent("report.completed", {}, { shape: "mappa-node-1.2" })),
+    ).toEqual(["type", "timestamp", "data"]);
+  });
+
+  it("lets createdAt and timestamp follow each other unless both are given", () => {
+    const at = "2026-01-17T12:05:00.000Z";
+    expect(createTestEvent("report.completed", { createdAt: at }).timestamp).toBe(at);
+    expect(createTestEvent("report.completed", { timestamp: new Date(at) }).createdAt).toBe(at);
+    const both = createTestEvent("report.completed", {
+      createdAt: at,
+      timestamp: "2026-01-17T12:05:01.000Z",
+    });
+    expect([both.createdAt, both.timestamp]).toEqual([at, "2026-01-17T12:05:01.000Z"]);
+    expect(
+      createTestEvent("report.failed", { timestamp: at }, { shape: "mappa-node-1.2" }).timestamp,
+    ).toBe(at);
+  });
+
+  it("refuses a field the chosen shape does not have, an unknown shape and an invalid Date", () => {
+    expect(() =>
+      createTestEvent("report.completed", { id: "evt_1" } as never, { shape: "mappa-node-1.2" }),
+    ).toThrow(
+      "@mappa-webhooks/testing: the mappa-node-1.2 shape has no `id` (it sends {type, timestamp, data}); drop the override or pick another shape.",
+    );
+    expect(() =>
+      createTestEvent("report.completed", { createdAt: new Date() } as never, {
+        shape: "mappa-node-1.2",
+      }),
+    ).toThrow(/has no `createdAt`/);
+    expect(() =>
+      createTestEvent("report.completed", { timestamp: "2026-01-17T12:05:00Z" } as never, {
+        shape: "guide",
+      }),
+    ).toThrow(/the guide shape has no `timestamp` \(it sends \{id, type, createdAt, data\}\)/);
+    expect(() => createTestEvent("report.completed", {}, { shape: "conduit" as never })).toThrow(
+      'unknown shape "conduit"; use one of "current", "guide", "mappa-node-1.2".',
+    );
+    expect(() => createTestEvent("report.completed", { createdAt: new Date("nope") })).toThrow(
+      "`overrides.createdAt` must be a valid Date or a string.",
+    );
+    expect(() => createTestEvent("report.completed", null as never)).toThrow(
+      /`overrides` must be an object/,
+    );
+    expect(() => createTestEvent("report.completed", {}, "guide" as never)).toThrow(
+      /must be an options object/,
+    );
   });
 
   it("rejects an empty type and non-object data", () => {

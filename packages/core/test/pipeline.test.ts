@@ -201,16 +201,28 @@ describe("idempotency", () => {
 
   it("concurrent copies run the handler once and are answered 200 or 409, never 5xx", async () => {
     let runs = 0;
+    // The first copy's handler holds until every other copy has been answered: no timing.
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
     const webhooks = receiver({
       on: {
         "report.completed": async () => {
           runs++;
-          await new Promise((resolve) => setTimeout(resolve, 30));
+          await gate;
         },
       },
     });
     const request = await delivery(eventBody());
-    const responses = await Promise.all(Array.from({ length: 8 }, () => webhooks.handle(request)));
+    let answered = 0;
+    const pending = Array.from({ length: 8 }, () =>
+      webhooks.handle(request).then((response) => {
+        if (++answered === 7) open();
+        return response;
+      }),
+    );
+    const responses = await Promise.all(pending);
     const statuses = responses.map((r) => r.status);
     expect(runs).toBe(1);
     expect(statuses.filter((s) => s === 200)).toHaveLength(1);

@@ -1,0 +1,332 @@
+import { MappaWebhookError } from "@mappa-webhooks/core";
+import { checkPool, errorMessage, hintFor, invalidOptions, type PgPoolLike } from "./pg.js";
+import {
+  type PostgresTablesOptions,
+  type ResolvedTables,
+  resolveTables,
+  schemaSql,
+} from "./schema.js";
+
+/** The pool and the table names: what every admin function takes. */
+export interface PostgresAdminOptions extends PostgresTablesOptions {
+  /** A `pg` Pool (or any pool with `query` and `connect`). */
+  pool: PgPoolLike;
+}
+
+/** An event as stored in the events table. */
+export interface StoredEvent {
+  /** The idempotency key (primary key). */
+  key: string;
+  /** The event id Mappa sent, if any. */
+  eventId: string | null;
+  type: string;
+  status: "pending" | "done" | "failed";
+  /** Handler attempts so far. */
+  attempts: number;
+  /** The last failure's message, if the last attempt failed. */
+  lastError: string | null;
+  receivedAt: Date;
+  /** When the next attempt is due (pending events). */
+  runAt: Date;
+  doneAt: Date | null;
+  updatedAt: Date;
+  /** The event's JSON as Mappa sent it. */
+  payload: unknown;
+}
+
+/** Counts of events by status. */
+export interface EventCounts {
+  pending: number;
+  done: number;
+  failed: number;
+}
+
+const MIGRATE_LOCK = "@mappa-webhooks/postgres:migrate";
+const PRUNE_BATCH = 5000;
+const MAX_PRUNE_BATCHES = 100_000;
+
+function adminError(what: string, error: unknown): MappaWebhookError {
+  return new MappaWebhookError(
+    "idempotency_store_failed",
+    `@mappa-webhooks/postgres: ${what} failed: ${errorMessage(error)}.${hintFor(error)}`,
+    { cause: error },
+  );
+}
+
+function prepare(api: string, options: PostgresAdminOptions): ResolvedTables {
+  if (options === null || typeof options !== "object") {
+    throw invalidOptions(api, "needs `{ pool }`.");
+  }
+  checkPool(api, options.pool);
+  return resolveTables(options);
+}
+
+const SELECT_COLUMNS =
+  "key, event_id, type, status, attempts, last_error, received_at, run_at, done_at, updated_at, payload";
+
+interface EventRow {
+  key: string;
+  event_id: string | null;
+  type: string;
+  status: StoredEvent["status"];
+  attempts: number;
+  last_error: string | null;
+  received_at: Date;
+  run_at: Date;
+  done_at: Date | null;
+  updated_at: Date;
+  payload: unknown;
+}
+
+function toStoredEvent(row: EventRow): StoredEvent {
+  return {
+    key: row.key,
+    eventId: row.event_id,
+    type: row.type,
+    status: row.status,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    receivedAt: row.received_at,
+    runAt: row.run_at,
+    doneAt: row.done_at,
+    updatedAt: row.updated_at,
+    payload: row.payload,
+  };
+}
+
+/**
+ * Creates the schema, the events table and the idempotency table (with their indexes), if they
+ * do not exist yet. Safe to run at every start and from several processes at once (an advisory
+ * lock serialises them). The SQL is {@link schemaSql}, also shipped as `schema.sql`.
+ *
+ * @example
+ * ```ts
+ * import pg from "pg";
+ * import { migrate } from "@mappa-webhooks/postgres";
+ *
+ * const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+ * await migrate({ pool });
+ * ```
+ */
+export async function migrate(options: PostgresAdminOptions): Promise<void> {
+  prepare("migrate", options);
+  const sql = schemaSql(options);
+  let client: Awaited<ReturnType<PgPoolLike["connect"]>>;
+  try {
+    client = await options.pool.connect();
+  } catch (error) {
+    throw adminError("migrate (connecting)", error);
+  }
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [MIGRATE_LOCK]);
+    await client.query(sql);
+    await client.query("COMMIT");
+    client.release();
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => {});
+    client.release(error instanceof Error ? error : true);
+    throw adminError("migrate", error);
+  }
+}
+
+/**
+ * Counts the events table's rows by status.
+ *
+ * @example
+ * ```ts
+ * const { pending, failed } = await countEvents({ pool });
+ * ```
+ */
+export async function countEvents(options: PostgresAdminOptions): Promise<EventCounts> {
+  const t = prepare("countEvents", options);
+  try {
+    const result = await options.pool.query(
+      `SELECT status, count(*)::int AS n FROM ${t.events} GROUP BY status`,
+    );
+    const counts: EventCounts = { pending: 0, done: 0, failed: 0 };
+    for (const row of result.rows as Array<{ status: keyof EventCounts; n: number }>) {
+      counts[row.status] = row.n;
+    }
+    return counts;
+  } catch (error) {
+    throw adminError("countEvents", error);
+  }
+}
+
+/**
+ * Reads one stored event by its idempotency key (`event.idempotencyKey`, usually the event id).
+ *
+ * @example
+ * ```ts
+ * const stored = await getEvent({ pool }, "evt_123");
+ * console.log(stored?.status, stored?.attempts);
+ * ```
+ */
+export async function getEvent(
+  options: PostgresAdminOptions,
+  key: string,
+): Promise<StoredEvent | undefined> {
+  const t = prepare("getEvent", options);
+  try {
+    const result = await options.pool.query(
+      `SELECT ${SELECT_COLUMNS} FROM ${t.events} WHERE key = $1`,
+      [key],
+    );
+    const row = result.rows[0] as EventRow | undefined;
+    return row === undefined ? undefined : toStoredEvent(row);
+  } catch (error) {
+    throw adminError("getEvent", error);
+  }
+}
+
+/** Options of {@link listFailed}. */
+export interface ListFailedOptions extends PostgresAdminOptions {
+  /** Most events returned, newest failure first. Default 100. */
+  limit?: number;
+}
+
+/**
+ * The events parked as failed (every attempt failed), newest first: what to look at before
+ * {@link replayFailed}.
+ *
+ * @example
+ * ```ts
+ * for (const event of await listFailed({ pool })) {
+ *   console.log(event.key, event.type, event.attempts, event.lastError);
+ * }
+ * ```
+ */
+export async function listFailed(options: ListFailedOptions): Promise<StoredEvent[]> {
+  const t = prepare("listFailed", options);
+  const limit = options.limit ?? 100;
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw invalidOptions("listFailed", "`limit` must be a positive integer.");
+  }
+  try {
+    const result = await options.pool.query(
+      `SELECT ${SELECT_COLUMNS} FROM ${t.events} WHERE status = 'failed' ORDER BY updated_at DESC, key LIMIT $1`,
+      [limit],
+    );
+    return (result.rows as EventRow[]).map(toStoredEvent);
+  } catch (error) {
+    throw adminError("listFailed", error);
+  }
+}
+
+/** Options of {@link replayFailed}. */
+export interface ReplayOptions extends PostgresAdminOptions {
+  /** Only these events (idempotency keys). Without it, every failed event is replayed. */
+  keys?: readonly string[];
+}
+
+/** What {@link replayFailed} did. */
+export interface ReplayResult {
+  /** Keys moved back to pending, attempts reset: a worker runs them next. */
+  replayed: string[];
+  /** Requested keys that are not parked as failed (unknown, pending or done): left alone. */
+  notFailed: string[];
+}
+
+/**
+ * Moves failed events back to pending with their attempts reset, and wakes the workers: use it
+ * once the cause is fixed, also long after Mappa stopped retrying. Only failed events are
+ * touched, so replaying never runs a handled event twice.
+ *
+ * @example
+ * ```ts
+ * const { replayed } = await replayFailed({ pool });
+ * const one = await replayFailed({ pool, keys: ["evt_123"] });
+ * ```
+ */
+export async function replayFailed(options: ReplayOptions): Promise<ReplayResult> {
+  const t = prepare("replayFailed", options);
+  const keys = options.keys;
+  if (keys !== undefined && (!Array.isArray(keys) || keys.some((key) => typeof key !== "string"))) {
+    throw invalidOptions("replayFailed", "`keys` must be an array of event keys.");
+  }
+  if (keys !== undefined && keys.length === 0) return { replayed: [], notFailed: [] };
+  try {
+    const filter = keys === undefined ? "" : "AND key = ANY($2::text[])";
+    const values: unknown[] = [t.channel];
+    if (keys !== undefined) values.push([...keys]);
+    const result = await options.pool.query(
+      `WITH replayed AS (
+         UPDATE ${t.events}
+            SET status = 'pending', attempts = 0, run_at = now(), last_error = NULL, updated_at = now()
+          WHERE status = 'failed' ${filter}
+         RETURNING key
+       ), woken AS (
+         SELECT pg_notify($1, '') FROM (SELECT 1 FROM replayed LIMIT 1) AS any_row
+       )
+       SELECT key, (SELECT count(*) FROM woken) AS woken FROM replayed`,
+      values,
+    );
+    const replayed = (result.rows as Array<{ key: string }>).map((row) => row.key);
+    const done = new Set(replayed);
+    return { replayed, notFailed: (keys ?? []).filter((key) => !done.has(key)) };
+  } catch (error) {
+    throw adminError("replayFailed", error);
+  }
+}
+
+/** Options of {@link prune}. */
+export interface PruneOptions extends PostgresAdminOptions {
+  /** Delete done events whose handling finished more than this many days ago. */
+  olderThanDays: number;
+}
+
+/** What {@link prune} deleted. */
+export interface PruneResult {
+  /** Done events deleted. */
+  events: number;
+  /** Expired idempotency keys deleted (claims and completed marks past their time). */
+  idempotencyKeys: number;
+}
+
+/**
+ * Retention: deletes done events older than `olderThanDays` and expired keys of the idempotency
+ * store, in batches (short locks). Pending and failed events are never deleted. Keep
+ * `olderThanDays` well above Mappa's retry window (~36 minutes): a deleted event's late
+ * re-delivery would be stored and handled again.
+ *
+ * @example
+ * ```ts
+ * // e.g. daily from a cron job
+ * const { events } = await prune({ pool, olderThanDays: 30 });
+ * ```
+ */
+export async function prune(options: PruneOptions): Promise<PruneResult> {
+  const t = prepare("prune", options);
+  const days = options.olderThanDays;
+  if (!(typeof days === "number" && Number.isFinite(days) && days >= 0)) {
+    throw invalidOptions("prune", "`olderThanDays` must be a number >= 0.");
+  }
+  const deleteInBatches = async (sql: string, values: unknown[]) => {
+    let total = 0;
+    for (let batch = 0; batch < MAX_PRUNE_BATCHES; batch++) {
+      const result = await options.pool.query(sql, values);
+      const deleted = result.rowCount ?? 0;
+      total += deleted;
+      if (deleted < PRUNE_BATCH) break;
+    }
+    return total;
+  };
+  try {
+    const events = await deleteInBatches(
+      `DELETE FROM ${t.events} WHERE key IN (
+         SELECT key FROM ${t.events}
+          WHERE status = 'done' AND done_at < now() - $1::double precision * interval '1 day'
+          LIMIT ${PRUNE_BATCH})`,
+      [days],
+    );
+    const idempotencyKeys = await deleteInBatches(
+      `DELETE FROM ${t.idempotency} WHERE key IN (
+         SELECT key FROM ${t.idempotency} WHERE expires_at < clock_timestamp() LIMIT ${PRUNE_BATCH})`,
+      [],
+    );
+    return { events, idempotencyKeys };
+  } catch (error) {
+    throw adminError("prune", error);
+  }
+}

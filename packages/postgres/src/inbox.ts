@@ -1,0 +1,191 @@
+import { randomUUID } from "node:crypto";
+import {
+  type IdempotencyStore,
+  MAPPA_EVENT_TYPES,
+  type MappaEvent,
+  type MappaHandlerMap,
+  type MappaUnknownEvent,
+  MappaWebhookError,
+} from "@mappa-webhooks/core";
+import {
+  countEvents,
+  type EventCounts,
+  getEvent,
+  listFailed,
+  type PruneResult,
+  prune,
+  type ReplayResult,
+  replayFailed,
+  type StoredEvent,
+} from "./admin.js";
+import {
+  checkPool,
+  checkPositive,
+  errorMessage,
+  hintFor,
+  invalidOptions,
+  type PgPoolLike,
+  withTimeout,
+} from "./pg.js";
+import { type PostgresTablesOptions, resolveTables } from "./schema.js";
+
+/** Options of {@link createInbox}. */
+export interface InboxOptions extends PostgresTablesOptions {
+  /** A `pg` Pool (or any pool with `query` and `connect`, e.g. Neon's serverless Pool). */
+  pool: PgPoolLike;
+  /**
+   * Longest wait for the insert (and the duplicate check) to commit; then the delivery is
+   * answered 500 (503 for the check) and Mappa retries. Default 5000 ms.
+   */
+  timeoutMs?: number;
+  /**
+   * Wake the workers with `NOTIFY` in the insert's transaction. Default `true`; without it
+   * workers find new events by polling only.
+   */
+  notify?: boolean;
+}
+
+/** What the receiver's options need: spread `receiverOptions` into them. */
+export interface InboxReceiverOptions {
+  /** Answers a stored event's re-delivery 200 `duplicate` without storing it again. */
+  idempotency: Required<IdempotencyStore>;
+  on: MappaHandlerMap;
+  onUnknown: (event: MappaUnknownEvent) => Promise<void>;
+}
+
+/** Returned by {@link createInbox}. */
+export interface Inbox {
+  /** Spread into any adapter's options: `mappaWebhook({ secret, ...inbox.receiverOptions })`. */
+  receiverOptions: InboxReceiverOptions;
+  /** Stores one event (pending); `false` when it was stored before (nothing changed). */
+  store(event: MappaEvent): Promise<boolean>;
+  /** One stored event by its idempotency key. */
+  get(key: string): Promise<StoredEvent | undefined>;
+  /** Counts by status. */
+  counts(): Promise<EventCounts>;
+  /** The events parked as failed, newest first. */
+  listFailed(options?: { limit?: number }): Promise<StoredEvent[]>;
+  /** Failed events back to pending (all, or these keys), attempts reset; wakes the workers. */
+  replay(options?: { keys?: readonly string[] }): Promise<ReplayResult>;
+  /** Deletes done events older than `olderThanDays`, and expired idempotency keys. */
+  prune(options: { olderThanDays: number }): Promise<PruneResult>;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+
+/**
+ * Inbox mode, durable ack-first: the receiver verifies the event, stores it in one insert and
+ * answers 200 as soon as that insert committed. A re-delivery of a stored event is answered
+ * 200 `{"received":true,"duplicate":true}` (one `ON CONFLICT` away); concurrent first
+ * deliveries store it once. Workers made with {@link createInboxWorker} run the typed handlers
+ * transactionally, with retries, and park an event as failed after the last attempt, from
+ * where it can be listed and replayed at any time.
+ *
+ * The answer never waits for handlers, so it stays fast however slow they are; an event
+ * answered 200 is in the database, so nothing is lost if the process dies right after.
+ *
+ * @example
+ * ```ts
+ * import pg from "pg";
+ * import { mappaWebhook } from "@mappa-webhooks/express";
+ * import { createInbox, createInboxWorker, migrate } from "@mappa-webhooks/postgres";
+ *
+ * const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+ * await migrate({ pool });
+ * const inbox = createInbox({ pool });
+ * app.post("/webhooks/mappa", mappaWebhook({ secret, ...inbox.receiverOptions }));
+ *
+ * // In the same process or any other:
+ * createInboxWorker({
+ *   pool,
+ *   on: { "report.completed": async (event, client) => saveReport(client, event.data.reportId) },
+ * });
+ * ```
+ */
+export function createInbox(options: InboxOptions): Inbox {
+  const api = "createInbox";
+  if (options === null || typeof options !== "object")
+    throw invalidOptions(api, "needs `{ pool }`.");
+  checkPool(api, options.pool);
+  checkPositive(api, "timeoutMs", options.timeoutMs);
+  const { pool } = options;
+  const t = resolveTables(options);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const notify = options.notify ?? true;
+  const admin = { ...options, pool };
+
+  const INSERT = notify
+    ? `WITH stored AS (
+         INSERT INTO ${t.events} (key, event_id, type, payload)
+         VALUES ($1, $2, $3, $4::json)
+         ON CONFLICT (key) DO NOTHING
+         RETURNING key
+       )
+       SELECT pg_notify($5, '') FROM stored`
+    : `INSERT INTO ${t.events} (key, event_id, type, payload)
+       VALUES ($1, $2, $3, $4::json)
+       ON CONFLICT (key) DO NOTHING`;
+  const EXISTS = `SELECT 1 FROM ${t.events} WHERE key = $1`;
+
+  const store = async (event: MappaEvent): Promise<boolean> => {
+    const key = event.idempotencyKey ?? `~nokey:${randomUUID()}`;
+    const values: unknown[] = [key, event.id ?? null, event.type, JSON.stringify(event.raw)];
+    if (notify) values.push(t.channel);
+    try {
+      const result = await withTimeout(
+        pool.query(INSERT, values),
+        timeoutMs,
+        () => new Error(`the insert did not commit within ${timeoutMs} ms`),
+      );
+      return (result.rowCount ?? 0) > 0;
+    } catch (cause) {
+      throw new MappaWebhookError(
+        "handler_failed",
+        `@mappa-webhooks/postgres: could not store event ${key} in the inbox: ${errorMessage(cause)}.${hintFor(cause)} Answered 500 so Mappa retries the delivery.`,
+        { cause },
+      );
+    }
+  };
+
+  const storeVoid = async (event: MappaEvent) => {
+    await store(event);
+  };
+  const on: MappaHandlerMap = {};
+  for (const type of MAPPA_EVENT_TYPES) on[type] = storeVoid;
+
+  // The receiver's store only recognises events already in the inbox; the insert itself is the
+  // claim, so there is nothing to complete, release or renew.
+  const idempotency: Required<IdempotencyStore> = {
+    async claim(key) {
+      try {
+        const result = await withTimeout(
+          pool.query(EXISTS, [key]),
+          timeoutMs,
+          () => new Error(`no answer within ${timeoutMs} ms`),
+        );
+        return result.rows.length > 0 ? { status: "completed" } : { status: "claimed", token: key };
+      } catch (cause) {
+        throw new MappaWebhookError(
+          "idempotency_store_failed",
+          `@mappa-webhooks/postgres: could not look up event ${key} in the inbox: ${errorMessage(cause)}.${hintFor(cause)} Answered 503 so Mappa retries the delivery.`,
+          { cause },
+        );
+      }
+    },
+    async complete() {},
+    async release() {},
+    async renew() {
+      return true;
+    },
+  };
+
+  return {
+    receiverOptions: { idempotency, on, onUnknown: storeVoid },
+    store,
+    get: (key) => getEvent(admin, key),
+    counts: () => countEvents(admin),
+    listFailed: (listOptions = {}) => listFailed({ ...admin, ...listOptions }),
+    replay: (replayOptions = {}) => replayFailed({ ...admin, ...replayOptions }),
+    prune: (pruneOptions) => prune({ ...admin, ...pruneOptions }),
+  };
+}

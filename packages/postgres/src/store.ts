@@ -1,0 +1,149 @@
+import { randomUUID } from "node:crypto";
+import { type ClaimResult, type IdempotencyStore, MappaWebhookError } from "@mappa-webhooks/core";
+import {
+  checkPool,
+  checkPositive,
+  errorMessage,
+  hintFor,
+  invalidOptions,
+  type PgPoolLike,
+  withTimeout,
+} from "./pg.js";
+import { type PostgresTablesOptions, resolveTables } from "./schema.js";
+
+/** Options of {@link createPostgresIdempotencyStore}. */
+export interface PostgresIdempotencyStoreOptions extends PostgresTablesOptions {
+  /** A `pg` Pool (or any pool with `query` and `connect`, e.g. Neon's serverless Pool). */
+  pool: PgPoolLike;
+  /**
+   * How long one query may take before the store gives up with `idempotency_store_failed`
+   * (503, so Mappa retries). Default 5000 ms.
+   */
+  timeoutMs?: number;
+  /**
+   * The clock for leases and TTLs, in milliseconds. Default: the database's own clock
+   * (`clock_timestamp()`), which every instance shares. Pass one only in tests.
+   */
+  now?: () => number;
+}
+
+/** The Postgres idempotency store, with the table it uses. */
+export interface PostgresIdempotencyStore extends Required<IdempotencyStore> {
+  /** The qualified, quoted table name, e.g. `"mappa_webhooks"."idempotency"`. */
+  readonly table: string;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+const CLAIM_TRIES = 3;
+
+function storeError(message: string, cause?: unknown): MappaWebhookError {
+  return new MappaWebhookError(
+    "idempotency_store_failed",
+    `Postgres idempotency store: ${message}${hintFor(cause)} Answered 503 so Mappa retries the delivery.`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+/**
+ * An {@link IdempotencyStore} on Postgres, shared by every instance of a receiver, with the
+ * same contract as the core's memory store and `@mappa-webhooks/redis`: a delivery claims the
+ * event with a lease (owner token + expiry), renews it while handlers run, completes it for the
+ * completed TTL or releases it after a failure. One row per key, each operation one statement,
+ * so every step is atomic. Times come from the database's clock, shared by all instances.
+ *
+ * Use it when the handlers' effects live outside this database. When they write to this
+ * database, prefer {@link createTransactionalHandlers}: the done mark then commits together
+ * with the writes.
+ *
+ * @example
+ * ```ts
+ * import pg from "pg";
+ * import { mappaWebhook } from "@mappa-webhooks/express";
+ * import { createPostgresIdempotencyStore, migrate } from "@mappa-webhooks/postgres";
+ *
+ * const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+ * await migrate({ pool });
+ * const idempotency = createPostgresIdempotencyStore({ pool });
+ * app.post("/webhooks/mappa", mappaWebhook({ secret, idempotency, on: handlers }));
+ * ```
+ */
+export function createPostgresIdempotencyStore(
+  options: PostgresIdempotencyStoreOptions,
+): PostgresIdempotencyStore {
+  const api = "createPostgresIdempotencyStore";
+  if (options === null || typeof options !== "object")
+    throw invalidOptions(api, "needs `{ pool }`.");
+  checkPool(api, options.pool);
+  checkPositive(api, "timeoutMs", options.timeoutMs);
+  if (options.now !== undefined && typeof options.now !== "function") {
+    throw invalidOptions(api, "`now` must be a function returning milliseconds.");
+  }
+  const { pool } = options;
+  const table = resolveTables(options).idempotency;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const clock = options.now;
+  // $now: the injected clock, or NULL for the database's clock.
+  const NOW = "COALESCE($3::timestamptz, clock_timestamp())";
+  const at = (): Date | null => (clock === undefined ? null : new Date(clock()));
+
+  // Claims a free or expired key; otherwise reports what holds it. The outer SELECT reads the
+  // row as of the statement's start: a row committed meanwhile reads as absent (tried again).
+  const CLAIM = `WITH claimed AS (
+      INSERT INTO ${table} AS e (key, token, completed, expires_at)
+      VALUES ($1, $2, false, ${NOW} + $4::double precision * interval '1 millisecond')
+      ON CONFLICT (key) DO UPDATE
+         SET token = excluded.token, completed = false, expires_at = excluded.expires_at
+       WHERE e.expires_at <= ${NOW}
+      RETURNING e.token
+    )
+    SELECT (SELECT token FROM claimed) AS claimed,
+           (SELECT completed FROM ${table} WHERE key = $1) AS completed`;
+  // Unconditional, as in the other stores: the effect happened even if the lease ran out.
+  const COMPLETE = `INSERT INTO ${table} AS e (key, token, completed, expires_at)
+      VALUES ($1, $2, true, ${NOW} + $4::double precision * interval '1 millisecond')
+      ON CONFLICT (key) DO UPDATE
+         SET token = excluded.token, completed = true, expires_at = excluded.expires_at`;
+  const RELEASE = `DELETE FROM ${table} WHERE key = $1 AND token = $2 AND NOT completed`;
+  const RENEW = `UPDATE ${table}
+        SET expires_at = ${NOW} + $4::double precision * interval '1 millisecond'
+      WHERE key = $1 AND token = $2 AND NOT completed`;
+
+  const run = async (name: string, key: string, sql: string, values: unknown[]) => {
+    if (typeof key !== "string") throw storeError(`the ${name} needs a string key.`);
+    try {
+      return await withTimeout(pool.query(sql, values), timeoutMs, () =>
+        storeError(`Postgres did not answer the ${name} of event ${key} within ${timeoutMs} ms.`),
+      );
+    } catch (error) {
+      if (error instanceof MappaWebhookError) throw error;
+      throw storeError(`the ${name} of event ${key} failed: ${errorMessage(error)}.`, error);
+    }
+  };
+
+  return {
+    table,
+    async claim(key, { leaseMs }): Promise<ClaimResult> {
+      const token = randomUUID();
+      for (let attempt = 0; attempt < CLAIM_TRIES; attempt++) {
+        const result = await run("claim", key, CLAIM, [key, token, at(), leaseMs]);
+        const row = result.rows[0] as { claimed: string | null; completed: boolean | null };
+        if (row.claimed === token) return { status: "claimed", token };
+        if (row.completed === true) return { status: "completed" };
+        if (row.completed === false) return { status: "in_flight" };
+        // Absent at our snapshot but not claimable: it changed under us. Look again.
+      }
+      // Still changing after several looks: someone holds it right now.
+      return { status: "in_flight" };
+    },
+    async complete(key, token, { ttlMs }) {
+      await run("complete", key, COMPLETE, [key, token, at(), ttlMs]);
+    },
+    async release(key, token) {
+      await run("release", key, RELEASE, [key, token]);
+    },
+    async renew(key, token, { leaseMs }) {
+      const result = await run("renewal", key, RENEW, [key, token, at(), leaseMs]);
+      return (result.rowCount ?? 0) > 0;
+    },
+  };
+}

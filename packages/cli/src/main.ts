@@ -1,4 +1,5 @@
 import { EXIT_OK, EXIT_USAGE, UsageError } from "./args.js";
+import { DOCTOR_HELP, doctor } from "./commands/doctor.js";
 import { LISTEN_HELP, listen } from "./commands/listen.js";
 import { TRIGGER_HELP, trigger } from "./commands/trigger.js";
 import { VERIFY_HELP, verify } from "./commands/verify.js";
@@ -7,15 +8,16 @@ import { colorEnabled, createStyle } from "./output.js";
 declare const __CLI_VERSION__: string;
 export const VERSION: string = typeof __CLI_VERSION__ === "string" ? __CLI_VERSION__ : "0.0.0";
 
-export const HELP = `mappa-webhooks: send, receive and explain Mappa webhooks locally, with nothing outside your machine.
+export const HELP = `mappa-webhooks: send, receive, inspect and explain Mappa webhooks locally, and check a deployed endpoint.
 
 Usage
   mappa-webhooks <command> [options]
 
 Commands
   trigger <event-type>  Send a realistic signed event to a URL, retrying like Mappa
-  listen                Run a local receiver that verifies and pretty-prints deliveries
+  listen                Receive deliveries locally: verify, forward to your app, inspect in a browser
   verify                Explain why a captured delivery does or does not verify
+  doctor <url>          Check a deployed endpoint before Mappa delivers to it
 
 Options
   -h, --help            Show help (also: mappa-webhooks <command> --help)
@@ -25,14 +27,16 @@ The secret comes from --secret or the MAPPA_WEBHOOK_SECRET environment variable.
 Add --json to any command for output a script can read.
 
 Examples
-  mappa-webhooks listen --port 4242
+  mappa-webhooks listen --forward-to http://127.0.0.1:3000/webhooks/mappa
   mappa-webhooks trigger report.completed --url http://127.0.0.1:4242/webhooks/mappa
-  mappa-webhooks verify --header "t=…,v1=…" --body-file body.json`;
+  mappa-webhooks verify --header "t=…,v1=…" --body-file body.json
+  mappa-webhooks doctor https://api.example.com/webhooks/mappa`;
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   trigger: { run: trigger, help: TRIGGER_HELP },
   listen: { run: listen, help: LISTEN_HELP },
   verify: { run: verify, help: VERIFY_HELP },
+  doctor: { run: doctor, help: DOCTOR_HELP },
 };
 
 /** Runs the CLI and resolves with the exit code; errors are printed, never thrown. */

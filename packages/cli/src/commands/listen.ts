@@ -1,38 +1,63 @@
-import { once } from "node:events";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { open } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
   createMappaWebhooks,
   createMemoryIdempotencyStore,
   type MappaWebhooks,
   readBodyWithLimit,
+  signPayload,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
 import { EXIT_OK, parseCommandArgs, readNumber, readSecrets, UsageError } from "../args.js";
 import { CHECK_FOR_CODE, formatKeyData, keyData, plainMessage } from "../explain.js";
+import { findSignatureHeader, signingSecret } from "../inspector/checks.js";
+import { endToEnd, type ForwardResult, forward, headerPairs } from "../inspector/forward.js";
+import { Inspector } from "../inspector/server.js";
+import {
+  type DeliveryRecord,
+  DeliveryStore,
+  loadDeliveries,
+  newDeliveryId,
+  type Replay,
+  type Verdict,
+} from "../inspector/store.js";
 import { colorEnabled, createStyle, type Style } from "../output.js";
 
-export const LISTEN_HELP = `Receive webhooks locally: verify and pretty-print every delivery, offline.
+export const LISTEN_HELP = `Receive webhooks locally: verify every delivery, forward it to your app, inspect it in a browser.
 
 Usage
   mappa-webhooks listen [options]
 
 Options
-  --port <n>           Port to listen on, 0 for any free one (default 4242)
-  --host <host>        Interface to bind (default 127.0.0.1)
-  --path <path>        Webhook path (default /webhooks/mappa)
-  --secret <secret>    Signing secret (default: $MAPPA_WEBHOOK_SECRET); repeat it to accept
-                       several while rotating
-  --tolerance <s>      Allowed clock difference in seconds (default 300)
-  --json               Print one JSON object per line instead of the readable view
-  -h, --help           Show this help
+  --port <n>              Port to receive on, 0 for any free one (default 4242)
+  --host <host>           Interface to receive on (default 127.0.0.1)
+  --path <path>           Webhook path (default /webhooks/mappa)
+  --secret <secret>       Signing secret (default: $MAPPA_WEBHOOK_SECRET); repeat it to accept
+                          several while rotating
+  --tolerance <s>         Allowed clock difference in seconds (default 300)
+  --forward-to <url>      Forward every delivery to your app (exact bytes, original headers) and
+                          answer the sender with the app's answer, e.g. http://127.0.0.1:3000/webhooks/mappa
+  --forward-timeout <ms>  Give up on the app after this long and answer 504 (default 30000)
+  --inspector-port <n>    The inspector's port (default: --port + 1; any free one with --port 0)
+  --inspector-host <host> The inspector's interface (default 127.0.0.1: only this machine)
+  --no-inspector          Do not serve the inspector
+  --keep <n>              Deliveries kept for the inspector, oldest dropped first (default 100)
+  --save <file.jsonl>     Append every delivery to this file (one JSON object per line)
+  --load <file.jsonl>     Start with the deliveries of a saved file (to look at or replay them)
+  --json                  Print one JSON object per line instead of the readable view
+  -h, --help              Show this help
 
-Every delivery is answered the way a real receiver built on @mappa-webhooks answers it:
-200 when it verifies (duplicates included), 401 for a signature problem, 400 for a body that is
-not an event. A rejected delivery is shown with the check that failed, the reason and a hint.
+Without --forward-to every delivery is answered the way a receiver built on @mappa-webhooks
+answers it: 200 when it verifies (duplicates included), 401 for a signature problem, 400 for a
+body that is not an event. With --forward-to it is still verified and shown, but the sender gets
+the app's status and body (502 when the app cannot be reached), so retries behave as they would
+against the app. The receiving port serves the webhook path only; the inspector (a live list,
+each delivery's signature check step by step, replay, copy as curl, download) is on its own
+port, printed as "inspector on http://127.0.0.1:<port>/".
 
 Example
-  mappa-webhooks listen --port 4242 &
+  mappa-webhooks listen --forward-to http://127.0.0.1:3000/webhooks/mappa &
   mappa-webhooks trigger report.completed --url http://127.0.0.1:4242/webhooks/mappa`;
 
 const OPTIONS = {
@@ -41,13 +66,27 @@ const OPTIONS = {
   path: { type: "string" },
   secret: { type: "string", multiple: true },
   tolerance: { type: "string" },
+  "forward-to": { type: "string" },
+  "forward-timeout": { type: "string" },
+  "inspector-port": { type: "string" },
+  "inspector-host": { type: "string" },
+  "no-inspector": { type: "boolean" },
+  keep: { type: "string" },
+  save: { type: "string" },
+  load: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
+/** How many replays of one delivery are kept. */
+const MAX_REPLAYS = 20;
+
 interface Printer {
-  listening(url: string): void;
-  delivery(result: WebhookResponse, request: { method: string; path: string }): void;
+  listening(url: string, forwardTo: URL | undefined): void;
+  inspector(url: string, exposed: boolean): void;
+  loaded(count: number, file: string): void;
+  delivery(record: DeliveryRecord, forwarding: boolean): void;
+  replay(record: DeliveryRecord, replay: Replay): void;
   notFound(method: string, path: string, webhookPath: string): void;
 }
 
@@ -55,45 +94,101 @@ function clock(): string {
   return new Date().toISOString().slice(11, 19);
 }
 
+function describeAnswer(answer: ForwardResult): string {
+  return answer.status === undefined
+    ? `unreachable: ${answer.error ?? "network error"}`
+    : String(answer.status);
+}
+
+/** A warning when the app's answer and our verification disagree. */
+function disagreement(record: DeliveryRecord): string | undefined {
+  const status = record.forward?.status;
+  if (status === undefined) return undefined;
+  const appAccepted = status >= 200 && status < 300;
+  if (!record.verdict.ok && appAccepted && record.verdict.status === 401) {
+    return "the app accepted a delivery whose signature does not verify: it does not check signatures";
+  }
+  if (record.verdict.ok && status === 401) {
+    return "the app rejected a delivery that verifies: a different secret in the app, or it verifies a re-serialised body";
+  }
+  return undefined;
+}
+
 function humanPrinter(style: Style): Printer {
   const write = (line: string) => process.stdout.write(`${line}\n`);
+  const appPart = (answer: ForwardResult | undefined, sent: number) => {
+    if (answer === undefined) return "";
+    if (answer.status === undefined) {
+      return `  → app ${style.red(`unreachable: ${answer.error ?? "network error"}`)} ${style.dim(`(answered ${sent})`)}`;
+    }
+    const status =
+      answer.status < 300 ? style.green(String(answer.status)) : style.red(String(answer.status));
+    return `  → app ${status} ${style.dim(`${answer.latencyMs} ms`)}`;
+  };
   return {
-    listening(url) {
+    listening(url, forwardTo) {
       write(`listening on ${url}`);
-      write(
-        style.dim(
-          `Send a test event: mappa-webhooks trigger report.completed --url ${url}\nPress Ctrl+C to stop.`,
-        ),
-      );
+      if (forwardTo !== undefined) write(`forwarding to ${forwardTo.href}`);
     },
-    delivery(result, request) {
+    inspector(url, exposed) {
+      write(`inspector on ${url}`);
+      if (exposed) {
+        write(
+          style.yellow(
+            "warning: the inspector is reachable from other machines: anyone who can reach it can read payloads and fire replays",
+          ),
+        );
+      }
+    },
+    loaded(count, file) {
+      write(style.dim(`loaded ${count} deliver${count === 1 ? "y" : "ies"} from ${file}`));
+    },
+    delivery(record, forwarding) {
       const time = style.dim(clock());
-      const { event, error } = result;
-      if (error === undefined && event !== undefined) {
-        const duplicate = result.duplicate === true;
+      const { verdict } = record;
+      const app = forwarding ? appPart(record.forward, sentStatus(record)) : "";
+      if (verdict.ok && verdict.event !== undefined) {
+        const duplicate = verdict.duplicate === true;
         const mark = duplicate ? style.yellow("↺") : style.green("✓");
-        const id = event.id ?? "(no id)";
+        const id = verdict.event.id ?? "(no id)";
         const note = duplicate
-          ? style.yellow("  duplicate: already handled, handlers not run again")
-          : event.known
+          ? style.yellow(
+              forwarding
+                ? "  duplicate: this event was delivered before"
+                : "  duplicate: already handled, handlers not run again",
+            )
+          : verdict.event.known
             ? ""
             : style.yellow("  unknown type: accepted and ignored");
         write(
-          `${time} ${mark} ${style.green(String(result.status))} ${style.bold(event.type)} ${id}${note}`,
+          `${time} ${mark} ${style.green(String(verdict.status))} ${style.bold(verdict.event.type)} ${id}${note}${app}`,
         );
-        const data = formatKeyData(keyData(event));
+        const data = formatKeyData(verdict.event.data ?? {});
         if (data !== "") write(`           ${style.dim(data)}`);
-        return;
+      } else if (verdict.code === undefined) {
+        write(`${time} ${style.red("✗")} ${verdict.status} ${record.method} ${record.path}${app}`);
+      } else {
+        write(
+          `${time} ${style.red("✗")} ${style.red(String(verdict.status))} ${style.bold(verdict.code)}  ${style.red(`✗ ${verdict.check}`)}${app}`,
+        );
+        write(`           ${verdict.message ?? ""}`);
+        if (verdict.hint !== undefined)
+          write(`           ${style.yellow(`hint: ${verdict.hint}`)}`);
       }
-      if (error === undefined) {
-        write(`${time} ${style.red("✗")} ${result.status} ${request.method} ${request.path}`);
-        return;
-      }
+      const warning = disagreement(record);
+      if (warning !== undefined) write(`           ${style.yellow(`⚠ ${warning}`)}`);
+    },
+    replay(record, replay) {
+      const type = record.verdict.event?.type ?? "delivery";
+      const status =
+        replay.status === undefined
+          ? style.red(describeAnswer(replay))
+          : replay.status < 300
+            ? style.green(String(replay.status))
+            : style.red(String(replay.status));
       write(
-        `${time} ${style.red("✗")} ${style.red(String(result.status))} ${style.bold(error.code)}  ${style.red(`✗ ${CHECK_FOR_CODE[error.code]}`)}`,
+        `${style.dim(clock())} ↻ replayed ${style.bold(type)} ${record.verdict.event?.id ?? record.id} (${replay.signature} signature)  → app ${status} ${style.dim(`${replay.latencyMs} ms`)}`,
       );
-      write(`           ${plainMessage(error)}`);
-      if (error.hint !== undefined) write(`           ${style.yellow(`hint: ${error.hint}`)}`);
     },
     notFound(method, path, webhookPath) {
       write(
@@ -103,44 +198,67 @@ function humanPrinter(style: Style): Printer {
   };
 }
 
+function forwardJson(answer: ForwardResult) {
+  return {
+    url: answer.url,
+    latencyMs: answer.latencyMs,
+    ...(answer.status === undefined ? {} : { status: answer.status }),
+    ...(answer.error === undefined ? {} : { error: answer.error, errorCode: answer.errorCode }),
+  };
+}
+
 function jsonPrinter(): Printer {
   const write = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
   return {
-    listening(url) {
-      write({ kind: "listening", url });
+    listening(url, forwardTo) {
+      write({
+        kind: "listening",
+        url,
+        ...(forwardTo === undefined ? {} : { forwardTo: forwardTo.href }),
+      });
     },
-    delivery(result, request) {
-      const { event, error } = result;
+    inspector(url) {
+      write({ kind: "inspector", url });
+    },
+    loaded(count, file) {
+      write({ kind: "loaded", count, file });
+    },
+    delivery(record) {
+      const { verdict } = record;
+      const warning = disagreement(record);
       write({
         kind: "delivery",
-        time: new Date().toISOString(),
-        method: request.method,
-        path: request.path,
-        status: result.status,
-        ok: result.status >= 200 && result.status < 300,
-        duplicate: result.duplicate === true,
-        ...(event === undefined
-          ? {}
-          : {
-              event: {
-                id: event.id,
-                type: event.type,
-                known: event.known,
-                createdAt: event.createdAt,
-                idempotencyKey: event.idempotencyKey,
-                data: event.data,
-              },
-            }),
-        ...(error === undefined
+        id: record.id,
+        time: record.receivedAt,
+        method: record.method,
+        path: record.path,
+        status: verdict.status,
+        ok: verdict.ok,
+        duplicate: verdict.duplicate === true,
+        ...(verdict.event === undefined ? {} : { event: verdict.event }),
+        ...(verdict.code === undefined
           ? {}
           : {
               error: {
-                code: error.code,
-                check: CHECK_FOR_CODE[error.code],
-                message: plainMessage(error),
-                ...(error.hint === undefined ? {} : { hint: error.hint }),
+                code: verdict.code,
+                check: verdict.check,
+                message: verdict.message,
+                ...(verdict.hint === undefined ? {} : { hint: verdict.hint }),
               },
             }),
+        ...(record.forward === undefined
+          ? {}
+          : { forward: forwardJson(record.forward), answered: sentStatus(record) }),
+        ...(warning === undefined ? {} : { warning }),
+      });
+    },
+    replay(record, replay) {
+      write({
+        kind: "replay",
+        id: record.id,
+        time: replay.at,
+        signature: replay.signature,
+        ...forwardJson(replay),
       });
     },
     notFound(method, path) {
@@ -149,31 +267,182 @@ function jsonPrinter(): Printer {
   };
 }
 
-async function answer(
-  webhooks: MappaWebhooks,
-  webhookPath: string,
-  printer: Printer,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
+/** What the sender was answered when the delivery was forwarded. */
+function sentStatus(record: DeliveryRecord): number {
+  const answer = record.forward;
+  if (answer === undefined) return record.verdict.status;
+  if (answer.status !== undefined) return answer.status;
+  return answer.errorCode === "TIMEOUT" ? 504 : 502;
+}
+
+function verdictOf(result: WebhookResponse): Verdict {
+  const ok = result.status >= 200 && result.status < 300;
+  const verdict: Verdict = { ok, status: result.status };
+  if (result.duplicate === true) verdict.duplicate = true;
+  const { event, error } = result;
+  if (event !== undefined) {
+    verdict.event = {
+      type: event.type,
+      known: event.known,
+      data: keyData(event),
+      ...(event.id === undefined ? {} : { id: event.id }),
+      ...(event.idempotencyKey === undefined ? {} : { idempotencyKey: event.idempotencyKey }),
+    };
+  }
+  if (error !== undefined) {
+    verdict.code = error.code;
+    verdict.check =
+      (CHECK_FOR_CODE as Record<string, string | undefined>)[error.code] ?? error.code;
+    verdict.message = plainMessage(error);
+    if (error.hint !== undefined) verdict.hint = error.hint;
+  }
+  return verdict;
+}
+
+interface Context {
+  webhooks: MappaWebhooks;
+  webhookPath: string;
+  printer: Printer;
+  store: DeliveryStore;
+  forwardTo: URL | undefined;
+  forwardTimeoutMs: number;
+}
+
+function forwardTarget(base: URL, requestPath: string): URL {
+  const target = new URL(base.href);
+  const search = new URL(requestPath, "http://localhost").search;
+  if (target.search === "" && search !== "") target.search = search;
+  return target;
+}
+
+async function receive(ctx: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const method = req.method ?? "GET";
-  const path = new URL(req.url ?? "/", "http://localhost").pathname;
-  if (path !== webhookPath) {
-    printer.notFound(method, path, webhookPath);
+  const requestPath = req.url ?? "/";
+  const path = new URL(requestPath, "http://localhost").pathname;
+  if (path !== ctx.webhookPath) {
+    ctx.printer.notFound(method, path, ctx.webhookPath);
     res.writeHead(404, { "content-type": "application/json" });
-    res.end(JSON.stringify({ error: "not_found", message: `Webhooks go to POST ${webhookPath}` }));
+    res.end(
+      JSON.stringify({ error: "not_found", message: `Webhooks go to POST ${ctx.webhookPath}` }),
+    );
     return;
   }
+  const { webhooks } = ctx;
+  let body = Buffer.alloc(0);
   let result: WebhookResponse;
+  let bodyRead = false;
   try {
-    const rawBody = await readBodyWithLimit(req, webhooks.maxBodyBytes);
-    result = await webhooks.handle({ method, headers: req.headers, rawBody });
+    const raw = await readBodyWithLimit(req, webhooks.maxBodyBytes, {
+      timeoutMs: webhooks.bodyTimeoutMs,
+    });
+    body = Buffer.from(raw);
+    bodyRead = true;
+    result = await webhooks.handle({ method, headers: req.headers, rawBody: body });
   } catch (error) {
     result = webhooks.errorResponse(error);
   }
-  printer.delivery(result, { method, path });
-  res.writeHead(result.status, result.headers);
-  res.end(result.body);
+  const record: DeliveryRecord = {
+    id: newDeliveryId(),
+    receivedAt: new Date().toISOString(),
+    method,
+    path: requestPath,
+    headers: headerPairs(req.rawHeaders),
+    body,
+    verdict: verdictOf(result),
+    replays: [],
+  };
+  const key = record.verdict.event?.idempotencyKey;
+  if (key !== undefined) {
+    const first = ctx.store.firstCarrier(key, record.id);
+    if (first !== undefined && record.verdict.duplicate === true)
+      record.verdict.duplicateOf = first;
+  }
+  const forwarding = ctx.forwardTo !== undefined && method === "POST" && bodyRead;
+  if (forwarding) record.pending = true;
+  ctx.store.add(record);
+
+  if (!forwarding || ctx.forwardTo === undefined) {
+    ctx.printer.delivery(record, false);
+    res.writeHead(result.status, result.headers);
+    res.end(result.body);
+    await ctx.store.update(record);
+    return;
+  }
+
+  const answer = await forward({
+    url: forwardTarget(ctx.forwardTo, requestPath),
+    method,
+    headers: record.headers,
+    body,
+    timeoutMs: ctx.forwardTimeoutMs,
+  });
+  record.forward = answer;
+  delete record.pending;
+  ctx.printer.delivery(record, true);
+  if (answer.status === undefined) {
+    const status = sentStatus(record);
+    res.writeHead(status, { "content-type": "application/json; charset=utf-8" });
+    res.end(
+      JSON.stringify({
+        error: status === 504 ? "app_timeout" : "app_unreachable",
+        message: `mappa-webhooks listen could not get an answer from ${answer.url}: ${answer.error ?? "network error"}`,
+      }),
+    );
+  } else {
+    const flat: string[] = [];
+    for (const [name, value] of endToEnd(answer.headers ?? [])) flat.push(name, value);
+    const answerBody = Buffer.from(answer.body ?? "", "utf8");
+    flat.push("Content-Length", String(answerBody.byteLength));
+    res.writeHead(answer.status, flat);
+    res.end(answerBody);
+  }
+  await ctx.store.update(record);
+}
+
+async function bind(server: Server, port: number, host: string): Promise<AddressInfo> {
+  server.listen(port, host);
+  await Promise.race([
+    new Promise((resolve) => server.once("listening", resolve)),
+    new Promise((_, reject) => server.once("error", reject)),
+  ]);
+  return server.address() as AddressInfo;
+}
+
+function listenError(error: unknown, what: string, host: string, port: number, flag: string) {
+  const code = (error as { code?: string }).code;
+  if (code === "EADDRINUSE") {
+    return new UsageError(
+      `${what}port ${port} is already in use; pick another with ${flag} (0 for any free one)`,
+      "listen",
+    );
+  }
+  if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EACCES") {
+    return new UsageError(`cannot listen on ${host}:${port} (${code})`, "listen");
+  }
+  return error;
+}
+
+function readForwardTo(value: string | undefined): URL | undefined {
+  if (value === undefined) return undefined;
+  // `localhost:3000/webhooks` is accepted as http://localhost:3000/webhooks.
+  const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(
+      `--forward-to "${value}" is not a URL, e.g. http://127.0.0.1:3000/webhooks/mappa`,
+      "listen",
+    );
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UsageError(`--forward-to must be http:// or https://, got ${url.protocol}`, "listen");
+  }
+  return url;
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 export async function listen(argv: string[]): Promise<number> {
@@ -191,6 +460,51 @@ export async function listen(argv: string[]): Promise<number> {
     throw new UsageError(`--path must start with "/", got "${webhookPath}"`, "listen");
   }
   const secrets = readSecrets("listen", values.secret);
+  const forwardTo = readForwardTo(values["forward-to"]);
+  const forwardTimeoutMs =
+    readNumber("listen", "forward-timeout", values["forward-timeout"], { min: 1 }) ?? 30_000;
+  const inspectorPort =
+    readNumber("listen", "inspector-port", values["inspector-port"], {
+      min: 0,
+      max: 65_535,
+      integer: true,
+    }) ?? (port === 0 || port === 65_535 ? 0 : port + 1);
+  const inspectorHost = values["inspector-host"] ?? "127.0.0.1";
+  const keep =
+    readNumber("listen", "keep", values.keep, { min: 1, max: 100_000, integer: true }) ?? 100;
+  if (
+    values["no-inspector"] &&
+    (values["inspector-port"] !== undefined || values["inspector-host"] !== undefined)
+  ) {
+    throw new UsageError(
+      "--no-inspector cannot be combined with --inspector-port/--inspector-host",
+      "listen",
+    );
+  }
+
+  const loaded =
+    values.load === undefined
+      ? []
+      : await loadDeliveries(values.load).catch((error: unknown) => {
+          const code = (error as { code?: string }).code;
+          throw new UsageError(
+            code === "ENOENT"
+              ? `cannot read --load ${values.load}: no such file`
+              : `cannot load --load ${values.load}: ${(error as Error).message}`,
+            "listen",
+          );
+        });
+  if (values.save !== undefined) {
+    // Fail now, not at the first delivery, when the file cannot be written.
+    const handle = await open(values.save, "a").catch((error: unknown) => {
+      throw new UsageError(
+        `cannot write --save ${values.save}: ${(error as { code?: string }).code ?? String(error)}`,
+        "listen",
+      );
+    });
+    await handle.close();
+  }
+
   const webhooks = createMappaWebhooks({
     secret: secrets,
     // Remembers handled events, so a re-sent event shows as a duplicate, as a real receiver sees it.
@@ -200,39 +514,102 @@ export async function listen(argv: string[]): Promise<number> {
   const printer = values.json
     ? jsonPrinter()
     : humanPrinter(createStyle(colorEnabled(process.stdout)));
+  const store = new DeliveryStore(keep, values.save);
+  store.addLoaded(loaded);
+  const ctx: Context = { webhooks, webhookPath, printer, store, forwardTo, forwardTimeoutMs };
 
   const server = createServer((req, res) => {
-    answer(webhooks, webhookPath, printer, req, res).catch((error: unknown) => {
+    receive(ctx, req, res).catch((error: unknown) => {
       process.stderr.write(`listen: ${error instanceof Error ? error.message : String(error)}\n`);
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
   });
-  server.listen(port, host);
+  let address: AddressInfo;
   try {
-    await Promise.race([
-      once(server, "listening"),
-      once(server, "error").then(([error]) => Promise.reject(error)),
-    ]);
+    address = await bind(server, port, host);
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "EADDRINUSE") {
-      throw new UsageError(
-        `port ${port} is already in use; pick another with --port (0 for any free one)`,
-        "listen",
-      );
-    }
-    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EACCES") {
-      throw new UsageError(`cannot listen on ${host}:${port} (${code})`, "listen");
-    }
-    throw error;
+    throw listenError(error, "", host, port, "--port");
   }
-  const address = server.address() as AddressInfo;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  printer.listening(`http://${shownHost}:${address.port}${webhookPath}`);
+  const receivingUrl = `http://${shownHost}:${address.port}${webhookPath}`;
+
+  let inspector: Inspector | undefined;
+  let inspectorUrl: string | undefined;
+  if (!values["no-inspector"]) {
+    const replay =
+      forwardTo === undefined
+        ? undefined
+        : async (record: DeliveryRecord): Promise<Replay> => {
+            const secret = await signingSecret(record.body, record.headers, secrets);
+            const found = findSignatureHeader(record.headers);
+            const replace =
+              secret !== undefined && found !== undefined
+                ? { name: found.name, value: await signPayload({ payload: record.body, secret }) }
+                : undefined;
+            const answer = await forward({
+              url: forwardTarget(forwardTo, record.path),
+              method: record.method,
+              headers: record.headers,
+              body: record.body,
+              timeoutMs: forwardTimeoutMs,
+              ...(replace === undefined ? {} : { replace }),
+            });
+            const result: Replay = {
+              ...answer,
+              signature: replace === undefined ? "original" : "fresh",
+            };
+            record.replays.push(result);
+            if (record.replays.length > MAX_REPLAYS) record.replays.shift();
+            printer.replay(record, result);
+            await store.update(record);
+            return result;
+          };
+    inspector = new Inspector(
+      {
+        store,
+        secrets,
+        receivingUrl,
+        canResign: async (record) =>
+          (await signingSecret(record.body, record.headers, secrets)) !== undefined,
+        ...(toleranceSec === undefined ? {} : { toleranceSec }),
+        ...(forwardTo === undefined ? {} : { forwardTo }),
+        ...(replay === undefined ? {} : { replay }),
+      },
+      inspectorHost,
+    );
+    try {
+      inspectorUrl = await inspector.listen(inspectorPort);
+    } catch (error) {
+      server.close();
+      const wrapped = listenError(
+        error,
+        "the inspector's ",
+        inspectorHost,
+        inspectorPort,
+        "--inspector-port",
+      );
+      if (wrapped instanceof UsageError) {
+        throw new UsageError(`${wrapped.message}, or pass --no-inspector`, "listen");
+      }
+      throw wrapped;
+    }
+  }
+
+  printer.listening(receivingUrl, forwardTo);
+  if (inspectorUrl !== undefined) printer.inspector(inspectorUrl, !isLoopback(inspectorHost));
+  if (values.load !== undefined) printer.loaded(loaded.length, values.load);
+  if (!values.json) {
+    process.stdout.write(
+      `${createStyle(colorEnabled(process.stdout)).dim(
+        `Send a test event: mappa-webhooks trigger report.completed --url ${receivingUrl}\nPress Ctrl+C to stop.`,
+      )}\n`,
+    );
+  }
 
   await new Promise<void>((resolve) => {
     const stop = () => {
+      inspector?.close();
       server.closeAllConnections();
       server.close(() => resolve());
     };

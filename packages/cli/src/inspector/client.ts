@@ -1,0 +1,550 @@
+/**
+ * The inspector page's script. It runs in the browser: the page embeds this function's source
+ * (`inspectorClient.toString()`), so it must not refer to anything outside its own body.
+ * Everything from a delivery is written with `textContent`, never parsed as HTML.
+ */
+export function inspectorClient(): void {
+  interface Verdict {
+    ok: boolean;
+    status: number;
+    duplicate?: boolean;
+    duplicateOf?: string;
+    code?: string;
+    check?: string;
+    message?: string;
+    hint?: string;
+    event?: { id?: string; type: string; known: boolean; data?: Record<string, string> };
+  }
+  interface Summary {
+    id: string;
+    receivedAt: string;
+    type?: string;
+    eventId?: string;
+    verdict: Verdict;
+    pending: boolean;
+    app?: { status?: number; error?: string; latencyMs: number };
+    replays: number;
+    loaded: boolean;
+  }
+  interface Answer {
+    url: string;
+    at: string;
+    latencyMs: number;
+    status?: number;
+    body?: string;
+    error?: string;
+    signature?: "fresh" | "original";
+  }
+  interface Check {
+    label: string;
+    ok: boolean | null;
+    detail: string;
+  }
+  interface Detail {
+    summary: Summary;
+    method: string;
+    path: string;
+    headers: Array<[string, string]>;
+    bodyText: string;
+    pretty: string | null;
+    bodyBytes: number;
+    explanation: {
+      valid: boolean;
+      now: number;
+      toleranceSec: number;
+      checks: Check[];
+      notes: string[];
+    };
+    forward?: Answer;
+    replays: Answer[];
+    curl: string;
+    replay: { possible: boolean; signature: "fresh" | "original"; reason?: string };
+  }
+  interface Info {
+    receivingUrl: string;
+    forwardTo?: string;
+    keep: number;
+  }
+
+  const byId = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+  const el = <K extends keyof HTMLElementTagNameMap>(
+    tag: K,
+    props: { text?: string; className?: string; attrs?: Record<string, string> } = {},
+    children: Array<Node | string> = [],
+  ): HTMLElementTagNameMap[K] => {
+    const node = document.createElement(tag);
+    if (props.text !== undefined) node.textContent = props.text;
+    if (props.className !== undefined) node.className = props.className;
+    for (const [name, value] of Object.entries(props.attrs ?? {})) node.setAttribute(name, value);
+    for (const child of children) node.append(child);
+    return node;
+  };
+
+  const rows = byId<HTMLTableSectionElement>("rows");
+  const empty = byId<HTMLParagraphElement>("empty");
+  const count = byId<HTMLSpanElement>("count");
+  const live = byId<HTMLDivElement>("live");
+  const connection = byId<HTMLParagraphElement>("connection");
+  const detail = byId<HTMLElement>("detail");
+  const route = byId<HTMLParagraphElement>("route");
+
+  const deliveries = new Map<string, Summary>();
+  let order: string[] = [];
+  let selected: string | undefined;
+  let info: Info | undefined;
+  let shown: Detail | undefined;
+
+  const time = (iso: string) => {
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? iso : date.toLocaleTimeString([], { hour12: false });
+  };
+  const verdictText = (v: Verdict): string => {
+    if (v.ok && v.duplicate === true) return "↺ duplicate";
+    if (v.ok) return v.event?.known === false ? "✓ valid (unknown type)" : "✓ valid";
+    return `✗ ${v.status} rejected`;
+  };
+  const failedCheck = (v: Verdict) => (v.ok ? "" : `failed check: ${v.check ?? v.code ?? "?"}`);
+  const verdictClass = (v: Verdict) => (v.ok ? (v.duplicate ? "dup" : "ok") : "bad");
+  const appText = (s: Summary): string => {
+    if (s.pending) return "waiting…";
+    if (s.app === undefined) return info?.forwardTo === undefined ? "—" : "not sent";
+    if (s.app.status !== undefined) return String(s.app.status);
+    return `unreachable (${s.app.error ?? "error"})`;
+  };
+  const appClass = (s: Summary) =>
+    s.app?.status === undefined
+      ? s.app === undefined
+        ? ""
+        : "bad"
+      : s.app.status < 300
+        ? "ok"
+        : "bad";
+  const announce = (text: string) => {
+    live.textContent = "";
+    // A fresh text node each time, so screen readers read a repeated message again.
+    setTimeout(() => {
+      live.textContent = text;
+    }, 50);
+  };
+  const describe = (s: Summary) =>
+    `${s.type ?? "not an event"}, ${s.verdict.ok ? verdictText(s.verdict).replace(/^[✓↺] /, "") : `rejected, ${failedCheck(s.verdict)}`}${
+      s.app?.status !== undefined ? `, app answered ${s.app.status}` : ""
+    }`;
+
+  const renderRow = (s: Summary): HTMLTableRowElement => {
+    const link = el("a", {
+      text: s.type ?? "(not an event)",
+      attrs: { href: `#/deliveries/${s.id}`, "data-id": s.id },
+    });
+    if (s.id === selected) link.setAttribute("aria-current", "true");
+    const row = el("tr", { attrs: { "data-id": s.id } }, [
+      el("td", { className: "time" }, [
+        el("time", { text: time(s.receivedAt), attrs: { datetime: s.receivedAt } }),
+      ]),
+      el("td", { className: "type" }, [link]),
+      el("td", { className: "mono", text: s.eventId ?? "—" }),
+      el("td", {}, [
+        el("span", {
+          className: `verdict ${verdictClass(s.verdict)}`,
+          text: verdictText(s.verdict),
+        }),
+        s.verdict.ok ? "" : el("span", { className: "check", text: failedCheck(s.verdict) }),
+      ]),
+      el("td", {}, [el("span", { className: `verdict ${appClass(s)}`, text: appText(s) })]),
+      el("td", { className: "num", text: s.app === undefined ? "—" : `${s.app.latencyMs} ms` }),
+    ]);
+    if (s.id === selected) row.classList.add("selected");
+    return row;
+  };
+
+  const renderList = () => {
+    const focused = (document.activeElement as HTMLElement | null)?.getAttribute("data-id");
+    rows.replaceChildren(...order.map((id) => renderRow(deliveries.get(id) as Summary)));
+    empty.hidden = order.length > 0;
+    count.textContent = `(${order.length})`;
+    if (focused !== null && focused !== undefined) {
+      rows.querySelector<HTMLAnchorElement>(`a[data-id="${CSS.escape(focused)}"]`)?.focus();
+    }
+  };
+
+  const upsert = (s: Summary) => {
+    if (!deliveries.has(s.id)) {
+      order.unshift(s.id);
+      order.sort((a, b) =>
+        (deliveries.get(b)?.receivedAt ?? s.receivedAt).localeCompare(
+          deliveries.get(a)?.receivedAt ?? s.receivedAt,
+        ),
+      );
+    }
+    deliveries.set(s.id, s);
+  };
+
+  const api = async <T>(path: string, init?: RequestInit): Promise<T> => {
+    const response = await fetch(path, init);
+    const body = (await response.json()) as T & { message?: string };
+    if (!response.ok) throw new Error(body.message ?? `HTTP ${response.status}`);
+    return body;
+  };
+
+  const status = (text: string) => {
+    const line = document.getElementById("action-status");
+    if (line !== null) line.textContent = text;
+  };
+
+  const section = (title: string, id: string, ...children: Array<Node | string>) =>
+    el("section", { attrs: { "aria-labelledby": id } }, [
+      el("h3", { text: title, attrs: { id } }),
+      ...children,
+    ]);
+
+  const answerList = (answer: Answer) =>
+    el("dl", { className: "pairs" }, [
+      el("dt", { text: "URL" }),
+      el("dd", { className: "mono", text: answer.url }),
+      el("dt", { text: "Status" }),
+      el("dd", {
+        className: answer.status !== undefined && answer.status < 300 ? "ok" : "bad",
+        text:
+          answer.status !== undefined
+            ? String(answer.status)
+            : `unreachable: ${answer.error ?? "network error"}`,
+      }),
+      el("dt", { text: "Latency" }),
+      el("dd", { text: `${answer.latencyMs} ms` }),
+      ...(answer.body === undefined || answer.body === ""
+        ? []
+        : [el("dt", { text: "Body" }), el("dd", {}, [el("pre", { text: answer.body })])]),
+    ]);
+
+  const renderDetail = (d: Detail) => {
+    shown = d;
+    const s = d.summary;
+    const v = s.verdict;
+    const heading = el("h2", {
+      text: `${s.type ?? "Not an event"} ${s.eventId ?? ""}`.trim(),
+      attrs: { id: "detail-title", tabindex: "-1" },
+    });
+    const verdict = el("p", { className: "summary" }, [
+      el("span", { className: `verdict big ${verdictClass(v)}`, text: verdictText(v) }),
+      v.ok ? "" : ` ${v.code ?? ""} — ${failedCheck(v)}`,
+      v.duplicateOf === undefined
+        ? ""
+        : el("span", {}, [
+            " of ",
+            el("a", {
+              text: "the first delivery",
+              attrs: { href: `#/deliveries/${v.duplicateOf}` },
+            }),
+          ]),
+      el("br"),
+      el("span", {
+        className: "muted",
+        text: `${d.method} ${d.path} · received ${new Date(s.receivedAt).toLocaleString()} · ${d.bodyBytes} bytes${s.loaded ? " · loaded from a file" : ""}`,
+      }),
+    ]);
+
+    const replay = el("button", {
+      text: "Replay to the app",
+      attrs: { type: "button", id: "replay", "aria-describedby": "replay-note" },
+    });
+    if (!d.replay.possible) replay.disabled = true;
+    replay.addEventListener("click", () => void doReplay(s.id));
+    const copy = el("button", { text: "Copy as curl", attrs: { type: "button", id: "copy" } });
+    copy.addEventListener("click", () => void doCopy(d.curl));
+    const actions = el("div", { className: "actions" }, [
+      replay,
+      copy,
+      el("a", {
+        className: "button",
+        text: "Download delivery",
+        attrs: { href: `/api/deliveries/${s.id}/download`, download: "", id: "download" },
+      }),
+      el("a", {
+        className: "button",
+        text: "Download raw body",
+        attrs: { href: `/api/deliveries/${s.id}/body`, download: "" },
+      }),
+    ]);
+    const replayNote = el("p", {
+      className: "muted",
+      attrs: { id: "replay-note" },
+      text: d.replay.possible
+        ? d.replay.signature === "fresh"
+          ? "Replay sends the same bytes to the app with a fresh signature (the secret is known)."
+          : "Replay sends the same bytes with the original signature (no configured secret signed it)."
+        : (d.replay.reason ?? "Replay is not available."),
+    });
+
+    const checks = el(
+      "ol",
+      { className: "checks" },
+      d.explanation.checks.map((check) =>
+        el("li", { className: check.ok === true ? "ok" : check.ok === false ? "bad" : "skip" }, [
+          el("span", {
+            className: "mark",
+            text: check.ok === true ? "✓" : check.ok === false ? "✗" : "–",
+            attrs: { "aria-hidden": "true" },
+          }),
+          el("span", {
+            className: "sr-only",
+            text:
+              check.ok === true ? "passed: " : check.ok === false ? "failed: " : "not checked: ",
+          }),
+          el("strong", { text: check.label }),
+          `: ${check.detail}`,
+        ]),
+      ),
+    );
+    const notes = d.explanation.notes.map((note) =>
+      el("p", { className: "hint" }, [el("strong", { text: "Hint: " }), note]),
+    );
+    const conclusion = el("p", {
+      className: d.explanation.valid ? "ok" : "bad",
+      text: d.explanation.valid
+        ? "✓ valid: a receiver would accept this delivery"
+        : `✗ not valid${v.code === undefined ? "" : `: ${v.code}`}`,
+    });
+
+    const headers = el("table", { className: "headers" }, [
+      el("caption", { className: "sr-only", text: "Request headers as received" }),
+      el("thead", {}, [
+        el("tr", {}, [
+          el("th", { text: "Name", attrs: { scope: "col" } }),
+          el("th", { text: "Value", attrs: { scope: "col" } }),
+        ]),
+      ]),
+      el(
+        "tbody",
+        {},
+        d.headers.map(([name, value]) =>
+          el("tr", {}, [
+            el("th", { className: "mono", text: name, attrs: { scope: "row" } }),
+            el("td", { className: "mono", text: value }),
+          ]),
+        ),
+      ),
+    ]);
+
+    const curl = el("details", {}, [
+      el("summary", { text: "The curl command" }),
+      el("pre", { text: d.curl, attrs: { id: "curl" } }),
+    ]);
+
+    const parts: Array<Node> = [
+      heading,
+      verdict,
+      actions,
+      replayNote,
+      el("p", { attrs: { id: "action-status", role: "status" } }),
+      curl,
+      section(
+        "Signature check, step by step",
+        "h-checks",
+        el("p", {
+          className: "muted",
+          text: `As of the moment it arrived (t=${d.explanation.now}), with a ${d.explanation.toleranceSec} s tolerance.`,
+        }),
+        checks,
+        ...notes,
+        conclusion,
+      ),
+    ];
+    if (d.forward !== undefined)
+      parts.push(section("The app's answer", "h-answer", answerList(d.forward)));
+    if (d.replays.length > 0) {
+      parts.push(
+        section(
+          `Replays (${d.replays.length})`,
+          "h-replays",
+          el(
+            "ol",
+            { className: "replays" },
+            d.replays.map((r) =>
+              el("li", {}, [
+                el("p", {
+                  text: `${time(r.at)} · ${r.signature === "fresh" ? "fresh signature" : "original signature"}`,
+                }),
+                answerList(r),
+              ]),
+            ),
+          ),
+        ),
+      );
+    }
+    parts.push(
+      section("Headers", "h-headers", headers),
+      section(
+        "Body",
+        "h-body",
+        el("p", {
+          className: "muted",
+          text:
+            d.pretty === null
+              ? "Shown as received."
+              : "Pretty-printed for reading; the app received the exact bytes (Download raw body).",
+        }),
+        el("pre", { className: "body", text: d.pretty ?? d.bodyText, attrs: { tabindex: "0" } }),
+      ),
+    );
+    const back = el("a", { text: "← All deliveries", className: "back", attrs: { href: "#/" } });
+    detail.replaceChildren(back, ...parts);
+    detail.hidden = false;
+  };
+
+  const openDetail = async (id: string, focus: boolean) => {
+    selected = id;
+    renderList();
+    try {
+      const d = await api<Detail>(`/api/deliveries/${encodeURIComponent(id)}`);
+      if (selected !== id) return;
+      renderDetail(d);
+      if (focus) byId("detail-title").focus();
+    } catch (error) {
+      detail.replaceChildren(
+        el("h2", { text: "Delivery not found", attrs: { id: "detail-title", tabindex: "-1" } }),
+        el("p", {
+          text: `${(error as Error).message}. Only the last ${info?.keep ?? "N"} deliveries are kept.`,
+        }),
+      );
+      detail.hidden = false;
+    }
+  };
+
+  const doReplay = async (id: string) => {
+    const button = document.getElementById("replay") as HTMLButtonElement | null;
+    if (button !== null) button.disabled = true;
+    status("Replaying…");
+    try {
+      const r = await api<Answer>(`/api/deliveries/${encodeURIComponent(id)}/replay`, {
+        method: "POST",
+        headers: { "x-mappa-inspector": "replay" },
+      });
+      const text =
+        r.status !== undefined
+          ? `Replayed (${r.signature} signature): the app answered ${r.status} in ${r.latencyMs} ms.`
+          : `Replay failed: the app is unreachable (${r.error ?? "network error"}).`;
+      await openDetail(id, false);
+      status(text);
+      announce(text);
+    } catch (error) {
+      status(`Replay failed: ${(error as Error).message}`);
+    } finally {
+      const again = document.getElementById("replay") as HTMLButtonElement | null;
+      if (again !== null && shown?.replay.possible === true) again.disabled = false;
+    }
+  };
+
+  const doCopy = async (text: string) => {
+    try {
+      await navigator.clipboard.writeText(text);
+      status("Copied the curl command.");
+    } catch {
+      const details = document.querySelector("details");
+      if (details !== null) details.open = true;
+      const pre = document.getElementById("curl");
+      if (pre !== null) window.getSelection()?.selectAllChildren(pre);
+      status("The clipboard is not available here: the command is selected, press Ctrl+C.");
+    }
+  };
+
+  const routeTo = () => {
+    const match = /^#\/deliveries\/([\w-]+)$/.exec(location.hash);
+    if (match?.[1] !== undefined) {
+      void openDetail(match[1], true);
+      return;
+    }
+    const previous = selected;
+    selected = undefined;
+    shown = undefined;
+    detail.hidden = true;
+    detail.replaceChildren();
+    renderList();
+    if (previous !== undefined) {
+      rows.querySelector<HTMLAnchorElement>(`a[data-id="${CSS.escape(previous)}"]`)?.focus();
+    }
+  };
+
+  // Arrow keys and j/k move between deliveries; Escape goes back to the list.
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    const target = event.target as HTMLElement;
+    if (target.closest("input, textarea, select")) return;
+    const links = [...rows.querySelectorAll<HTMLAnchorElement>("a[data-id]")];
+    const inList = target.closest("#rows") !== null;
+    const down = event.key === "ArrowDown" || event.key === "j";
+    const up = event.key === "ArrowUp" || event.key === "k";
+    if ((down || up) && (inList || event.key === "j" || event.key === "k") && links.length > 0) {
+      const index = links.indexOf(target as HTMLAnchorElement);
+      const next =
+        index === -1 ? 0 : Math.max(0, Math.min(links.length - 1, index + (down ? 1 : -1)));
+      links[next]?.focus();
+      event.preventDefault();
+    } else if (event.key === "Escape" && selected !== undefined) {
+      location.hash = "#/";
+      event.preventDefault();
+    }
+  });
+  window.addEventListener("hashchange", routeTo);
+
+  const describeRoute = () => {
+    if (info === undefined) return;
+    route.replaceChildren(
+      "Receiving on ",
+      el("code", { text: info.receivingUrl }),
+      ...(info.forwardTo === undefined
+        ? [" (not forwarding: start listen with --forward-to <url> to reach your app)"]
+        : [" → forwarding to ", el("code", { text: info.forwardTo })]),
+      `. The last ${info.keep} deliveries are kept.`,
+    );
+    const example = document.getElementById("example");
+    if (example !== null)
+      example.textContent = `mappa-webhooks trigger report.completed --url ${info.receivingUrl}`;
+  };
+
+  let snapshotSeen = false;
+  const stream = new EventSource("/api/stream");
+  stream.addEventListener("open", () => {
+    connection.textContent = "Live";
+    connection.className = "conn ok";
+  });
+  stream.addEventListener("error", () => {
+    connection.textContent = "Disconnected: reconnecting… (is listen still running?)";
+    connection.className = "conn bad";
+  });
+  stream.addEventListener("snapshot", (message) => {
+    const data = JSON.parse((message as MessageEvent<string>).data) as {
+      info: Info;
+      deliveries: Summary[];
+    };
+    info = data.info;
+    describeRoute();
+    deliveries.clear();
+    order = [];
+    for (const s of [...data.deliveries].reverse()) upsert(s);
+    renderList();
+    if (!snapshotSeen) {
+      snapshotSeen = true;
+      routeTo();
+    }
+  });
+  const onChange = (kind: "delivery" | "update") => (message: Event) => {
+    const s = JSON.parse((message as MessageEvent<string>).data) as Summary;
+    const before = deliveries.get(s.id);
+    upsert(s);
+    renderList();
+    if (kind === "delivery" && !s.pending) announce(`New delivery: ${describe(s)}`);
+    if (kind === "delivery" && s.pending) announce(`New delivery: ${describe(s)}, sent to the app`);
+    if (kind === "update" && before?.pending === true && !s.pending) {
+      announce(`${s.type ?? "Delivery"}: app answered ${appText(s)}`);
+    }
+    if (s.id === selected && kind === "update") void openDetail(s.id, false);
+  };
+  stream.addEventListener("delivery", onChange("delivery"));
+  stream.addEventListener("update", onChange("update"));
+  stream.addEventListener("remove", (message) => {
+    const { id } = JSON.parse((message as MessageEvent<string>).data) as { id: string };
+    deliveries.delete(id);
+    order = order.filter((other) => other !== id);
+    renderList();
+  });
+}

@@ -1,0 +1,263 @@
+import { randomUUID } from "node:crypto";
+import { appendFile, readFile } from "node:fs/promises";
+import type { ForwardResult, HeaderPairs } from "./forward.js";
+
+/** The verdict of our own verification, as a receiver built on @mappa-webhooks answers. */
+export interface Verdict {
+  ok: boolean;
+  /** The status a receiver built on @mappa-webhooks answers. */
+  status: number;
+  duplicate?: boolean;
+  /** The delivery that first carried this event, while it is still kept. */
+  duplicateOf?: string;
+  code?: string;
+  /** The check that failed, in words. */
+  check?: string;
+  message?: string;
+  hint?: string;
+  event?: {
+    id?: string;
+    type: string;
+    known: boolean;
+    idempotencyKey?: string;
+    data?: Record<string, string>;
+  };
+}
+
+/** A replay to the app, from the inspector. */
+export interface Replay extends ForwardResult {
+  signature: "fresh" | "original";
+}
+
+/** One delivery as the inspector keeps it, and as one line of a `--save` file. */
+export interface DeliveryRecord {
+  id: string;
+  receivedAt: string;
+  method: string;
+  /** Path and query as received. */
+  path: string;
+  /** Header pairs in the order and spelling they arrived. */
+  headers: HeaderPairs;
+  body: Buffer;
+  verdict: Verdict;
+  /** The app's answer, when forwarding; absent while it is pending. */
+  forward?: ForwardResult;
+  /** True while the app has not answered yet. */
+  pending?: boolean;
+  replays: Replay[];
+  /** Came from `--load`. */
+  loaded?: boolean;
+}
+
+/** What the live list shows for one delivery. */
+export interface DeliverySummary {
+  id: string;
+  receivedAt: string;
+  type: string | undefined;
+  eventId: string | undefined;
+  verdict: Verdict;
+  pending: boolean;
+  app?: { status?: number; error?: string; latencyMs: number };
+  replays: number;
+  loaded: boolean;
+}
+
+export function summarize(record: DeliveryRecord): DeliverySummary {
+  const last = record.replays.at(-1) ?? record.forward;
+  return {
+    id: record.id,
+    receivedAt: record.receivedAt,
+    type: record.verdict.event?.type ?? eventTypeOf(record.body),
+    eventId: record.verdict.event?.id ?? eventIdOf(record.body),
+    verdict: record.verdict,
+    pending: record.pending === true,
+    ...(last === undefined
+      ? {}
+      : {
+          app: {
+            latencyMs: last.latencyMs,
+            ...(last.status === undefined ? {} : { status: last.status }),
+            ...(last.error === undefined ? {} : { error: last.error }),
+          },
+        }),
+    replays: record.replays.length,
+    loaded: record.loaded === true,
+  };
+}
+
+/** Best effort for a body that did not verify: the `type` it claims, if it is JSON. */
+function peek(body: Buffer): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(body.toString("utf8")) as unknown;
+    return typeof value === "object" && value !== null
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+function eventTypeOf(body: Buffer): string | undefined {
+  const type = peek(body)?.type;
+  return typeof type === "string" ? type : undefined;
+}
+function eventIdOf(body: Buffer): string | undefined {
+  const id = peek(body)?.id;
+  return typeof id === "string" ? id : undefined;
+}
+
+export function newDeliveryId(): string {
+  return `d_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
+}
+
+/** The JSON line for a record: the body as base64 (exact bytes) and as text (for reading). */
+export function toJsonLine(record: DeliveryRecord): string {
+  const { body, pending: _pending, loaded: _loaded, ...rest } = record;
+  return JSON.stringify({
+    kind: "delivery",
+    v: 1,
+    ...rest,
+    bodyBase64: body.toString("base64"),
+    bodyText: body.toString("utf8"),
+  });
+}
+
+/** A line from a `--save` file or a downloaded delivery, checked field by field. */
+export function fromJsonLine(line: string): DeliveryRecord {
+  const value = JSON.parse(line) as Record<string, unknown>;
+  const fail = (what: string): never => {
+    throw new Error(what);
+  };
+  if (typeof value !== "object" || value === null || value.kind !== "delivery") {
+    fail('not a delivery (expected {"kind":"delivery",…})');
+  }
+  const text = (name: string) =>
+    typeof value[name] === "string" ? (value[name] as string) : fail(`"${name}" is not a string`);
+  const headers = value.headers;
+  if (
+    !Array.isArray(headers) ||
+    !headers.every(
+      (pair) =>
+        Array.isArray(pair) &&
+        pair.length === 2 &&
+        typeof pair[0] === "string" &&
+        typeof pair[1] === "string",
+    )
+  ) {
+    fail('"headers" is not a list of [name, value] pairs');
+  }
+  const verdict = value.verdict as Verdict | undefined;
+  if (typeof verdict !== "object" || verdict === null || typeof verdict.status !== "number") {
+    fail('"verdict" is missing');
+  }
+  const record: DeliveryRecord = {
+    id: text("id"),
+    receivedAt: text("receivedAt"),
+    method: text("method"),
+    path: text("path"),
+    headers: headers as HeaderPairs,
+    body: Buffer.from(text("bodyBase64"), "base64"),
+    verdict: verdict as Verdict,
+    replays: Array.isArray(value.replays) ? (value.replays as Replay[]) : [],
+    loaded: true,
+  };
+  if (typeof value.forward === "object" && value.forward !== null) {
+    record.forward = value.forward as ForwardResult;
+  }
+  return record;
+}
+
+type Listener = (kind: "delivery" | "update" | "remove", record: DeliveryRecord) => void;
+
+/** The last `keep` deliveries, newest first, with listeners for the live view. */
+export class DeliveryStore {
+  private readonly records: DeliveryRecord[] = [];
+  private readonly listeners = new Set<Listener>();
+  /** Idempotency key → the first delivery that carried it (bounded). */
+  private readonly firstByKey = new Map<string, string>();
+
+  constructor(
+    readonly keep: number,
+    private readonly saveFile?: string,
+  ) {}
+
+  list(): readonly DeliveryRecord[] {
+    return this.records;
+  }
+
+  get(id: string): DeliveryRecord | undefined {
+    return this.records.find((record) => record.id === id);
+  }
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Which earlier delivery carried this event, remembering this one if it is the first. */
+  firstCarrier(key: string, id: string): string | undefined {
+    const first = this.firstByKey.get(key);
+    if (first !== undefined) return this.get(first) === undefined ? undefined : first;
+    this.firstByKey.set(key, id);
+    if (this.firstByKey.size > this.keep * 10) {
+      const oldest = this.firstByKey.keys().next().value;
+      if (oldest !== undefined) this.firstByKey.delete(oldest);
+    }
+    return undefined;
+  }
+
+  add(record: DeliveryRecord): void {
+    this.records.unshift(record);
+    this.emit("delivery", record);
+    while (this.records.length > this.keep) {
+      const dropped = this.records.pop();
+      if (dropped !== undefined) this.emit("remove", dropped);
+    }
+  }
+
+  /** Loaded records, oldest first in the file; the last line for an id wins. */
+  addLoaded(records: DeliveryRecord[]): void {
+    const byId = new Map<string, DeliveryRecord>();
+    for (const record of records) {
+      byId.delete(record.id);
+      byId.set(record.id, record);
+    }
+    for (const record of byId.values()) {
+      const key = record.verdict.event?.idempotencyKey;
+      if (key !== undefined && record.verdict.duplicate !== true) this.firstCarrier(key, record.id);
+      this.add(record);
+    }
+  }
+
+  /** Tells the live view about a change, and appends the record to the save file when done. */
+  async update(record: DeliveryRecord, save = true): Promise<void> {
+    this.emit("update", record);
+    if (save) await this.save(record);
+  }
+
+  async save(record: DeliveryRecord): Promise<void> {
+    if (this.saveFile === undefined) return;
+    await appendFile(this.saveFile, `${toJsonLine(record)}\n`);
+  }
+
+  private emit(kind: "delivery" | "update" | "remove", record: DeliveryRecord): void {
+    for (const listener of this.listeners) listener(kind, record);
+  }
+}
+
+/** Reads a `--save` file (or a downloaded delivery); a bad line is an error naming it. */
+export async function loadDeliveries(file: string): Promise<DeliveryRecord[]> {
+  const text = await readFile(file, "utf8");
+  const records: DeliveryRecord[] = [];
+  const lines = text.split("\n");
+  for (let index = 0; index < lines.length; index++) {
+    const line = (lines[index] as string).trim();
+    if (line === "") continue;
+    try {
+      records.push(fromJsonLine(line));
+    } catch (error) {
+      const reason = error instanceof SyntaxError ? "not JSON" : (error as Error).message;
+      throw new Error(`${file} line ${index + 1}: ${reason}`);
+    }
+  }
+  return records;
+}

@@ -20,6 +20,7 @@ export {
   type PgNotification,
   type PgPoolLike,
   type PgQueryResult,
+  type PoolClientOf,
   singleClientPool,
 } from "./pg.js";
 export {

@@ -46,6 +46,21 @@ export interface PgPoolLike<TClient extends PgClientLike = PgClientLike> {
   connect(): Promise<TClient>;
 }
 
+/** The client type a pool's `connect()` resolves with (`pg.PoolClient` for a `pg.Pool`). */
+export type PoolClientOf<TPool> = TPool extends {
+  connect(): Promise<infer C>;
+  connect(callback: never): void;
+}
+  ? unknown extends C
+    ? SingleClientOf<TPool>
+    : C
+  : SingleClientOf<TPool>;
+type SingleClientOf<TPool> = TPool extends { connect(): Promise<infer C> }
+  ? unknown extends C
+    ? PgClientLike
+    : C
+  : PgClientLike;
+
 /** The error `pg` throws for a server error: `code` is the SQLSTATE. */
 interface PgServerError extends Error {
   code?: string;
@@ -159,14 +174,19 @@ export async function connectWithin<TClient extends PgClientLike>(
  */
 export function singleClientPool<TClient extends PgClientLike>(
   client: TClient,
-): PgPoolLike<TClient> & { end(): Promise<void> } {
-  const borrowed = {
-    query: (text: string, values?: unknown[]) => client.query(text, values),
-    release: () => {},
-  } as unknown as TClient;
+): { query: TClient["query"]; connect(): Promise<TClient>; end(): Promise<void>; options: object } {
+  // Every property of the real client, bound to it, except a `release` that keeps it.
+  const borrowed = new Proxy(client, {
+    get(target, property) {
+      if (property === "release") return () => {};
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
   return {
-    query: (text, values) => client.query(text, values),
+    query: ((text: string, values?: unknown[]) => client.query(text, values)) as TClient["query"],
     connect: async () => borrowed,
     end: async () => {},
+    options: {},
   };
 }

@@ -15,6 +15,7 @@ import {
   invalidOptions,
   type PgClientLike,
   type PgPoolLike,
+  type PoolClientOf,
 } from "./pg.js";
 import { type PostgresTablesOptions, resolveTables } from "./schema.js";
 import {
@@ -28,18 +29,18 @@ import {
 } from "./transaction.js";
 
 /** Options of {@link createTransactionalHandlers}. */
-export interface TransactionalHandlersOptions<TClient extends PgClientLike = PgClientLike>
+export interface TransactionalHandlersOptions<TPool extends PgPoolLike = PgPoolLike>
   extends PostgresTablesOptions {
   /** A `pg` Pool (or any pool with `query` and `connect`). Handlers get its clients. */
-  pool: PgPoolLike<TClient>;
+  pool: TPool;
   /**
    * Handlers by event type, narrowed as in the receiver. The second argument is the client of
    * the event's open transaction: write with it, and the writes commit together with the
    * event's done mark (or not at all). Never COMMIT or ROLLBACK it yourself.
    */
-  on?: MappaHandlerMap<TClient>;
+  on?: MappaHandlerMap<PoolClientOf<TPool>>;
   /** Called for event types this package does not know, in the same kind of transaction. */
-  onUnknown?: (event: MappaUnknownEvent, client: TClient) => unknown;
+  onUnknown?: (event: MappaUnknownEvent, client: PoolClientOf<TPool>) => unknown;
   /** Longest wait for a connection and the lock queries; then 503 and Mappa retries. Default 5000 ms. */
   timeoutMs?: number;
   /**
@@ -104,15 +105,19 @@ const DEFAULT_TIMEOUT_MS = 5000;
  * app.post("/webhooks/mappa", mappaWebhook({ secret, ...tx.receiverOptions }));
  * ```
  */
-export function createTransactionalHandlers<TClient extends PgClientLike>(
-  options: TransactionalHandlersOptions<TClient>,
+export function createTransactionalHandlers<TPool extends PgPoolLike>(
+  options: TransactionalHandlersOptions<TPool>,
 ): TransactionalHandlers {
+  type TClient = PgClientLike;
   const api = "createTransactionalHandlers";
   if (options === null || typeof options !== "object")
     throw invalidOptions(api, "needs `{ pool }`.");
   checkPool(api, options.pool);
   checkPositive(api, "timeoutMs", options.timeoutMs);
-  const on = options.on ?? {};
+  const on = (options.on ?? {}) as MappaHandlerMap<TClient>;
+  const onUnknown = options.onUnknown as
+    | ((event: MappaUnknownEvent, client: TClient) => unknown)
+    | undefined;
   for (const [type, handler] of Object.entries(on)) {
     if (typeof handler !== "function") {
       throw invalidOptions(api, `the handler for "${type}" in \`on\` is not a function.`);
@@ -121,7 +126,7 @@ export function createTransactionalHandlers<TClient extends PgClientLike>(
   if (options.onUnknown !== undefined && typeof options.onUnknown !== "function") {
     throw invalidOptions(api, "`onUnknown` must be a function.");
   }
-  const { pool } = options;
+  const pool = options.pool as PgPoolLike;
   const t = resolveTables(options);
   const sql = transactionSql(t);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -145,7 +150,7 @@ export function createTransactionalHandlers<TClient extends PgClientLike>(
   const execute = async (event: MappaEvent, tx: EventTransaction<TClient>, key: string) => {
     tx.state = "running";
     try {
-      const handler = handlerFor(on, options.onUnknown, event);
+      const handler = handlerFor(on, onUnknown, event);
       if (handler !== undefined) await handler(event, tx.client);
       tx.state = "committing";
       await tx.client.query(sql.markDone, eventValues(event, key));

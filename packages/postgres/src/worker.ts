@@ -14,6 +14,7 @@ import {
   type PgClientLike,
   type PgNotification,
   type PgPoolLike,
+  type PoolClientOf,
 } from "./pg.js";
 import { type PostgresTablesOptions, quoteIdentifier, resolveTables } from "./schema.js";
 import { handlerFor } from "./transaction.js";
@@ -34,17 +35,17 @@ export interface InboxWorkerErrorInfo {
 }
 
 /** Options of {@link createInboxWorker}. */
-export interface InboxWorkerOptions<TClient extends PgClientLike = PgClientLike>
+export interface InboxWorkerOptions<TPool extends PgPoolLike = PgPoolLike>
   extends PostgresTablesOptions {
   /** A `pg` Pool; give it at least `concurrency + 1` connections (one listens for NOTIFY). */
-  pool: PgPoolLike<TClient>;
+  pool: TPool;
   /**
    * Handlers by event type, narrowed as in the receiver; the second argument is the client of
    * the event's transaction. What they write commits together with the event's done mark.
    */
-  on?: MappaHandlerMap<TClient>;
+  on?: MappaHandlerMap<PoolClientOf<TPool>>;
   /** Event types this package does not know; without it they are marked done unhandled. */
-  onUnknown?: (event: MappaUnknownEvent, client: TClient) => unknown;
+  onUnknown?: (event: MappaUnknownEvent, client: PoolClientOf<TPool>) => unknown;
   /** Events handled at once by this worker (one connection each). Default 1. */
   concurrency?: number;
   /** Attempts before an event is parked as failed. Default 10. */
@@ -131,9 +132,10 @@ interface PickedRow {
  * process.on("SIGTERM", () => worker.close());
  * ```
  */
-export function createInboxWorker<TClient extends PgClientLike>(
-  options: InboxWorkerOptions<TClient>,
+export function createInboxWorker<TPool extends PgPoolLike>(
+  options: InboxWorkerOptions<TPool>,
 ): InboxWorker {
+  type TClient = PgClientLike;
   const api = "createInboxWorker";
   if (options === null || typeof options !== "object")
     throw invalidOptions(api, "needs `{ pool }`.");
@@ -149,13 +151,16 @@ export function createInboxWorker<TClient extends PgClientLike>(
   if (options.backoff !== undefined && typeof options.backoff !== "function") {
     throw invalidOptions(api, "`backoff` must be a function of the attempt number returning ms.");
   }
-  const on = options.on ?? {};
+  const on = (options.on ?? {}) as MappaHandlerMap<TClient>;
+  const onUnknown = options.onUnknown as
+    | ((event: MappaUnknownEvent, client: TClient) => unknown)
+    | undefined;
   for (const [type, handler] of Object.entries(on)) {
     if (typeof handler !== "function") {
       throw invalidOptions(api, `the handler for "${type}" in \`on\` is not a function.`);
     }
   }
-  const { pool } = options;
+  const pool = options.pool as PgPoolLike;
   const t = resolveTables(options);
   const backoff = options.backoff ?? exponentialBackoff();
   const pollMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
@@ -244,7 +249,7 @@ export function createInboxWorker<TClient extends PgClientLike>(
       }
       await client.query("SAVEPOINT mappa_handler");
       try {
-        const handler = handlerFor(on, options.onUnknown, event);
+        const handler = handlerFor(on, onUnknown, event);
         if (handler !== undefined) await handler(event, client);
       } catch (error) {
         // The handler's writes go; the row lock stays, so the failure is recorded before any

@@ -34,7 +34,7 @@ describe("listen", () => {
     expect(await listener.waitFor((line) => line.includes(event.id), from)).toMatch(
       new RegExp(`^\\d\\d:\\d\\d:\\d\\d ✓ 200 report\\.completed ${event.id}$`),
     );
-    await listener.waitFor(/^ +job=job_7 {2}report=rep_7 {2}status=completed$/, from);
+    await listener.waitFor(/^ +job=job_7 {2}report=rep_7 {2}status=succeeded$/, from);
   });
 
   it("accepts an unknown event type and says so", async () => {

@@ -186,7 +186,10 @@ export function inspectorClient(): void {
     return body;
   };
 
+  // The last action's outcome, kept across re-renders of the same delivery.
+  let lastStatus: { id: string; text: string } | undefined;
   const status = (text: string) => {
+    if (selected !== undefined) lastStatus = { id: selected, text };
     const line = document.getElementById("action-status");
     if (line !== null) line.textContent = text;
   };
@@ -217,6 +220,10 @@ export function inspectorClient(): void {
     ]);
 
   const renderDetail = (d: Detail) => {
+    const focusedId =
+      detail.contains(document.activeElement) && document.activeElement?.id
+        ? document.activeElement.id
+        : undefined;
     shown = d;
     const s = d.summary;
     const v = s.verdict;
@@ -389,6 +396,8 @@ export function inspectorClient(): void {
     const back = el("a", { text: "← All deliveries", className: "back", attrs: { href: "#/" } });
     detail.replaceChildren(back, ...parts);
     detail.hidden = false;
+    if (lastStatus?.id === s.id) status(lastStatus.text);
+    if (focusedId !== undefined) document.getElementById(focusedId)?.focus();
   };
 
   const openDetail = async (id: string, focus: boolean) => {
@@ -532,11 +541,11 @@ export function inspectorClient(): void {
     const before = deliveries.get(s.id);
     upsert(s);
     renderList();
-    if (kind === "delivery" && !s.pending) announce(`New delivery: ${describe(s)}`);
-    if (kind === "delivery" && s.pending) announce(`New delivery: ${describe(s)}, sent to the app`);
-    if (kind === "update" && before?.pending === true && !s.pending) {
-      announce(`${s.type ?? "Delivery"}: app answered ${appText(s)}`);
-    }
+    // One announcement per delivery, once the app's answer (if any) is known.
+    const arrived =
+      (kind === "delivery" && !s.pending) ||
+      (kind === "update" && before?.pending === true && !s.pending);
+    if (arrived) announce(`New delivery: ${describe(s)}`);
     if (s.id === selected && kind === "update") void openDetail(s.id, false);
   };
   stream.addEventListener("delivery", onChange("delivery"));

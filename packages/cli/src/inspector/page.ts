@@ -32,6 +32,7 @@ main { display: grid; grid-template-columns: minmax(0, 1fr); gap: 0; }
 @media (min-width: 1100px) { main.split { grid-template-columns: minmax(0, 11fr) minmax(0, 9fr); } }
 section.pane { padding: 1rem 1.25rem; min-width: 0; }
 #detail { border-left: 1px solid var(--line); }
+#detail-title:focus { outline: none; }
 h2 { font-size: 1.05rem; margin: 0 0 0.5rem; overflow-wrap: anywhere; }
 h3 { font-size: 0.95rem; margin: 1.25rem 0 0.4rem; }
 .help, .muted { color: var(--muted); font-size: 0.9em; }

@@ -132,6 +132,10 @@ export function fromJsonLine(line: string): DeliveryRecord {
   }
   const text = (name: string) =>
     typeof value[name] === "string" ? (value[name] as string) : fail(`"${name}" is not a string`);
+  const id = text("id");
+  const receivedAt = text("receivedAt");
+  const method = text("method");
+  const path = text("path");
   const headers = value.headers;
   if (
     !Array.isArray(headers) ||
@@ -150,10 +154,10 @@ export function fromJsonLine(line: string): DeliveryRecord {
     fail('"verdict" is missing');
   }
   const record: DeliveryRecord = {
-    id: text("id"),
-    receivedAt: text("receivedAt"),
-    method: text("method"),
-    path: text("path"),
+    id,
+    receivedAt,
+    method,
+    path,
     headers: headers as HeaderPairs,
     body: Buffer.from(text("bodyBase64"), "base64"),
     verdict: verdict as Verdict,
@@ -256,7 +260,7 @@ export async function loadDeliveries(file: string): Promise<DeliveryRecord[]> {
       records.push(fromJsonLine(line));
     } catch (error) {
       const reason = error instanceof SyntaxError ? "not JSON" : (error as Error).message;
-      throw new Error(`${file} line ${index + 1}: ${reason}`);
+      throw new Error(`line ${index + 1}: ${reason}`);
     }
   }
   return records;

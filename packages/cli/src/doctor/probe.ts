@@ -163,6 +163,8 @@ export function checkTls(target: Target, socket: Socket): Promise<TlsResult> {
   return new Promise((resolve) => {
     const tls = tlsConnect({
       socket,
+      // The name the certificate is checked against (the socket is already connected).
+      host: target.hostname,
       ...(servername === undefined ? {} : { servername }),
       ...(target.ca === undefined ? {} : { ca: target.ca }),
       // Judged below, so the problem can be named instead of only failing.

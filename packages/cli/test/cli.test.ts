@@ -18,7 +18,7 @@ describe("mappa-webhooks", () => {
       const result = await run([flag]);
       expect(result.code).toBe(0);
       expect(result.stdout).toContain("Usage\n  mappa-webhooks <command> [options]");
-      for (const command of ["trigger <event-type>", "listen", "verify"])
+      for (const command of ["trigger <event-type>", "listen", "verify", "doctor <url>"])
         expect(result.stdout).toContain(command);
     }
   });
@@ -34,7 +34,7 @@ describe("mappa-webhooks", () => {
     expect(result).toMatchObject({ code: 0, stdout: `${version}\n` });
   });
 
-  it.each(["trigger", "listen", "verify"])(
+  it.each(["trigger", "listen", "verify", "doctor"])(
     "has --help for %s (and `help <command>`)",
     async (command) => {
       const result = await run([command, "--help"]);
@@ -50,7 +50,7 @@ describe("mappa-webhooks", () => {
     const result = await run(["send"]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(
-      'error: unknown command "send"; commands: trigger, listen, verify',
+      'error: unknown command "send"; commands: trigger, listen, verify, doctor',
     );
     expect(result.stderr).toContain("Run `mappa-webhooks --help` for usage.");
   });

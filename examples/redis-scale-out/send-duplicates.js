@@ -2,7 +2,8 @@
 // the way retries and duplicates reach a load-balanced receiver. Exactly one delivery runs
 // the handlers; the others are answered 409 (in flight) or 200 duplicate.
 // Usage: MAPPA_WEBHOOK_SECRET=whsec_... node send-duplicates.js [url-a] [url-b]
-import { createHmac, randomUUID } from "node:crypto";
+// EVENT_SHAPE=mappa-node-1.2 sends the older shape without an `id` (deduplicated by job id).
+import { createTestEvent, signPayload, TEST_EVENT_SHAPES } from "@mappa-webhooks/testing";
 
 const urls = [
   process.argv[2] ?? "http://127.0.0.1:3000/webhooks/mappa",
@@ -13,21 +14,19 @@ if (!secret) {
   console.error("Set MAPPA_WEBHOOK_SECRET to the secret the receivers use.");
   process.exit(1);
 }
-const jobId = `job_${randomUUID().slice(0, 8)}`;
-const body = JSON.stringify({
-  id: `evt_${randomUUID().replaceAll("-", "")}`,
-  type: "report.completed",
-  createdAt: new Date().toISOString(),
-  data: { jobId, reportId: `rep_${jobId.slice(4)}`, status: "completed" },
-});
+const shape = process.env.EVENT_SHAPE ?? "current";
+if (!TEST_EVENT_SHAPES.includes(shape)) {
+  console.error(`EVENT_SHAPE must be one of ${TEST_EVENT_SHAPES.join(", ")}.`);
+  process.exit(1);
+}
+// The event as Mappa sends it (the newest wire shape by default), signed like Mappa signs it.
+const body = JSON.stringify(createTestEvent("report.completed", {}, { shape }));
 
 async function send(url) {
-  // mappa-signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
-  const t = Math.floor(Date.now() / 1000);
-  const v1 = createHmac("sha256", secret).update(`${t}.${body}`).digest("hex");
+  const signature = await signPayload({ payload: body, secret });
   const response = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json", "mappa-signature": `t=${t},v1=${v1}` },
+    headers: { "content-type": "application/json", "mappa-signature": signature },
     body,
   });
   return `${url} → ${response.status} ${await response.text()}`;

@@ -54,9 +54,11 @@ async function queueHandlers() {
 }
 
 const app = express();
-app.post(
-  "/webhooks/mappa",
+// Mounted with app.use, the adapter owns its path for every method: POST is a delivery, any
+// other method is answered 405 {"error":"method_not_allowed"}; other paths go on to next().
+app.use(
   mappaWebhook({
+    path: "/webhooks/mappa",
     secret,
     idempotency,
     ...(queueMode ? await queueHandlers() : inlineHandlers),

@@ -38,6 +38,18 @@ export const COMPLETE_SCRIPT = script(
 return 1`,
 );
 
+/**
+ * KEYS[1] event key; ARGV[1] token, ARGV[2] lease ms. → 1 if extended, 0 if the key is not (or
+ * no longer) this delivery's claim: completed, expired, or claimed by another delivery since.
+ */
+export const RENEW_SCRIPT = script(
+  "renew",
+  `if redis.call('GET', KEYS[1]) == 'c:' .. ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`,
+);
+
 /** KEYS[1] event key; ARGV[1] token. → 1 if released, 0 if the claim is not (or no longer) ours. */
 export const RELEASE_SCRIPT = script(
   "release",

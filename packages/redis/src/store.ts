@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { type ClaimResult, type IdempotencyStore, MappaWebhookError } from "@mappa-webhooks/core";
-import { CLAIM_SCRIPT, COMPLETE_SCRIPT, RELEASE_SCRIPT, type RedisScript } from "./scripts.js";
+import {
+  CLAIM_SCRIPT,
+  COMPLETE_SCRIPT,
+  RELEASE_SCRIPT,
+  RENEW_SCRIPT,
+  type RedisScript,
+} from "./scripts.js";
 
 /**
  * The part of an ioredis `Redis` or `Cluster` client the store uses. Pass your client as is.
@@ -46,6 +52,20 @@ export interface RedisIdempotencyStoreOptions {
 
 /** The Redis idempotency store, with the key it uses for an event (for inspection and tests). */
 export interface RedisIdempotencyStore extends IdempotencyStore {
+  /**
+   * Extends this delivery's claim to `leaseMs` from now, atomically: only while the key is still
+   * an in-flight claim holding `token`. Resolves `false` once the event was completed, the claim
+   * expired, or another delivery claimed it since. The receiver calls it every third of the
+   * lease while handlers run, so a live handler keeps its claim however long it takes, and a
+   * crashed instance's claim expires one lease after its last renewal.
+   *
+   * @example
+   * ```ts
+   * const claim = await store.claim("evt_1", { leaseMs: 60_000 });
+   * if (claim.status === "claimed") await store.renew("evt_1", claim.token, { leaseMs: 60_000 }); // true
+   * ```
+   */
+  renew(key: string, token: string, options: { leaseMs: number }): Promise<boolean>;
   /** The Redis key that holds the state of the event with this idempotency key. */
   keyFor(eventKey: string): string;
   readonly prefix: string;
@@ -83,10 +103,11 @@ function positiveInteger(ms: number): string {
 
 /**
  * An {@link IdempotencyStore} on Redis, shared by every instance of a receiver: a delivery
- * claims the event with a lease (an owner token and an expiry), completes it for the
- * completed TTL (default 1 h, past Mappa's ~36 min of retries) or releases it after a failure
- * so Mappa's retry runs the handlers again. A crashed instance's lease simply expires. Each
- * operation is one Lua script on one key, so it is atomic, also on Redis Cluster.
+ * claims the event with a lease (an owner token and an expiry), renews the lease while its
+ * handlers run, completes it for the completed TTL (default 1 h, past Mappa's ~36 min of
+ * retries) or releases it after a failure so Mappa's retry runs the handlers again. A crashed
+ * instance stops renewing and its lease simply expires. Each operation is one Lua script on one
+ * key, so it is atomic, also on Redis Cluster.
  *
  * When Redis cannot be reached, calls reject within `timeoutMs` (at once while ioredis is
  * reconnecting) with `idempotency_store_failed`; the receiver answers 503 and Mappa retries.
@@ -196,6 +217,12 @@ export function createRedisIdempotencyStore(
     },
     async release(key, token) {
       await run(RELEASE_SCRIPT, key, [token]);
+    },
+    async renew(key, token, { leaseMs }) {
+      const result = await run(RENEW_SCRIPT, key, [token, positiveInteger(leaseMs)]);
+      if (result === 1) return true;
+      if (result === 0) return false;
+      throw storeError(`the renew of event ${key} returned an unexpected ${String(result)}.`);
     },
   };
 }

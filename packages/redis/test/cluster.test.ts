@@ -72,7 +72,7 @@ beforeAll(async () => {
         if (spawnError !== undefined) throw spawnError;
         return !(await isFree(port));
       },
-      10_000,
+      30_000,
       50,
     );
   }
@@ -97,13 +97,13 @@ beforeAll(async () => {
         (await Promise.all(admins.map((admin) => admin.call("CLUSTER", "INFO")))).every((info) =>
           String(info).includes("cluster_state:ok"),
         ),
-      20_000,
+      60_000,
       100,
     );
   } finally {
     for (const admin of admins) admin.disconnect();
   }
-}, 40_000);
+}, 120_000);
 
 afterAll(async () => {
   for (const client of clients) client.disconnect();

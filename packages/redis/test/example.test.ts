@@ -32,16 +32,16 @@ async function startTwo(mode: string): Promise<{ two: Child; urls: string[] }> {
   const urls: string[] = [];
   for (const name of ["a", "b"]) {
     const pattern = new RegExp(`^${name} \\| listening on (http://127\\.0\\.0\\.1:\\d+)$`);
-    const [, base] = await two.waitForLine(pattern, 20_000);
+    const [, base] = await two.waitForLine(pattern, 30_000);
     urls.push(`${base}/webhooks/mappa`);
   }
   return { two, urls };
 }
 
-async function send(urls: string[]): Promise<string[]> {
+async function send(urls: string[], env: Record<string, string> = {}): Promise<string[]> {
   const sender = startScript(
     `${exampleDir}send-duplicates.js`,
-    { MAPPA_WEBHOOK_SECRET: SECRET },
+    { MAPPA_WEBHOOK_SECRET: SECRET, ...env },
     urls,
   );
   children.push(sender);
@@ -58,7 +58,10 @@ describe("examples/redis-scale-out", () => {
     expect(
       answers.filter((line) => / → (409 |200 \{"received":true,"duplicate":true\})/.test(line)),
     ).toHaveLength(3);
-    await waitFor(() => two.output.some((line) => line.includes("[mappa] report.completed")), 5000);
+    await waitFor(
+      () => two.output.some((line) => line.includes("[mappa] report.completed")),
+      30_000,
+    );
     expect(
       two.output.filter((line) => /^[ab] \| \[mappa\] report\.completed evt_/.test(line)),
     ).toHaveLength(1);
@@ -69,6 +72,27 @@ describe("examples/redis-scale-out", () => {
       body: JSON.stringify({ hello: "world" }),
     });
     expect(await echo.json()).toEqual({ echo: { hello: "world" } });
+
+    // mappa-node 1.2.x sends no id: the instances dedupe on `~job:<type>:<jobId>` instead.
+    const idless = await send(urls, { EVENT_SHAPE: "mappa-node-1.2" });
+    expect(idless.filter((line) => line.endsWith('200 {"received":true}'))).toHaveLength(1);
+    await waitFor(
+      () => two.output.some((line) => line.includes("[mappa] report.completed ~job:")),
+      30_000,
+    );
+    expect(
+      two.output.filter((line) =>
+        /^[ab] \| \[mappa\] report\.completed ~job:report\.completed:\w+ /.test(line),
+      ),
+    ).toHaveLength(1);
+
+    // Other methods on the webhook path: 405 in JSON, as the README says, not Express' HTML 404.
+    for (const method of ["GET", "PUT", "DELETE"]) {
+      const other = await fetch(urls[0] as string, { method });
+      expect(other.status).toBe(405);
+      expect(other.headers.get("content-type")).toMatch(/^application\/json/);
+      expect(await other.json()).toMatchObject({ error: "method_not_allowed" });
+    }
     console.log(
       `[example] inline: ${answers.map((line) => line.split(" → ")[1]?.slice(0, 40)).join(" | ")}`,
     );
@@ -78,10 +102,10 @@ describe("examples/redis-scale-out", () => {
     const { two, urls } = await startTwo("queue");
     const worker = startScript(`${exampleDir}worker.js`, { KEY_PREFIX: `${prefix}:queue` });
     children.push(worker);
-    await worker.waitForLine(/^worker ready/, 20_000);
+    await worker.waitForLine(/^worker ready/, 30_000);
     const answers = await send(urls);
     expect(answers.filter((line) => line.endsWith('200 {"received":true}'))).toHaveLength(1);
-    await worker.waitForLine(/^\[mappa\] report\.completed evt_\w+ report=rep_/, 10_000);
+    await worker.waitForLine(/^\[mappa\] report\.completed evt_\w+ report=\w+/, 30_000);
     expect(
       two.output.filter((line) => /\[mappa\] report\.completed evt_\w+ queued as job/.test(line)),
     ).toHaveLength(1);

@@ -8,7 +8,7 @@ import {
   type MappaWebhooksOptions,
   readBodyWithLimit,
 } from "@mappa-webhooks/core";
-import { Redis, type RedisOptions } from "ioredis";
+import { Redis } from "ioredis";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 export const SECRET = "whsec_redis_test_secret";
@@ -18,8 +18,9 @@ export function uniquePrefix(name: string): string {
   return `mappa-test:${name}:${process.pid}:${randomBytes(4).toString("hex")}`;
 }
 
-export function connect(options: RedisOptions = {}): Redis {
-  return new Redis(REDIS_URL, { maxRetriesPerRequest: 1, ...options });
+/** A client of the test Redis that gives up on a command after one retry. */
+export function connect(): Redis {
+  return new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
 }
 
 /** Deletes every key under `prefix` (bounded SCAN; never FLUSHALL). */
@@ -46,6 +47,20 @@ export async function countKeys(redis: Redis, pattern: string): Promise<number> 
     if (cursor === "0") break;
   }
   return count;
+}
+
+/**
+ * The messages of an error and of its `cause` chain, outermost first: the receiver may wrap
+ * what the store or the hand-off threw (`See \`cause\``), so tests look at the whole chain.
+ */
+export function messageChain(error: unknown): string {
+  const messages: string[] = [];
+  let current = error;
+  for (let depth = 0; depth < 10 && current instanceof Error; depth++) {
+    messages.push(current.message);
+    current = current.cause;
+  }
+  return messages.join(" <- ");
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -115,7 +130,11 @@ export function startFixture(script: string, env: Record<string, string>): Child
 /** Starts `node <path> ...args` with `env` added to this process's environment. */
 export function startScript(path: string, env: Record<string, string>, args: string[] = []): Child {
   // The scripts import the built packages, as users do.
-  for (const built of ["../dist/index.js", "../../express/dist/index.js"]) {
+  for (const built of [
+    "../dist/index.js",
+    "../../express/dist/index.js",
+    "../../testing/dist/index.js",
+  ]) {
     if (!existsSync(new URL(built, import.meta.url))) {
       throw new Error(
         `${built} is missing: build first (pnpm --filter @mappa-webhooks/redis... build).`,

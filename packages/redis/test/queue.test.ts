@@ -1,7 +1,14 @@
-import { createMappaWebhooks, type MappaEvent, parseEvent } from "@mappa-webhooks/core";
+import {
+  createMappaWebhooks,
+  idempotencyKeyFor,
+  type MappaEvent,
+  parseEvent,
+} from "@mappa-webhooks/core";
 import { createTestEvent, signPayload } from "@mappa-webhooks/testing";
 import { Queue, QueueEvents, type Worker } from "bullmq";
-import type { Redis } from "ioredis";
+import bullmqPackage from "bullmq/package.json" with { type: "json" };
+import { Redis } from "ioredis";
+import ioredisPackage from "ioredis/package.json" with { type: "json" };
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisIdempotencyStore } from "../src/index.js";
 import {
@@ -14,6 +21,8 @@ import {
   bullConnection,
   connect,
   deleteKeys,
+  messageChain,
+  REDIS_URL,
   SECRET,
   startNodeReceiver,
   uniquePrefix,
@@ -61,13 +70,41 @@ async function post(url: string, body: string) {
   return { status: response.status, body: await response.json() };
 }
 
+describe("client versions", () => {
+  it("runs on the ioredis and BullMQ majors this project names", () => {
+    const { EXPECTED_IOREDIS_MAJOR, EXPECTED_BULLMQ_MAJOR } = process.env;
+    if (EXPECTED_IOREDIS_MAJOR === undefined || EXPECTED_BULLMQ_MAJOR === undefined) {
+      throw new Error("run through vitest.config.ts (a named project)");
+    }
+    expect(ioredisPackage.version.split(".")[0]).toBe(EXPECTED_IOREDIS_MAJOR);
+    expect(bullmqPackage.version.split(".")[0]).toBe(EXPECTED_BULLMQ_MAJOR);
+    console.log(`[queue] ioredis ${ioredisPackage.version}, bullmq ${bullmqPackage.version}`);
+  });
+});
+
 describe("jobIdFor", () => {
   it("keeps ordinary ids and encodes what BullMQ rejects, without collisions", () => {
     expect(jobIdFor("evt_01HZX")).toBe("evt_01HZX");
+    // The key of an event without an id: `~` is kept, `:` encoded.
+    expect(jobIdFor("~job:report.completed:job_1")).toBe("~job%3Areport.completed%3Ajob_1");
+    expect(jobIdFor("~~job:x")).toBe("~~job%3Ax");
     expect(jobIdFor("report.completed:job_1")).toBe("report.completed%3Ajob_1");
     expect(jobIdFor("100%:x")).toBe("100%25%3Ax");
     expect(jobIdFor("12345")).toBe("%312345");
-    const keys = ["a:b", "a%3Ab", "a%b", "a%25b", "1", "%31", "12", "1:2", "1%3A2"];
+    const keys = [
+      "a:b",
+      "a%3Ab",
+      "a%b",
+      "a%25b",
+      "1",
+      "%31",
+      "12",
+      "1:2",
+      "1%3A2",
+      "~job:report.completed:1",
+      "~~job:report.completed:1",
+      "~job%3Areport.completed%3A1",
+    ];
     const ids = keys.map(jobIdFor);
     expect(new Set(ids).size).toBe(keys.length);
     for (const id of ids) {
@@ -123,13 +160,15 @@ describe("createQueueHandoff", () => {
       expect((await post(receiver.url, JSON.stringify(event))).status).toBe(200);
     }
     expect(await queue.count()).toBe(2);
-    const key = `matching.failed:${fallbackKeyEvent.data.jobId}`;
-    expect((await queue.getJob(jobIdFor(key)))?.name).toBe("matching.failed");
+    const key = idempotencyKeyFor({ type: "matching.failed", jobId: fallbackKeyEvent.data.jobId });
+    expect(key).toBe(`~job:matching.failed:${fallbackKeyEvent.data.jobId}`);
+    const job = await queue.getJob(jobIdFor(key as string));
+    expect(job?.id).toBe(`~job%3Amatching.failed%3A${fallbackKeyEvent.data.jobId}`);
+    expect(job?.name).toBe("matching.failed");
     expect((await queue.getJob(jobIdFor(unknown.id)))?.name).toBe("transcript.ready");
   });
 
   it("answers 500 (Mappa retries) when Redis does not take the job in time", async () => {
-    const { Redis } = await import("ioredis");
     // Nothing listens on port 1; with the offline queue on, `add` would wait for a reconnect.
     const offline = new Redis({ host: "127.0.0.1", port: 1, maxRetriesPerRequest: null });
     offline.on("error", () => {});
@@ -144,7 +183,7 @@ describe("createQueueHandoff", () => {
     const webhooks = createMappaWebhooks({
       secret: SECRET,
       ...handoff.handlers,
-      onError: (error) => void failures.push(error.message),
+      onError: (error) => void failures.push(messageChain(error)),
     });
     const body = JSON.stringify(createTestEvent("report.failed"));
     const result = await webhooks.handle({
@@ -191,8 +230,8 @@ describe("createMappaWorker", () => {
     const jobId = await handoff.enqueue(parseEvent(JSON.stringify(event)));
     await handoff.enqueue(parseEvent(JSON.stringify(unknown)));
     const job = await queue.getJob(jobId as string);
-    await job?.waitUntilFinished(events, 15_000);
-    await waitFor(() => seen.length === 2, 10_000);
+    await job?.waitUntilFinished(events, 30_000);
+    await waitFor(() => seen.length === 2, 30_000);
 
     expect(attemptsAt).toHaveLength(3);
     const gaps = attemptsAt.slice(1).map((at, i) => at - (attemptsAt[i] as number));
@@ -204,6 +243,46 @@ describe("createMappaWorker", () => {
     );
     expect(seen.find((e) => !e.known)?.idempotencyKey).toBe(unknown.id);
     console.log(`[worker-retry] attempts: 3, backoff gaps: ${gaps.join(" ms, ")} ms`);
+  });
+
+  it("takes ioredis clients as connections, and events without an id by their fallback key", async () => {
+    // As the README shows: the app's own ioredis clients, `maxRetriesPerRequest: null` as BullMQ
+    // requires for workers. With BullMQ 5 this is a client of another ioredis major than BullMQ's own.
+    const queueClient = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const workerClient = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    closers.push(async () => {
+      queueClient.disconnect();
+      workerClient.disconnect();
+    });
+    const queue = new Queue<MappaJobData>("client-connection", {
+      connection: queueClient,
+      prefix: bullPrefix,
+    });
+    closers.push(() => queue.close());
+    const handoff = createQueueHandoff({ queue });
+    const seen: MappaEvent[] = [];
+    newWorker({
+      queueName: "client-connection",
+      connection: workerClient,
+      on: { "report.completed": (event) => void seen.push(event) },
+    });
+    // mappa-node 1.2.x sends no id: the key is `~job:<type>:<jobId>`.
+    const withoutId = {
+      type: "report.completed",
+      timestamp: new Date().toISOString(),
+      data: { jobId: "job_no_id:1", reportId: "rep_no_id", status: "succeeded" },
+    };
+    const event = parseEvent(JSON.stringify(withoutId));
+    expect(event.idempotencyKey).toBe("~job:report.completed:job_no_id:1");
+    const jobId = await handoff.enqueue(event);
+    expect(jobId).toBe("~job%3Areport.completed%3Ajob_no_id%3A1");
+    // A second enqueue of the same event is the same job.
+    expect(await handoff.enqueue(parseEvent(JSON.stringify(withoutId)))).toBe(jobId);
+    await waitFor(() => seen.length === 1, 30_000);
+    const job = await queue.getJob(jobId as string);
+    await waitFor(async () => (await job?.getState()) === "completed", 30_000);
+    expect(seen[0]?.idempotencyKey).toBe("~job:report.completed:job_no_id:1");
+    expect(await queue.count()).toBe(0);
   });
 
   it("fails a job that holds no event without retrying it", async () => {
@@ -221,7 +300,7 @@ describe("createMappaWorker", () => {
       onUnknown: () => void ran++,
     });
     const job = await queue.add("junk", { event: { no: "type" }, receivedAt: "" }, { attempts: 5 });
-    await expect(job.waitUntilFinished(events, 10_000)).rejects.toThrow(
+    await expect(job.waitUntilFinished(events, 30_000)).rejects.toThrow(
       /does not hold a Mappa event/,
     );
     const failed = await queue.getJob(job.id as string);

@@ -1,10 +1,18 @@
 import { DEFAULT_COMPLETED_TTL_MS, MappaWebhookError } from "@mappa-webhooks/core";
 import { createTestEvent, signPayload } from "@mappa-webhooks/testing";
 import type { Redis } from "ioredis";
+import ioredisPackage from "ioredis/package.json" with { type: "json" };
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisIdempotencyStore, type RedisScriptRunner } from "../src/index.js";
 import { CLAIM_SCRIPT } from "../src/scripts.js";
-import { connect, deleteKeys, SECRET, sleep, startNodeReceiver, uniquePrefix } from "./helpers.js";
+import {
+  connect,
+  deleteKeys,
+  SECRET,
+  startNodeReceiver,
+  uniquePrefix,
+  waitFor,
+} from "./helpers.js";
 
 const prefix = uniquePrefix("store");
 let redis: Redis;
@@ -22,6 +30,13 @@ afterAll(async () => {
 const LEASE = { leaseMs: 10_000 };
 
 describe("createRedisIdempotencyStore", () => {
+  it("runs on the ioredis major this project names", () => {
+    const expected = process.env.EXPECTED_IOREDIS_MAJOR;
+    if (expected === undefined) throw new Error("run through vitest.config.ts (a named project)");
+    expect(ioredisPackage.version.split(".")[0]).toBe(expected);
+    console.log(`[store] ioredis ${ioredisPackage.version}`);
+  });
+
   it("claims once, answers in_flight while claimed and completed after complete", async () => {
     const store = createRedisIdempotencyStore({ client: redis, prefix });
     const first = await store.claim("evt_basic", LEASE);
@@ -60,13 +75,16 @@ describe("createRedisIdempotencyStore", () => {
 
   it("lets the lease expire, so a crashed delivery's claim is retried", async () => {
     const store = createRedisIdempotencyStore({ client: redis, prefix });
-    const crashed = await store.claim("evt_lease", { leaseMs: 150 });
+    const key = store.keyFor("evt_lease");
+    // 2 s: the in-flight check right after the claim takes two round trips, even on a busy machine.
+    const crashed = await store.claim("evt_lease", { leaseMs: 2000 });
     expect(crashed.status).toBe("claimed");
-    expect(await store.claim("evt_lease", { leaseMs: 150 })).toEqual({ status: "in_flight" });
-    const pttl = await redis.pttl(store.keyFor("evt_lease"));
+    expect(await store.claim("evt_lease", LEASE)).toEqual({ status: "in_flight" });
+    const pttl = await redis.pttl(key);
     expect(pttl).toBeGreaterThan(0);
-    expect(pttl).toBeLessThanOrEqual(150);
-    await sleep(250);
+    expect(pttl).toBeLessThanOrEqual(2000);
+    // Nobody renews it (the delivery crashed): Redis expires the key after the lease.
+    await waitFor(async () => (await redis.exists(key)) === 0, 20_000, 50);
     const retry = await store.claim("evt_lease", LEASE);
     expect(retry.status).toBe("claimed");
     if (crashed.status !== "claimed" || retry.status !== "claimed") throw new Error("unreachable");
@@ -101,20 +119,24 @@ describe("createRedisIdempotencyStore", () => {
 
   it("completes even after the lease ran out (the effect happened)", async () => {
     const store = createRedisIdempotencyStore({ client: redis, prefix });
-    const slow = await store.claim("evt_slow", { leaseMs: 50 });
+    const slow = await store.claim("evt_slow", { leaseMs: 200 });
     if (slow.status !== "claimed") throw new Error("expected a claim");
-    await sleep(100);
+    await waitFor(async () => (await redis.exists(store.keyFor("evt_slow"))) === 0, 20_000, 50);
     await store.complete("evt_slow", slow.token, { ttlMs: 60_000 });
     expect(await store.claim("evt_slow", LEASE)).toEqual({ status: "completed" });
   });
 
   it("keeps a completed key for its TTL, then forgets it", async () => {
     const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const key = store.keyFor("evt_ttl");
     const claim = await store.claim("evt_ttl", LEASE);
     if (claim.status !== "claimed") throw new Error("expected a claim");
-    await store.complete("evt_ttl", claim.token, { ttlMs: 200 });
+    await store.complete("evt_ttl", claim.token, { ttlMs: 2000 });
     expect(await store.claim("evt_ttl", LEASE)).toEqual({ status: "completed" });
-    await sleep(300);
+    const pttl = await redis.pttl(key);
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(2000);
+    await waitFor(async () => (await redis.exists(key)) === 0, 20_000, 50);
     expect((await store.claim("evt_ttl", LEASE)).status).toBe("claimed");
   });
 
@@ -191,6 +213,98 @@ describe("createRedisIdempotencyStore", () => {
         expect((error as MappaWebhookError).code).toBe("invalid_options");
       }
     }
+  });
+});
+
+describe("renew", () => {
+  it("extends a live claim to leaseMs from now, keeping its owner", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const key = store.keyFor("evt_renew");
+    const claim = await store.claim("evt_renew", { leaseMs: 5000 });
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    expect(await redis.pttl(key)).toBeLessThanOrEqual(5000);
+    expect(await store.renew("evt_renew", claim.token, { leaseMs: 120_000 })).toBe(true);
+    // Past the first lease: the renewal set a new expiry, it did not add to the old one.
+    const pttl = await redis.pttl(key);
+    expect(pttl).toBeGreaterThan(5000);
+    expect(pttl).toBeLessThanOrEqual(120_000);
+    expect(await redis.get(key)).toBe(`c:${claim.token}`);
+    expect(await store.claim("evt_renew", LEASE)).toEqual({ status: "in_flight" });
+    // The owner still completes (or releases) it as usual.
+    await store.complete("evt_renew", claim.token, { ttlMs: 60_000 });
+    expect(await store.claim("evt_renew", LEASE)).toEqual({ status: "completed" });
+  });
+
+  it("returns false for anyone but the owner, and changes nothing", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const key = store.keyFor("evt_renew_other");
+    const claim = await store.claim("evt_renew_other", LEASE);
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    expect(await store.renew("evt_renew_other", "not-the-owner", { leaseMs: 120_000 })).toBe(false);
+    expect(await redis.pttl(key)).toBeLessThanOrEqual(LEASE.leaseMs);
+    expect(await redis.get(key)).toBe(`c:${claim.token}`);
+  });
+
+  it("returns false after completion, leaving the completed key and its TTL as they were", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const key = store.keyFor("evt_renew_done");
+    const claim = await store.claim("evt_renew_done", LEASE);
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    await store.complete("evt_renew_done", claim.token, { ttlMs: 30_000 });
+    expect(await store.renew("evt_renew_done", claim.token, { leaseMs: 120_000 })).toBe(false);
+    expect(await redis.get(key)).toBe(`d:${claim.token}`);
+    expect(await redis.pttl(key)).toBeLessThanOrEqual(30_000);
+    expect(await store.claim("evt_renew_done", LEASE)).toEqual({ status: "completed" });
+  });
+
+  it("returns false after a release, without bringing the claim back", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const claim = await store.claim("evt_renew_released", LEASE);
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    await store.release("evt_renew_released", claim.token);
+    expect(await store.renew("evt_renew_released", claim.token, LEASE)).toBe(false);
+    expect(await redis.exists(store.keyFor("evt_renew_released"))).toBe(0);
+  });
+
+  it("returns false once the lease expired, and after another delivery reclaimed the event", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix });
+    const key = store.keyFor("evt_renew_late");
+    const stalled = await store.claim("evt_renew_late", { leaseMs: 200 });
+    if (stalled.status !== "claimed") throw new Error("expected a claim");
+    await waitFor(async () => (await redis.exists(key)) === 0, 20_000, 50);
+    // Expired: a late renewal does not resurrect the claim.
+    expect(await store.renew("evt_renew_late", stalled.token, LEASE)).toBe(false);
+    expect(await redis.exists(key)).toBe(0);
+    // Reclaimed by a retry: the stalled delivery's renewal leaves the new claim alone.
+    const retry = await store.claim("evt_renew_late", LEASE);
+    if (retry.status !== "claimed") throw new Error("expected the retry to claim");
+    expect(await store.renew("evt_renew_late", stalled.token, { leaseMs: 120_000 })).toBe(false);
+    expect(await redis.get(key)).toBe(`c:${retry.token}`);
+    expect(await redis.pttl(key)).toBeLessThanOrEqual(LEASE.leaseMs);
+    expect(await store.renew("evt_renew_late", retry.token, { leaseMs: 120_000 })).toBe(true);
+  });
+
+  it("works through a runScript adapter too", async () => {
+    const runner: RedisScriptRunner = {
+      runScript: (script, keys, args) => redis.eval(script.source, keys.length, ...keys, ...args),
+    };
+    const store = createRedisIdempotencyStore({ client: runner, prefix });
+    const claim = await store.claim("evt_renew_runner", LEASE);
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    expect(await store.renew("evt_renew_runner", claim.token, { leaseMs: 120_000 })).toBe(true);
+    expect(await store.renew("evt_renew_runner", "someone-else", LEASE)).toBe(false);
+    expect(await redis.pttl(store.keyFor("evt_renew_runner"))).toBeGreaterThan(LEASE.leaseMs);
+  });
+
+  it("fails with idempotency_store_failed when Redis cannot run it", async () => {
+    const store = createRedisIdempotencyStore({
+      client: { runScript: () => Promise.reject(new Error("READONLY replica")) },
+    });
+    await expect(store.renew("evt_x", "t", LEASE)).rejects.toMatchObject({
+      code: "idempotency_store_failed",
+      status: 503,
+      message: expect.stringContaining("the renew of event evt_x failed: READONLY replica"),
+    });
   });
 });
 

@@ -376,7 +376,8 @@ async function receive(ctx: Context, req: IncomingMessage, res: ServerResponse):
     body,
     timeoutMs: ctx.forwardTimeoutMs,
   });
-  record.forward = answer;
+  const { raw, ...kept } = answer;
+  record.forward = kept;
   delete record.pending;
   ctx.printer.delivery(record, true);
   if (answer.status === undefined) {
@@ -391,7 +392,7 @@ async function receive(ctx: Context, req: IncomingMessage, res: ServerResponse):
   } else {
     const flat: string[] = [];
     for (const [name, value] of endToEnd(answer.headers ?? [])) flat.push(name, value);
-    const answerBody = Buffer.from(answer.body ?? "", "utf8");
+    const answerBody = raw ?? Buffer.alloc(0);
     flat.push("Content-Length", String(answerBody.byteLength));
     res.writeHead(answer.status, flat);
     res.end(answerBody);
@@ -555,8 +556,9 @@ export async function listen(argv: string[]): Promise<number> {
               timeoutMs: forwardTimeoutMs,
               ...(replace === undefined ? {} : { replace }),
             });
+            const { raw: _raw, ...kept } = answer;
             const result: Replay = {
-              ...answer,
+              ...kept,
               signature: replace === undefined ? "original" : "fresh",
             };
             record.replays.push(result);

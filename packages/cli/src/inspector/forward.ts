@@ -46,15 +46,19 @@ export interface ForwardResult {
   latencyMs: number;
   status?: number;
   headers?: HeaderPairs;
-  /** The answer's body as text, cut at {@link MAX_ANSWER_BYTES}. */
+  /** The answer's body as text for display, cut at {@link SHOWN_ANSWER_BYTES}. */
   body?: string;
+  /** The answer's exact bytes (up to {@link MAX_ANSWER_BYTES}), to pass back; never stored. */
+  raw?: Buffer;
   /** Network failure: a short reason and its code (ECONNREFUSED, TIMEOUT, …). */
   error?: string;
   errorCode?: string;
 }
 
-/** How much of the app's answer is kept and passed back. */
-export const MAX_ANSWER_BYTES = 256 * 1024;
+/** How much of the app's answer is passed back to the sender. */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+/** How much of it the inspector keeps for display. */
+export const SHOWN_ANSWER_BYTES = 16 * 1024;
 
 const REASONS: Record<string, string> = {
   ECONNREFUSED: "connection refused: is the app running on that port?",
@@ -109,11 +113,12 @@ export function forward(options: {
     const send = url.protocol === "https:" ? httpsRequest : httpRequest;
     const req = send(url, { method: options.method, headers: flat, agent: false }, (res) =>
       readAnswer(res).then(
-        ({ text }) =>
+        (raw) =>
           done({
             status: res.statusCode ?? 0,
             headers: headerPairs(res.rawHeaders),
-            body: text,
+            body: raw.subarray(0, SHOWN_ANSWER_BYTES).toString("utf8"),
+            raw,
           }),
         (error: unknown) => fail(codeOf(error), String(error)),
       ),
@@ -132,7 +137,7 @@ function codeOf(error: unknown): string {
   return typeof code === "string" ? code : "NETWORK_ERROR";
 }
 
-function readAnswer(res: IncomingMessage): Promise<{ text: string }> {
+function readAnswer(res: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -140,9 +145,7 @@ function readAnswer(res: IncomingMessage): Promise<{ text: string }> {
       if (size < MAX_ANSWER_BYTES) chunks.push(chunk);
       size += chunk.byteLength;
     });
-    res.on("end", () =>
-      resolve({ text: Buffer.concat(chunks).subarray(0, MAX_ANSWER_BYTES).toString("utf8") }),
-    );
+    res.on("end", () => resolve(Buffer.concat(chunks).subarray(0, MAX_ANSWER_BYTES)));
     res.on("error", reject);
     res.on("aborted", () => reject(Object.assign(new Error("aborted"), { code: "ECONNRESET" })));
   });

@@ -14,7 +14,9 @@ import {
   verifySignature,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
+import { createTestEvent } from "@mappa-webhooks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { unusualJson } from "../src/doctor/probe.js";
 import { freePort, run, SECRET } from "./helpers.js";
 import { type AppProcess, EXPRESS_EXAMPLE, startApp } from "./inspector-helpers.js";
 
@@ -437,5 +439,19 @@ describe("doctor", () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(result.stderr).toContain("Run `mappa-webhooks doctor --help` for usage.");
+  });
+});
+
+describe("doctor's unusually formatted body", () => {
+  it("is valid JSON for the same value, with bytes a parse-and-stringify round trip changes", () => {
+    const event = createTestEvent("report.failed", {
+      data: { error: { code: "x", message: "café / naïve 🎙" } },
+    });
+    const body = unusualJson(event);
+    expect(JSON.parse(body)).toEqual(event);
+    expect(JSON.stringify(JSON.parse(body))).not.toBe(body);
+    expect(body).toContain("caf\\u00e9 \\u002f na\\u00efve \\ud83c\\udf99");
+    expect(body).toMatch(/^\{\n {3}"data" : {2}\{/);
+    expect([...body].every((char) => char.charCodeAt(0) < 128)).toBe(true);
   });
 });

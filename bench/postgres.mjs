@@ -12,6 +12,7 @@
 // Draining: two worker processes (postgres/worker.mjs) wait on an empty inbox; one transaction
 // then inserts BENCH_PG_DRAIN_EVENTS events (with NOTIFY), and the time until none is pending
 // gives events per second. Each event's handler writes one row in the event's transaction.
+// Three settings: 1 slot per worker, 4 slots, and 4 slots committing batches of 10 events.
 //
 // Env: DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_PG_ROUNDS (4),
 // BENCH_PG_SECONDS (3), BENCH_PG_CONNECTIONS (10), BENCH_PG_INSTANCES (2),
@@ -183,7 +184,7 @@ async function benchReceiving(schema, log) {
   }
 }
 
-async function benchDrain(pool, schema, workers, concurrency, log) {
+async function benchDrain(pool, schema, workers, concurrency, batchSize, log) {
   await pool.query(`TRUNCATE "${schema}".events, "${schema}".effects`);
   const started = [];
   try {
@@ -192,6 +193,7 @@ async function benchDrain(pool, schema, workers, concurrency, log) {
         await startChild(WORKER, [], {
           BENCH_SCHEMA: schema,
           BENCH_WORKER_CONCURRENCY: String(concurrency),
+          BENCH_WORKER_BATCH: String(batchSize),
         }),
       );
     }
@@ -236,10 +238,13 @@ async function benchDrain(pool, schema, workers, concurrency, log) {
           }),
       ),
     );
-    log(`postgres drain ${workers}×${concurrency}: ${Math.round(DRAIN_EVENTS / seconds)} events/s`);
+    log(
+      `postgres drain ${workers} workers × ${concurrency} slots, batch ${batchSize}: ${Math.round(DRAIN_EVENTS / seconds)} events/s`,
+    );
     return {
       workers,
       concurrency,
+      batchSize,
       events: DRAIN_EVENTS,
       seconds,
       eventsPerSec: DRAIN_EVENTS / seconds,

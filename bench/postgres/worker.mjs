@@ -1,7 +1,7 @@
 // One inbox worker process of the drain benchmark: `node postgres/worker.mjs`. Each event's
 // handler writes one row in the event's transaction. Reports `{ type: "ready" }` over IPC and
 // `{ type: "stats", done }` when asked; exits when the parent disconnects.
-// Env: DATABASE_URL, BENCH_SCHEMA, BENCH_WORKER_CONCURRENCY (4).
+// Env: DATABASE_URL, BENCH_SCHEMA, BENCH_WORKER_CONCURRENCY (4), BENCH_WORKER_BATCH (1).
 import { createInboxWorker } from "@mappa-webhooks/postgres";
 import pg from "pg";
 
@@ -17,6 +17,7 @@ const worker = createInboxWorker({
   pool,
   schema: BENCH_SCHEMA,
   concurrency,
+  batchSize: Number(process.env.BENCH_WORKER_BATCH ?? 1),
   pollIntervalMs: 1000,
   on: { "report.completed": write },
 });

@@ -48,6 +48,12 @@ export interface InboxWorkerOptions<TPool extends PgPoolLike = PgPoolLike>
   onUnknown?: (event: MappaUnknownEvent, client: PoolClientOf<TPool>) => unknown;
   /** Events handled at once by this worker (one connection each). Default 1. */
   concurrency?: number;
+  /**
+   * Events each slot takes and commits together (each handler in a savepoint of its own, so a
+   * failure still affects only its event). More than 1 saves commits (WAL flushes) when
+   * handlers are quick; a crash then rolls the whole batch back, to be taken again. Default 1.
+   */
+  batchSize?: number;
   /** Attempts before an event is parked as failed. Default 10. */
   maxAttempts?: number;
   /**
@@ -140,13 +146,20 @@ export function createInboxWorker<TPool extends PgPoolLike>(
   if (options === null || typeof options !== "object")
     throw invalidOptions(api, "needs `{ pool }`.");
   checkPool(api, options.pool);
-  for (const name of ["concurrency", "maxAttempts", "pollIntervalMs", "lockTimeoutMs"] as const) {
+  for (const name of [
+    "concurrency",
+    "batchSize",
+    "maxAttempts",
+    "pollIntervalMs",
+    "lockTimeoutMs",
+  ] as const) {
     checkPositive(api, name, options[name]);
   }
   const concurrency = Math.floor(options.concurrency ?? 1);
   const maxAttempts = Math.floor(options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
-  if (concurrency < 1 || maxAttempts < 1) {
-    throw invalidOptions(api, "`concurrency` and `maxAttempts` must be at least 1.");
+  const batchSize = Math.floor(options.batchSize ?? 1);
+  if (concurrency < 1 || maxAttempts < 1 || batchSize < 1) {
+    throw invalidOptions(api, "`concurrency`, `batchSize` and `maxAttempts` must be at least 1.");
   }
   if (options.backoff !== undefined && typeof options.backoff !== "function") {
     throw invalidOptions(api, "`backoff` must be a function of the attempt number returning ms.");
@@ -172,7 +185,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     pick: `SELECT key, payload, attempts FROM ${t.events}
             WHERE status = 'pending' AND run_at <= clock_timestamp()
             ORDER BY run_at
-            LIMIT 1
+            LIMIT $1
             FOR UPDATE SKIP LOCKED`,
     done: `UPDATE ${t.events}
               SET status = 'done', attempts = attempts + 1, last_error = NULL,
@@ -217,9 +230,55 @@ export function createInboxWorker<TPool extends PgPoolLike>(
       sleepers.add(done);
     });
 
-  /** Takes one due event and handles it; false when none was due. */
-  const processOne = async (): Promise<boolean> => {
-    const client = await pool.connect();
+  /** Handles one picked row inside the open transaction; what to count and report after the commit. */
+  const handleRow = async (client: TClient, row: PickedRow): Promise<() => void> => {
+    const attempts = row.attempts + 1;
+    let event: MappaEvent;
+    try {
+      event = parseEvent(JSON.stringify(row.payload));
+    } catch (error) {
+      // Retrying cannot help an event that does not parse: park it at once.
+      const message = `not a Mappa event: ${errorMessage(error)}`;
+      await client.query(SQL.fail, [row.key, message.slice(0, MAX_ERROR_LENGTH)]);
+      return () => {
+        stats.failed++;
+        report(error, { key: row.key, attempts, outcome: "failed" });
+      };
+    }
+    await client.query("SAVEPOINT mappa_handler");
+    try {
+      const handler = handlerFor(on, onUnknown, event);
+      if (handler !== undefined) await handler(event, client);
+    } catch (error) {
+      // The handler's writes go; the row lock stays, so the failure is recorded before any
+      // other worker can see the event again.
+      await client.query("ROLLBACK TO SAVEPOINT mappa_handler");
+      if (batchSize > 1) await client.query("RELEASE SAVEPOINT mappa_handler");
+      const message = errorMessage(error).slice(0, MAX_ERROR_LENGTH);
+      if (attempts >= maxAttempts) {
+        await client.query(SQL.fail, [row.key, message]);
+        return () => {
+          stats.failed++;
+          report(error, { key: row.key, event, attempts, outcome: "failed" });
+        };
+      }
+      const delay = Math.max(0, Number(backoff(attempts)) || 0);
+      await client.query(SQL.retry, [row.key, message, delay]);
+      return () => {
+        stats.retried++;
+        report(error, { key: row.key, event, attempts, outcome: "retry" });
+      };
+    }
+    if (batchSize > 1) await client.query("RELEASE SAVEPOINT mappa_handler");
+    await client.query(SQL.done, [row.key]);
+    return () => {
+      stats.done++;
+    };
+  };
+
+  /** Takes up to `batchSize` due events and handles them in one transaction; false when none was due. */
+  const processBatch = async (): Promise<boolean> => {
+    const client = (await pool.connect()) as TClient;
     let broken: Error | undefined;
     const onClientError = (error: Error) => {
       broken = error;
@@ -228,51 +287,17 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     let failure: unknown;
     try {
       await client.query(SQL.begin);
-      const picked = await client.query(SQL.pick);
-      const row = picked.rows[0] as PickedRow | undefined;
-      if (row === undefined) {
+      const picked = await client.query(SQL.pick, [batchSize]);
+      const rows = picked.rows as PickedRow[];
+      if (rows.length === 0) {
         await client.query("COMMIT");
         return false;
       }
-      const attempts = row.attempts + 1;
-      let event: MappaEvent;
-      try {
-        event = parseEvent(JSON.stringify(row.payload));
-      } catch (error) {
-        // Retrying cannot help an event that does not parse: park it at once.
-        const message = `not a Mappa event: ${errorMessage(error)}`;
-        await client.query(SQL.fail, [row.key, message.slice(0, MAX_ERROR_LENGTH)]);
-        await client.query("COMMIT");
-        stats.failed++;
-        report(error, { key: row.key, attempts, outcome: "failed" });
-        return true;
-      }
-      await client.query("SAVEPOINT mappa_handler");
-      try {
-        const handler = handlerFor(on, onUnknown, event);
-        if (handler !== undefined) await handler(event, client);
-      } catch (error) {
-        // The handler's writes go; the row lock stays, so the failure is recorded before any
-        // other worker can see the event again.
-        await client.query("ROLLBACK TO SAVEPOINT mappa_handler");
-        const message = errorMessage(error).slice(0, MAX_ERROR_LENGTH);
-        if (attempts >= maxAttempts) {
-          await client.query(SQL.fail, [row.key, message]);
-          await client.query("COMMIT");
-          stats.failed++;
-          report(error, { key: row.key, event, attempts, outcome: "failed" });
-        } else {
-          const delay = Math.max(0, Number(backoff(attempts)) || 0);
-          await client.query(SQL.retry, [row.key, message, delay]);
-          await client.query("COMMIT");
-          stats.retried++;
-          report(error, { key: row.key, event, attempts, outcome: "retry" });
-        }
-        return true;
-      }
-      await client.query(SQL.done, [row.key]);
+      const outcomes: Array<() => void> = [];
+      for (const row of rows) outcomes.push(await handleRow(client, row));
       await client.query("COMMIT");
-      stats.done++;
+      // Counted and reported once the outcomes are durable.
+      for (const outcome of outcomes) outcome();
       return true;
     } catch (error) {
       failure = error;
@@ -292,7 +317,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
       const seen = generation;
       let took = false;
       try {
-        took = await processOne();
+        took = await processBatch();
         errorsInARow = 0;
       } catch (error) {
         errorsInARow++;

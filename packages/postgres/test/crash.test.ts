@@ -60,11 +60,10 @@ describe("crash: a worker killed after its handler wrote, before the commit", ()
   it("loses and doubles nothing: the writes roll back and another worker handles each event once", async () => {
     const JOBS = 5;
     const inbox = createInbox({ pool: db.pool, schema: db.schema });
-    const events = Array.from({ length: JOBS }, () =>
-      parseEvent(
-        JSON.stringify(createTestEvent("report.completed", { data: { stallOn: "doomed" } })),
-      ),
-    );
+    const events = Array.from({ length: JOBS }, () => {
+      const base = createTestEvent("report.completed");
+      return parseEvent(JSON.stringify({ ...base, data: { ...base.data, stallOn: "doomed" } }));
+    });
     const keys = events.map((event) => event.idempotencyKey as string);
     for (const event of events) await inbox.store(event);
 

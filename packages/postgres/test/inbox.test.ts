@@ -250,6 +250,56 @@ describe("inbox workers", () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it("commit a batch together, each handler in its own savepoint: one failure affects only its event", async () => {
+    const inbox = createInbox({ pool: db.pool, schema: db.schema });
+    const events = Array.from({ length: 10 }, () =>
+      parseEvent(JSON.stringify(createTestEvent("report.completed"))),
+    );
+    const failOnce = new Set(events.slice(0, 3).map((event) => event.idempotencyKey as string));
+    // Stored before the worker starts, so its first batch holds all ten.
+    await Promise.all(events.map((event) => inbox.store(event)));
+    const transactions: number[] = [];
+    const worker = createInboxWorker({
+      pool: db.pool,
+      schema: db.schema,
+      batchSize: 10,
+      pollIntervalMs: 50,
+      backoff: () => 0,
+      on: {
+        "report.completed": async (event, client) => {
+          const tx = await client.query("SELECT txid_current() AS tx");
+          transactions.push(Number(tx.rows[0].tx));
+          await client.query(`INSERT INTO ${effects} (event_key, worker) VALUES ($1, 'batch')`, [
+            event.idempotencyKey,
+          ]);
+          if (failOnce.delete(event.idempotencyKey)) throw new Error("first attempt fails");
+        },
+      },
+    });
+    workers.push(worker);
+    const keys = events.map((event) => event.idempotencyKey as string);
+    await waitFor(async () => {
+      const done = await db.pool.query(
+        `SELECT count(*)::int AS n FROM "${db.schema}".events WHERE key = ANY($1) AND status = 'done'`,
+        [keys],
+      );
+      return done.rows[0].n === keys.length;
+    }, 20_000);
+    for (const key of keys) expect(await effectCount(key)).toBe(1);
+    const attempts = await db.pool.query(
+      `SELECT attempts, count(*)::int AS n FROM "${db.schema}".events WHERE key = ANY($1) GROUP BY attempts ORDER BY attempts`,
+      [keys],
+    );
+    expect(attempts.rows).toEqual([
+      { attempts: 1, n: 7 },
+      { attempts: 2, n: 3 },
+    ]);
+    // The first ten attempts ran in one transaction.
+    expect(new Set(transactions.slice(0, 10)).size).toBe(1);
+    expect(worker.stats).toMatchObject({ done: 10, retried: 3, failed: 0 });
+    await worker.close();
+  });
+
   it("park an event that is not a Mappa event at once, and complete unknown types without onUnknown", async () => {
     const worker = startWorker();
     await db.pool.query(

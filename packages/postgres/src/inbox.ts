@@ -127,36 +127,64 @@ export function createInbox(options: InboxOptions): Inbox {
        ON CONFLICT (key) DO NOTHING`;
   const EXISTS = `SELECT 1 FROM ${t.events} WHERE key = $1`;
 
-  const store = async (event: MappaEvent): Promise<boolean> => {
+  /** Inserts the event (pending) unless its key is stored; rejects with the driver's error. */
+  const insert = async (event: MappaEvent): Promise<{ key: string; stored: boolean }> => {
     const key = event.idempotencyKey ?? `~nokey:${randomUUID()}`;
     const values: unknown[] = [key, event.id ?? null, event.type, JSON.stringify(event.raw)];
     if (notify) values.push(t.channel);
+    const result = await withTimeout(
+      pool.query(INSERT, values),
+      timeoutMs,
+      () => new Error(`the insert did not commit within ${timeoutMs} ms`),
+    );
+    return { key, stored: (result.rowCount ?? 0) > 0 };
+  };
+  const failure = (
+    code: "handler_failed" | "idempotency_store_failed",
+    event: MappaEvent,
+    cause: unknown,
+  ) =>
+    new MappaWebhookError(
+      code,
+      `@mappa-webhooks/postgres: could not store event ${event.idempotencyKey ?? event.type} in the inbox: ${errorMessage(cause)}.${hintFor(cause)} Answered ${code === "handler_failed" ? 500 : 503} so Mappa retries the delivery.`,
+      { cause },
+    );
+
+  const store = async (event: MappaEvent): Promise<boolean> => {
     try {
-      const result = await withTimeout(
-        pool.query(INSERT, values),
-        timeoutMs,
-        () => new Error(`the insert did not commit within ${timeoutMs} ms`),
-      );
-      return (result.rowCount ?? 0) > 0;
+      return (await insert(event)).stored;
     } catch (cause) {
-      throw new MappaWebhookError(
-        "handler_failed",
-        `@mappa-webhooks/postgres: could not store event ${key} in the inbox: ${errorMessage(cause)}.${hintFor(cause)} Answered 500 so Mappa retries the delivery.`,
-        { cause },
-      );
+      throw failure("handler_failed", event, cause);
     }
   };
 
+  /** Keys stored by `claim` itself (a receiver that passes the event): the handler skips them. */
+  const storedByClaim = new Set<string>();
   const storeVoid = async (event: MappaEvent) => {
+    if (event.idempotencyKey !== undefined && storedByClaim.delete(event.idempotencyKey)) return;
     await store(event);
   };
   const on: MappaHandlerMap = {};
   for (const type of MAPPA_EVENT_TYPES) on[type] = storeVoid;
 
-  // The receiver's store only recognises events already in the inbox; the insert itself is the
-  // claim, so there is nothing to complete, release or renew.
+  // The receiver's store recognises events already in the inbox (200 duplicate); the insert is
+  // the claim, so there is nothing to complete, release or renew. A receiver that passes the
+  // verified event to `claim` (`{ leaseMs, event }`) gets the insert there: one statement.
   const idempotency: Required<IdempotencyStore> = {
-    async claim(key) {
+    async claim(key, claimOptions) {
+      // A receiver that hands over the verified event lets one statement be the whole ack.
+      const event = (claimOptions as { event?: MappaEvent } | undefined)?.event;
+      if (event !== undefined && event.idempotencyKey === key) {
+        let stored: boolean;
+        try {
+          stored = (await insert(event)).stored;
+        } catch (cause) {
+          throw failure("idempotency_store_failed", event, cause);
+        }
+        if (!stored) return { status: "completed" };
+        storedByClaim.add(key);
+        return { status: "claimed", token: key };
+      }
       try {
         const result = await withTimeout(
           pool.query(EXISTS, [key]),
@@ -172,8 +200,12 @@ export function createInbox(options: InboxOptions): Inbox {
         );
       }
     },
-    async complete() {},
-    async release() {},
+    async complete(key) {
+      storedByClaim.delete(key);
+    },
+    async release(key) {
+      storedByClaim.delete(key);
+    },
     async renew() {
       return true;
     },

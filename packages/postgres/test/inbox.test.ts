@@ -113,6 +113,30 @@ describe.each<AdapterName>(["express", "fastify", "hono"])("inbox receiving on %
   });
 });
 
+describe("inbox store given the event at claim time", () => {
+  it("stores in the claim itself: one statement decides stored or duplicate, the handler adds nothing", async () => {
+    const inbox = createInbox({ pool: db.pool, schema: db.schema });
+    const { idempotency, on } = inbox.receiverOptions;
+    const event = parseEvent(JSON.stringify(createTestEvent("report.completed")));
+    const key = event.idempotencyKey as string;
+    const claimWithEvent = (options: { leaseMs: number; event: typeof event }) =>
+      idempotency.claim(key, options);
+    expect(await claimWithEvent({ leaseMs: 1000, event })).toEqual({
+      status: "claimed",
+      token: key,
+    });
+    expect(await inbox.get(key)).toMatchObject({ status: "pending" });
+    await on["report.completed"]?.(event as never, undefined);
+    await idempotency.complete(key, key, { ttlMs: 1000 });
+    expect(await claimWithEvent({ leaseMs: 1000, event })).toEqual({ status: "completed" });
+    const rows = await db.pool.query(
+      `SELECT count(*)::int AS n FROM "${db.schema}".events WHERE key = $1`,
+      [key],
+    );
+    expect(rows.rows[0].n).toBe(1);
+  });
+});
+
 describe("inbox workers", () => {
   it("run the typed handler in the event's transaction, woken by NOTIFY", async () => {
     const inbox = createInbox({ pool: db.pool, schema: db.schema });

@@ -7,13 +7,29 @@ import {
   schemaSql,
 } from "./schema.js";
 
-/** The pool and the table names: what every admin function takes. */
+/**
+ * The pool and the table names: what every admin function takes.
+ *
+ * @example
+ * ```ts
+ * const admin: PostgresAdminOptions = { pool, schema: "billing" };
+ * await countEvents(admin);
+ * ```
+ */
 export interface PostgresAdminOptions extends PostgresTablesOptions {
   /** A `pg` Pool (or any pool with `query` and `connect`). */
   pool: PgPoolLike;
 }
 
-/** An event as stored in the events table. */
+/**
+ * An event as stored in the events table.
+ *
+ * @example
+ * ```ts
+ * const stored: StoredEvent | undefined = await getEvent({ pool }, "evt_123");
+ * if (stored?.status === "failed") console.log(stored.attempts, stored.lastError);
+ * ```
+ */
 export interface StoredEvent {
   /** The idempotency key (primary key). */
   key: string;
@@ -34,7 +50,14 @@ export interface StoredEvent {
   payload: unknown;
 }
 
-/** Counts of events by status. */
+/**
+ * Counts of events by status.
+ *
+ * @example
+ * ```ts
+ * const { pending, done, failed }: EventCounts = await countEvents({ pool });
+ * ```
+ */
 export interface EventCounts {
   pending: number;
   done: number;
@@ -180,7 +203,14 @@ export async function getEvent(
   }
 }
 
-/** Options of {@link listFailed}. */
+/**
+ * Options of {@link listFailed}.
+ *
+ * @example
+ * ```ts
+ * const options: ListFailedOptions = { pool, limit: 20 };
+ * ```
+ */
 export interface ListFailedOptions extends PostgresAdminOptions {
   /** Most events returned, newest failure first. Default 100. */
   limit?: number;
@@ -214,13 +244,27 @@ export async function listFailed(options: ListFailedOptions): Promise<StoredEven
   }
 }
 
-/** Options of {@link replayFailed}. */
+/**
+ * Options of {@link replayFailed}.
+ *
+ * @example
+ * ```ts
+ * const options: ReplayOptions = { pool, keys: ["evt_123"] };
+ * ```
+ */
 export interface ReplayOptions extends PostgresAdminOptions {
   /** Only these events (idempotency keys). Without it, every failed event is replayed. */
   keys?: readonly string[];
 }
 
-/** What {@link replayFailed} did. */
+/**
+ * What {@link replayFailed} did.
+ *
+ * @example
+ * ```ts
+ * const { replayed, notFailed }: ReplayResult = await replayFailed({ pool, keys });
+ * ```
+ */
 export interface ReplayResult {
   /** Keys moved back to pending, attempts reset: a worker runs them next. */
   replayed: string[];
@@ -270,13 +314,27 @@ export async function replayFailed(options: ReplayOptions): Promise<ReplayResult
   }
 }
 
-/** Options of {@link prune}. */
+/**
+ * Options of {@link prune}.
+ *
+ * @example
+ * ```ts
+ * const options: PruneOptions = { pool, olderThanDays: 30 };
+ * ```
+ */
 export interface PruneOptions extends PostgresAdminOptions {
   /** Delete done events whose handling finished more than this many days ago. */
   olderThanDays: number;
 }
 
-/** What {@link prune} deleted. */
+/**
+ * What {@link prune} deleted.
+ *
+ * @example
+ * ```ts
+ * const { events, idempotencyKeys }: PruneResult = await prune({ pool, olderThanDays: 30 });
+ * ```
+ */
 export interface PruneResult {
   /** Done events deleted. */
   events: number;

@@ -29,7 +29,14 @@ import {
 } from "./pg.js";
 import { type PostgresTablesOptions, resolveTables } from "./schema.js";
 
-/** Options of {@link createInbox}. */
+/**
+ * Options of {@link createInbox}.
+ *
+ * @example
+ * ```ts
+ * const options: InboxOptions = { pool, schema: "billing", timeoutMs: 3000 };
+ * ```
+ */
 export interface InboxOptions extends PostgresTablesOptions {
   /** A `pg` Pool (or any pool with `query` and `connect`, e.g. Neon's serverless Pool). */
   pool: PgPoolLike;
@@ -45,7 +52,15 @@ export interface InboxOptions extends PostgresTablesOptions {
   notify?: boolean;
 }
 
-/** What the receiver's options need: spread `receiverOptions` into them. */
+/**
+ * What the receiver's options need: spread `receiverOptions` into them.
+ *
+ * @example
+ * ```ts
+ * const { receiverOptions }: { receiverOptions: InboxReceiverOptions } = createInbox({ pool });
+ * createMappaWebhooks({ secret, ...receiverOptions });
+ * ```
+ */
 export interface InboxReceiverOptions {
   /** Answers a stored event's re-delivery 200 `duplicate` without storing it again. */
   idempotency: Required<IdempotencyStore>;
@@ -53,7 +68,15 @@ export interface InboxReceiverOptions {
   onUnknown: (event: MappaUnknownEvent) => Promise<void>;
 }
 
-/** Returned by {@link createInbox}. */
+/**
+ * Returned by {@link createInbox}.
+ *
+ * @example
+ * ```ts
+ * const inbox: Inbox = createInbox({ pool });
+ * console.log(await inbox.counts());
+ * ```
+ */
 export interface Inbox {
   /** Spread into any adapter's options: `mappaWebhook({ secret, ...inbox.receiverOptions })`. */
   receiverOptions: InboxReceiverOptions;

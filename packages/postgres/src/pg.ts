@@ -1,12 +1,26 @@
 import { MappaWebhookError } from "@mappa-webhooks/core";
 
-/** What a query resolves with: the part of `pg`'s `QueryResult` this package reads. */
+/**
+ * What a query resolves with: the part of `pg`'s `QueryResult` this package reads.
+ *
+ * @example
+ * ```ts
+ * const result: PgQueryResult = await pool.query("SELECT 1");
+ * ```
+ */
 export interface PgQueryResult {
   rows: unknown[];
   rowCount: number | null;
 }
 
-/** A `NOTIFY` as `pg` delivers it on a client's `"notification"` event. */
+/**
+ * A `NOTIFY` as `pg` delivers it on a client's `"notification"` event.
+ *
+ * @example
+ * ```ts
+ * client.on("notification", (message: PgNotification) => console.log(message.channel));
+ * ```
+ */
 export interface PgNotification {
   channel: string;
   payload?: string | undefined;
@@ -46,7 +60,14 @@ export interface PgPoolLike<TClient extends PgClientLike = PgClientLike> {
   connect(): Promise<TClient>;
 }
 
-/** The client type a pool's `connect()` resolves with (`pg.PoolClient` for a `pg.Pool`). */
+/**
+ * The client type a pool's `connect()` resolves with (`pg.PoolClient` for a `pg.Pool`).
+ *
+ * @example
+ * ```ts
+ * type Client = PoolClientOf<pg.Pool>; // pg.PoolClient
+ * ```
+ */
 export type PoolClientOf<TPool> = TPool extends {
   connect(): Promise<infer C>;
   connect(callback: never): void;

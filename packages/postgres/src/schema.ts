@@ -1,7 +1,16 @@
 import { createHash } from "node:crypto";
 import { invalidOptions } from "./pg.js";
 
-/** Where the tables live. Every API of this package takes these three names. */
+/**
+ * Where the tables live. Every API of this package takes these three names.
+ *
+ * @example
+ * ```ts
+ * const tables: PostgresTablesOptions = { schema: "billing", eventsTable: "mappa_events" };
+ * await migrate({ pool, ...tables });
+ * const inbox = createInbox({ pool, ...tables });
+ * ```
+ */
 export interface PostgresTablesOptions {
   /** The schema of both tables. Default `"mappa_webhooks"`. */
   schema?: string;
@@ -11,7 +20,14 @@ export interface PostgresTablesOptions {
   idempotencyTable?: string;
 }
 
-/** The default names: `mappa_webhooks.events` and `mappa_webhooks.idempotency`. */
+/**
+ * The default names: `mappa_webhooks.events` and `mappa_webhooks.idempotency`.
+ *
+ * @example
+ * ```ts
+ * DEFAULT_TABLES.schema; // "mappa_webhooks"
+ * ```
+ */
 export const DEFAULT_TABLES: Readonly<Required<PostgresTablesOptions>> = Object.freeze({
   schema: "mappa_webhooks",
   eventsTable: "events",

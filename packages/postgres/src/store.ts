@@ -11,7 +11,14 @@ import {
 } from "./pg.js";
 import { type PostgresTablesOptions, resolveTables } from "./schema.js";
 
-/** Options of {@link createPostgresIdempotencyStore}. */
+/**
+ * Options of {@link createPostgresIdempotencyStore}.
+ *
+ * @example
+ * ```ts
+ * const options: PostgresIdempotencyStoreOptions = { pool, timeoutMs: 2000 };
+ * ```
+ */
 export interface PostgresIdempotencyStoreOptions extends PostgresTablesOptions {
   /** A `pg` Pool (or any pool with `query` and `connect`, e.g. Neon's serverless Pool). */
   pool: PgPoolLike;
@@ -27,7 +34,15 @@ export interface PostgresIdempotencyStoreOptions extends PostgresTablesOptions {
   now?: () => number;
 }
 
-/** The Postgres idempotency store, with the table it uses. */
+/**
+ * The Postgres idempotency store, with the table it uses.
+ *
+ * @example
+ * ```ts
+ * const store: PostgresIdempotencyStore = createPostgresIdempotencyStore({ pool });
+ * console.log(store.table); // "mappa_webhooks"."idempotency"
+ * ```
+ */
 export interface PostgresIdempotencyStore extends Required<IdempotencyStore> {
   /** The qualified, quoted table name, e.g. `"mappa_webhooks"."idempotency"`. */
   readonly table: string;

@@ -28,7 +28,14 @@ import {
   transactionSql,
 } from "./transaction.js";
 
-/** Options of {@link createTransactionalHandlers}. */
+/**
+ * Options of {@link createTransactionalHandlers}.
+ *
+ * @example
+ * ```ts
+ * const options: TransactionalHandlersOptions<pg.Pool> = { pool, on: { "report.completed": save } };
+ * ```
+ */
 export interface TransactionalHandlersOptions<TPool extends PgPoolLike = PgPoolLike>
   extends PostgresTablesOptions {
   /** A `pg` Pool (or any pool with `query` and `connect`). Handlers get its clients. */
@@ -51,7 +58,15 @@ export interface TransactionalHandlersOptions<TPool extends PgPoolLike = PgPoolL
   recordFailures?: boolean;
 }
 
-/** What the receiver's options need: spread `receiverOptions` into them. */
+/**
+ * What the receiver's options need: spread `receiverOptions` into them.
+ *
+ * @example
+ * ```ts
+ * const { receiverOptions } = createTransactionalHandlers({ pool, on });
+ * createMappaWebhooks({ secret, ...receiverOptions });
+ * ```
+ */
 export interface TransactionalReceiverOptions {
   /** Claims an event by opening its transaction and taking its lock. */
   idempotency: Required<IdempotencyStore>;
@@ -59,7 +74,15 @@ export interface TransactionalReceiverOptions {
   onUnknown: (event: MappaUnknownEvent) => Promise<void>;
 }
 
-/** Returned by {@link createTransactionalHandlers}. */
+/**
+ * Returned by {@link createTransactionalHandlers}.
+ *
+ * @example
+ * ```ts
+ * const tx: TransactionalHandlers = createTransactionalHandlers({ pool, on });
+ * await tx.run(parseEvent(rawBody)); // "handled" or "duplicate"
+ * ```
+ */
 export interface TransactionalHandlers {
   /** Spread into any adapter's options: `mappaWebhook({ secret, ...tx.receiverOptions })`. */
   receiverOptions: TransactionalReceiverOptions;

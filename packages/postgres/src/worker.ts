@@ -19,10 +19,26 @@ import {
 import { type PostgresTablesOptions, quoteIdentifier, resolveTables } from "./schema.js";
 import { handlerFor } from "./transaction.js";
 
-/** Wait before attempt `attempt + 1`, after `attempt` failed attempts (1, 2, ...). */
+/**
+ * Wait before attempt `attempt + 1`, after `attempt` failed attempts (1, 2, ...).
+ *
+ * @example
+ * ```ts
+ * const everyMinute: InboxBackoff = () => 60_000;
+ * ```
+ */
 export type InboxBackoff = (attempt: number) => number;
 
-/** What `onError` of a worker receives besides the error. */
+/**
+ * What `onError` of a worker receives besides the error.
+ *
+ * @example
+ * ```ts
+ * onError: (error, info: InboxWorkerErrorInfo) => {
+ *   if (info.outcome === "failed") alert(`${info.key} parked: ${error.message}`);
+ * },
+ * ```
+ */
 export interface InboxWorkerErrorInfo {
   /** The event's key, when the error concerns one event. */
   key?: string;
@@ -34,7 +50,14 @@ export interface InboxWorkerErrorInfo {
   outcome: "retry" | "failed" | "worker";
 }
 
-/** Options of {@link createInboxWorker}. */
+/**
+ * Options of {@link createInboxWorker}.
+ *
+ * @example
+ * ```ts
+ * const options: InboxWorkerOptions<pg.Pool> = { pool, concurrency: 4, maxAttempts: 20 };
+ * ```
+ */
 export interface InboxWorkerOptions<TPool extends PgPoolLike = PgPoolLike>
   extends PostgresTablesOptions {
   /** A `pg` Pool; give it at least `concurrency + 1` connections (one listens for NOTIFY). */
@@ -75,7 +98,14 @@ export interface InboxWorkerOptions<TPool extends PgPoolLike = PgPoolLike>
   onError?: (error: Error, info: InboxWorkerErrorInfo) => void;
 }
 
-/** Counts since the worker started. */
+/**
+ * Counts since the worker started.
+ *
+ * @example
+ * ```ts
+ * const { done, retried, failed }: InboxWorkerStats = worker.stats;
+ * ```
+ */
 export interface InboxWorkerStats {
   /** Events handled and committed. */
   done: number;
@@ -85,7 +115,16 @@ export interface InboxWorkerStats {
   failed: number;
 }
 
-/** Returned by {@link createInboxWorker}. */
+/**
+ * Returned by {@link createInboxWorker}.
+ *
+ * @example
+ * ```ts
+ * const worker: InboxWorker = createInboxWorker({ pool, on });
+ * await worker.ready;
+ * process.on("SIGTERM", () => worker.close());
+ * ```
+ */
 export interface InboxWorker {
   /** Resolves once the worker listens for NOTIFY (or at once with `listen: false`). */
   readonly ready: Promise<void>;
@@ -94,7 +133,14 @@ export interface InboxWorker {
   close(): Promise<void>;
 }
 
-/** Exponential backoff: `baseMs` doubled per failed attempt, at most `maxMs`. */
+/**
+ * Exponential backoff: `baseMs` doubled per failed attempt, at most `maxMs`.
+ *
+ * @example
+ * ```ts
+ * createInboxWorker({ pool, on, backoff: exponentialBackoff(5000, 60 * 60_000) }); // 5 s, 10 s, ... 1 h
+ * ```
+ */
 export function exponentialBackoff(baseMs = 1000, maxMs = 15 * 60 * 1000): InboxBackoff {
   return (attempt) => Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
 }

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { signPayload } from "@mappa-webhooks/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { send } from "./http.js";
+import { send, stallMidBody } from "./http.js";
 
 /** An example app running as a child process. */
 export interface RunningExample {
@@ -152,11 +152,13 @@ export function describeExampleApp(name: string, dir: string): void {
 
     it("logs each typed event once and does not run a duplicate again", async () => {
       const id = `evt_e2e_${Date.now()}`;
+      const sentAt = new Date().toISOString();
       const event = {
         id,
         type: "report.completed",
-        createdAt: new Date().toISOString(),
-        data: { jobId: "job_e2e", reportId: "rep_e2e", status: "completed" },
+        createdAt: sentAt,
+        timestamp: sentAt,
+        data: { jobId: "job_e2e", reportId: "rep_e2e", status: "succeeded" },
       };
       const first = await post(event);
       expect(first.status).toBe(200);
@@ -168,8 +170,13 @@ export function describeExampleApp(name: string, dir: string): void {
       const failed = {
         id: `${id}_failed`,
         type: "report.failed",
-        createdAt: new Date().toISOString(),
-        data: { jobId: "job_e2e", status: "failed", error: { code: "target_not_found" } },
+        createdAt: sentAt,
+        timestamp: sentAt,
+        data: {
+          jobId: "job_e2e",
+          status: "failed",
+          error: { code: "target_not_found", message: "Could not identify target speaker" },
+        },
       };
       expect((await post(failed)).status).toBe(200);
       await running().waitForLine(new RegExp(`^\\[mappa\\] report\\.failed ${id}_failed`));
@@ -183,12 +190,43 @@ export function describeExampleApp(name: string, dir: string): void {
     it("refuses a delivery signed with another secret, and logs no event", async () => {
       const id = `evt_e2e_forged_${Date.now()}`;
       const response = await post(
-        { id, type: "report.completed", data: { jobId: "j", reportId: "r", status: "completed" } },
+        {
+          id,
+          type: "report.completed",
+          createdAt: new Date().toISOString(),
+          timestamp: new Date().toISOString(),
+          data: { jobId: "j", reportId: "r", status: "succeeded" },
+        },
         "whsec_not_the_secret",
       );
       expect(response.status).toBe(401);
       expect(running().output()).not.toMatch(new RegExp(`\\[mappa\\] \\S+ ${escapeRegExp(id)}`));
+      // Rejected deliveries are logged, so a misconfigured secret shows in the server's output.
+      await running().waitForLine(/^\[mappa:error\] signature_mismatch\b/);
     });
+
+    it.each(["GET", "PUT", "DELETE"])(
+      "answers %s on the webhook path with 405 JSON and Allow: POST",
+      async (method) => {
+        const response = await send(`${running().baseUrl}/webhooks/mappa`, { method });
+        expect(response.status).toBe(405);
+        expect(response.headers.allow).toBe("POST");
+        expect(JSON.parse(response.body)).toMatchObject({ error: "method_not_allowed" });
+      },
+    );
+
+    it("answers a body that stalls with 408 after the default 10 s deadline, not never", async () => {
+      const body = JSON.stringify({ id: "evt_e2e_stalled", type: "report.completed" });
+      const result = await stallMidBody(`${running().baseUrl}/webhooks/mappa`, {
+        headers: { "content-type": "application/json", "mappa-signature": "t=1,v1=00" },
+        body,
+        sentBytes: 5,
+        timeoutMs: 30_000,
+      });
+      expect(result.status).toBe(408);
+      expect(JSON.parse(result.body)).toMatchObject({ error: "body_timeout" });
+      await running().waitForLine(/^\[mappa:error\] body_timeout\b/);
+    }, 40_000);
 
     it("parses JSON on /api/echo", async () => {
       const response = await send(`${running().baseUrl}/api/echo`, {

@@ -1,5 +1,6 @@
 import { once } from "node:events";
 import { request as httpRequest, type OutgoingHttpHeaders } from "node:http";
+import { connect } from "node:net";
 
 /** A response as the client saw it. */
 export interface SentResponse {
@@ -129,4 +130,141 @@ export async function streamOversized(
     req.destroy();
   }
   return { status, bytesWritten, answeredEarly };
+}
+
+/** A request whose body stops part-way: what is sent, and how much of the body. */
+export interface PartialBodyOptions {
+  /** Request headers; `content-length` is set to the whole body's length unless `chunked`. */
+  headers: Record<string, string>;
+  /** The whole body the headers promise. */
+  body: string | Uint8Array;
+  /** How many bytes of the body are sent before the client stops. */
+  sentBytes: number;
+  /** Send the body with chunked transfer encoding instead of a `content-length`. */
+  chunked?: boolean;
+}
+
+function requestHead(url: URL, options: PartialBodyOptions, total: number): string {
+  const lines = [`POST ${url.pathname}${url.search} HTTP/1.1`, `host: ${url.host}`];
+  for (const [name, value] of Object.entries(options.headers)) lines.push(`${name}: ${value}`);
+  lines.push(options.chunked ? "transfer-encoding: chunked" : `content-length: ${total}`);
+  return `${lines.join("\r\n")}\r\n\r\n`;
+}
+
+function chunk(bytes: Uint8Array, chunked: boolean | undefined): Buffer {
+  if (!chunked) return Buffer.from(bytes);
+  return Buffer.concat([
+    Buffer.from(`${bytes.byteLength.toString(16)}\r\n`),
+    Buffer.from(bytes),
+    Buffer.from("\r\n"),
+  ]);
+}
+
+/**
+ * A client that goes away mid-body: over a raw TCP connection it sends the request head and the
+ * first `sentBytes` of the body, waits `pauseMs` (so the server is reading), then destroys the
+ * socket. Resolves once the socket is closed; whatever the server answers is never read.
+ *
+ * @example
+ * ```ts
+ * await abortMidBody(url, { headers: { "mappa-signature": header }, body, sentBytes: body.length / 2 });
+ * ```
+ */
+export async function abortMidBody(
+  url: string,
+  options: PartialBodyOptions & { pauseMs?: number },
+): Promise<void> {
+  const target = new URL(url);
+  const body = typeof options.body === "string" ? Buffer.from(options.body) : options.body;
+  const socket = connect(Number(target.port), target.hostname);
+  socket.on("error", () => {});
+  await once(socket, "connect");
+  socket.write(requestHead(target, options, body.byteLength));
+  socket.write(chunk(body.subarray(0, options.sentBytes), options.chunked));
+  await new Promise((resolve) => setTimeout(resolve, options.pauseMs ?? 100));
+  const closed = once(socket, "close");
+  socket.destroy();
+  await closed;
+}
+
+/** What a client whose body stalled saw. */
+export interface StalledResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  /** Bytes of the body the client had sent when the answer came. */
+  bytesSent: number;
+  /** Milliseconds from the first body byte to the answer. */
+  elapsedMs: number;
+}
+
+/**
+ * A client whose body never completes: it sends the head and the first `sentBytes` of the body,
+ * then either stalls (sends nothing more) or, with `dripMs`, sends one more byte every `dripMs`
+ * (never the last one). Resolves with the server's answer; rejects after `timeoutMs` (default
+ * 15 s) without one. The connection is destroyed either way.
+ *
+ * @example
+ * ```ts
+ * const result = await stallMidBody(url, { headers, body, sentBytes: 10 });
+ * expect(result.status).toBe(408);
+ * ```
+ */
+export async function stallMidBody(
+  url: string,
+  options: PartialBodyOptions & { dripMs?: number; timeoutMs?: number },
+): Promise<StalledResult> {
+  const body = typeof options.body === "string" ? Buffer.from(options.body) : options.body;
+  const headers: OutgoingHttpHeaders = { ...options.headers };
+  if (options.chunked) headers["transfer-encoding"] = "chunked";
+  else headers["content-length"] = body.byteLength;
+  const req = httpRequest(url, { method: "POST", headers, agent: false });
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  let bytesSent = 0;
+  let answered = false;
+  let drip: ReturnType<typeof setInterval> | undefined;
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  const started = Date.now();
+  try {
+    return await new Promise<StalledResult>((resolve, reject) => {
+      deadline = setTimeout(
+        () => reject(new Error(`no answer within ${timeoutMs} ms to a stalled body`)),
+        timeoutMs,
+      );
+      req.on("error", (error) => {
+        if (!answered) reject(error);
+      });
+      req.on("response", (res) => {
+        answered = true;
+        const elapsedMs = Date.now() - started;
+        const sentWhenAnswered = bytesSent;
+        const parts: Buffer[] = [];
+        res.on("data", (part: Buffer) => parts.push(part));
+        const finish = () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(parts).toString("utf8"),
+            bytesSent: sentWhenAnswered,
+            elapsedMs,
+          });
+        res.on("end", finish);
+        res.on("error", finish);
+      });
+      req.write(body.subarray(0, options.sentBytes));
+      bytesSent = options.sentBytes;
+      if (options.dripMs !== undefined) {
+        drip = setInterval(() => {
+          // Bounded: the last byte is never sent, so the body never completes.
+          if (answered || req.destroyed || bytesSent >= body.byteLength - 1) return;
+          req.write(body.subarray(bytesSent, bytesSent + 1));
+          bytesSent += 1;
+        }, options.dripMs);
+      }
+    });
+  } finally {
+    clearInterval(drip);
+    clearTimeout(deadline);
+    req.destroy();
+  }
 }

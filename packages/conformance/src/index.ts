@@ -4,16 +4,25 @@ import {
   type MappaErrorInfo,
   type MappaEvent,
   type MappaUnknownEvent,
-  type MappaWebhookError,
+  MappaWebhookError,
   type MappaWebhooksOptions,
   parseEvent,
   signPayload,
 } from "@mappa-webhooks/core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type SentResponse, send, streamOversized } from "./http.js";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { abortMidBody, type SentResponse, send, stallMidBody, streamOversized } from "./http.js";
 
 export { describeExampleApp, type RunningExample, startExample } from "./example.js";
-export { type SendOptions, type SentResponse, send, streamOversized } from "./http.js";
+export {
+  abortMidBody,
+  type PartialBodyOptions,
+  type SendOptions,
+  type SentResponse,
+  type StalledResult,
+  send,
+  stallMidBody,
+  streamOversized,
+} from "./http.js";
 
 /** A running app, as the adapter's factory started it. */
 export interface ConformanceApp {
@@ -21,6 +30,12 @@ export interface ConformanceApp {
   webhookUrl: string;
   /** Full URL of an ordinary JSON route beside it that answers 200 with `{ "echo": <parsed body> }`. */
   jsonUrl?: string;
+  /**
+   * Errors that reached the framework's own error path (Express's error middleware, Fastify's
+   * `onError` hook, Hono's `app.onError`, a route handler that threw). The suite expects none:
+   * the adapter answers every failure itself.
+   */
+  frameworkErrors?: () => readonly unknown[];
   close(): Promise<void>;
 }
 
@@ -71,6 +86,30 @@ export const signatureVectors: SignatureVectors = JSON.parse(
 ) as SignatureVectors;
 const vectors = signatureVectors;
 
+/** One case of the shared event vectors (packages/core/test/fixtures/events.json). */
+export interface EventVectorCase {
+  name: string;
+  /** The body exactly as sent (already verified when parsed). */
+  body: string;
+  /** `"ok"`, or the error code: `invalid_json` or `invalid_event`. */
+  expect: "ok" | "invalid_json" | "invalid_event";
+  /** For `ok`: the parsed event's type. */
+  type?: string;
+  /** For some `ok` cases: top-level properties the parsed event carries with exactly these values. */
+  fields?: Record<string, unknown>;
+}
+
+/** The shared event vectors: bodies and what parsing them must give. */
+export interface EventVectors {
+  description: string;
+  cases: EventVectorCase[];
+}
+
+/** The shared event vectors, read from the core's test fixtures. */
+export const eventVectors: EventVectors = JSON.parse(
+  readFileSync(new URL("../../core/test/fixtures/events.json", import.meta.url), "utf8"),
+) as EventVectors;
+
 /** What a handler should do for one event id. */
 interface Plan {
   /** Throw on the first N runs. */
@@ -79,6 +118,8 @@ interface Plan {
   delayMs?: number;
   /** Wait for this before finishing. */
   gate?: Promise<void>;
+  /** Throw exactly this value (on every run). */
+  throws?: unknown;
 }
 
 /** Everything the suite's handlers saw. */
@@ -112,6 +153,7 @@ function recordingOptions(recorder: Recorder): MappaWebhooksOptions<unknown> {
     const plan = event.id === undefined ? undefined : recorder.plans.get(event.id);
     if (plan?.delayMs !== undefined) await sleep(plan.delayMs);
     if (plan?.gate !== undefined) await plan.gate;
+    if (plan !== undefined && "throws" in plan) throw plan.throws;
     if (plan?.failTimes !== undefined && plan.failTimes > 0) {
       plan.failTimes -= 1;
       throw new Error(`planned failure for ${event.id}`);
@@ -142,12 +184,16 @@ function freshId(label: string): string {
   return `evt_${label}_${Date.now().toString(36)}_${sequence}`;
 }
 
+const SENT_AT = "2026-01-17T12:05:00.000Z";
+
+/** A report.completed in Mappa's current wire shape (id, createdAt and timestamp). */
 function reportCompleted(id: string): Record<string, unknown> {
   return {
     id,
     type: "report.completed",
-    createdAt: "2026-01-17T12:05:00.000Z",
-    data: { jobId: `job_${id}`, reportId: `rep_${id}`, status: "completed", extra: { n: 1 } },
+    createdAt: SENT_AT,
+    timestamp: SENT_AT,
+    data: { jobId: `job_${id}`, reportId: `rep_${id}`, status: "succeeded", extra: { n: 1 } },
   };
 }
 
@@ -281,6 +327,12 @@ function describeDeliveries(
       { label: "text/plain; charset=ISO-8859-1", contentType: "text/plain; charset=ISO-8859-1" },
       { label: "application/octet-stream", contentType: "application/octet-stream" },
       { label: "no content type", contentType: undefined },
+      // Media types a framework cannot parse must not keep a signed delivery out.
+      { label: "an empty content type", contentType: "" },
+      { label: "a content type without a slash", contentType: "garbage" },
+      { label: "a content type of one semicolon", contentType: ";" },
+      { label: "a content type with two slashes", contentType: "a/b/c" },
+      { label: "a list of content types", contentType: "application/json, text/plain" },
     ];
     it.each(contentTypes)("accepts a valid delivery sent as $label", async ({ contentType }) => {
       const id = freshId("ct");
@@ -327,7 +379,8 @@ function describeDeliveries(
         {
           id: `${id}_rf`,
           type: "report.failed",
-          createdAt: "2026-01-17T12:05:00.000Z",
+          createdAt: SENT_AT,
+          timestamp: SENT_AT,
           data: {
             jobId: "job_rf",
             status: "failed",
@@ -337,13 +390,15 @@ function describeDeliveries(
         {
           id: `${id}_mc`,
           type: "matching.completed",
-          createdAt: "2026-01-17T12:05:00.000Z",
-          data: { jobId: "job_mc", matchingId: "mat_1", status: "completed" },
+          createdAt: SENT_AT,
+          timestamp: SENT_AT,
+          data: { jobId: "job_mc", matchingId: "mat_1", status: "succeeded" },
         },
         {
           id: `${id}_mf`,
           type: "matching.failed",
-          createdAt: "2026-01-17T12:05:00.000Z",
+          createdAt: SENT_AT,
+          timestamp: SENT_AT,
           data: { jobId: "job_mf", status: "failed", error: { code: "timeout", message: "x" } },
         },
       ];
@@ -360,6 +415,7 @@ function describeDeliveries(
           type: event.type,
           known: true,
           createdAt: event.createdAt,
+          timestamp: event.timestamp,
           idempotencyKey: event.id,
           data: event.data,
         });
@@ -513,7 +569,8 @@ function describeDeliveries(
       const body = JSON.stringify({
         id,
         type: "report.archived",
-        createdAt: "2026-01-17T12:05:00.000Z",
+        createdAt: SENT_AT,
+        timestamp: SENT_AT,
         data: { jobId: "job_x", archivedBy: "someone" },
       });
       const response = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
@@ -539,6 +596,53 @@ function describeDeliveries(
       expect(runsOf(id)).toHaveLength(2);
       expect(recorder.effects.filter((e) => e === id)).toHaveLength(1);
     });
+
+    const thrown: Array<{ label: string; value: () => unknown; inner: string }> = [
+      {
+        label: "a MappaWebhookError (signature_mismatch, as a nested constructEvent throws)",
+        value: () =>
+          new MappaWebhookError("signature_mismatch", "inner detail the sender must not see", {
+            hint: "inner hint the sender must not see",
+          }),
+        inner: "inner detail the sender must not see",
+      },
+      {
+        label: 'an Error named "MappaWebhookError" with the code "toString"',
+        value: () =>
+          Object.assign(new Error("inner text of a look-alike error"), {
+            name: "MappaWebhookError",
+            code: "toString",
+          }),
+        inner: "inner text of a look-alike error",
+      },
+      {
+        label: "an Error with a status of its own (418)",
+        value: () =>
+          Object.assign(new Error("inner text with a status"), { status: 418, statusCode: 418 }),
+        inner: "inner text with a status",
+      },
+      { label: "a string", value: () => "inner thrown string", inner: "inner thrown string" },
+      { label: "undefined", value: () => undefined, inner: "undefined" },
+    ];
+    it.each(thrown)(
+      "answers 500 handler_failed, as JSON and without its text, when a handler throws $label",
+      async ({ value, inner }) => {
+        const id = freshId("throws");
+        recorder.plans.set(id, { throws: value() });
+        const body = JSON.stringify(reportCompleted(id));
+        const response = await send(app().webhookUrl, { headers: await signedHeaders(body), body });
+        expect(response.status).toBe(500);
+        expect(String(response.headers["content-type"])).toContain("application/json");
+        expect(json(response)).toEqual({ error: "handler_failed" });
+        expect(response.body).not.toContain(inner);
+        expect(response.body).not.toMatch(/\bat .*:\d+:\d+/); // no stack frame
+        const reported = recorder.errors.filter((e) => e.info.event?.id === id);
+        expect(reported.map((e) => [e.error.code, e.info.phase, e.info.status])).toEqual([
+          ["handler_failed", "handler", 500],
+        ]);
+        expect(runsOf(id)).toHaveLength(1);
+      },
+    );
 
     it("answers 200 to a duplicate after success without running the handler again", async () => {
       const id = freshId("dup");
@@ -581,7 +685,148 @@ function describeDeliveries(
         expect(json(response)).toEqual({ echo: payload });
       });
     }
+
+    it("never hands a failure to the framework's own error handler", () => {
+      expect(app().frameworkErrors?.() ?? []).toEqual([]);
+    });
   });
+}
+
+/** The value of `name` on the event, as a plain record. */
+function field(event: MappaEvent, name: string): unknown {
+  return (event as unknown as Record<string, unknown>)[name];
+}
+
+function describeEventVectors(factory: ConformanceFactory): void {
+  describe("event vectors over HTTP", () => {
+    const recorder = createRecorder();
+    // The vectors reuse ids; each case must reach the handlers on its own.
+    const app = useApp(factory, () => ({ ...recordingOptions(recorder), idempotency: false }));
+    beforeEach(() => {
+      recorder.runs.length = 0;
+      recorder.unknown.length = 0;
+      recorder.errors.length = 0;
+    });
+
+    it.each(eventVectors.cases)("$name → $expect", async (c) => {
+      const response = await send(app().webhookUrl, {
+        headers: await signedHeaders(c.body),
+        body: c.body,
+      });
+      if (c.expect === "ok") {
+        expect(response.status).toBe(200);
+        expect(json(response)).toEqual({ received: true });
+        const seen = [...recorder.runs.map((r) => r.event), ...recorder.unknown];
+        expect(seen).toHaveLength(1);
+        const event = seen[0] as MappaEvent;
+        expect(event.type).toBe(c.type);
+        expect(event.raw).toEqual(JSON.parse(c.body));
+        for (const [name, value] of Object.entries(c.fields ?? {})) {
+          expect(field(event, name), name).toBe(value);
+        }
+        expect(recorder.errors).toEqual([]);
+        return;
+      }
+      expect(response.status).toBe(400);
+      expect(json(response).error).toBe(c.expect);
+      expect(recorder.runs).toEqual([]);
+      expect(recorder.unknown).toEqual([]);
+      expect(recorder.errors.map((e) => [e.error.code, e.info.status])).toEqual([[c.expect, 400]]);
+    });
+  });
+}
+
+function describeBrokenClients(factory: ConformanceFactory): void {
+  const BODY_TIMEOUT_MS = 300;
+  describe("clients that stall or go away mid-body", () => {
+    const recorder = createRecorder();
+    const app = useApp(factory, () => ({
+      ...recordingOptions(recorder),
+      bodyTimeoutMs: BODY_TIMEOUT_MS,
+    }));
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    beforeAll(() => {
+      process.on("unhandledRejection", onUnhandled);
+    });
+    afterAll(() => {
+      process.off("unhandledRejection", onUnhandled);
+    });
+    beforeEach(() => {
+      recorder.errors.length = 0;
+    });
+    afterEach(() => {
+      expect(unhandled).toEqual([]);
+      expect(app().frameworkErrors?.() ?? []).toEqual([]);
+    });
+
+    it.each([
+      { label: "half a body with a declared length", chunked: false, half: true, pauseMs: 100 },
+      { label: "half a chunked body", chunked: true, half: true, pauseMs: 100 },
+      { label: "only the head, at once", chunked: false, half: false, pauseMs: 0 },
+    ])(
+      "reports a client gone after $label once, as request_aborted, and nothing else",
+      async ({ chunked, half, pauseMs }) => {
+        const id = freshId("aborted");
+        const body = JSON.stringify(reportCompleted(id));
+        const headers = (await signedHeaders(body)) as Record<string, string>;
+        await abortMidBody(app().webhookUrl, {
+          headers,
+          body,
+          sentBytes: half ? Math.floor(body.length / 2) : 0,
+          chunked,
+          pauseMs,
+        });
+        await waitFor(() => recorder.errors.length > 0);
+        // Anything reported late (a second report, a handler failure) would show up by now.
+        await sleep(300);
+        expect(recorder.errors.map((e) => [e.error.code, e.info.phase])).toEqual([
+          ["request_aborted", "request"],
+        ]);
+        expect(runsOf(recorder, id)).toHaveLength(0);
+        // The server is still fine.
+        const next = JSON.stringify(reportCompleted(freshId("after_abort")));
+        const response = await send(app().webhookUrl, {
+          headers: await signedHeaders(next),
+          body: next,
+        });
+        expect(response.status).toBe(200);
+      },
+    );
+
+    it.each([
+      { label: "stalls", dripMs: undefined, chunked: false },
+      { label: "stalls (chunked)", dripMs: undefined, chunked: true },
+      { label: "drips a byte every 50 ms", dripMs: 50, chunked: false },
+    ])(
+      "answers 408 body_timeout to a body that $label past bodyTimeoutMs, and reports it",
+      async ({ dripMs, chunked }) => {
+        const id = freshId("stalled");
+        const body = JSON.stringify(reportCompleted(id));
+        const headers = (await signedHeaders(body)) as Record<string, string>;
+        const result = await stallMidBody(app().webhookUrl, {
+          headers,
+          body,
+          sentBytes: 10,
+          chunked,
+          ...(dripMs === undefined ? {} : { dripMs }),
+        });
+        expect(result.status).toBe(408);
+        expect(JSON.parse(result.body).error).toBe("body_timeout");
+        // Never before the deadline (a few ms of timer slack), and the body never completed.
+        expect(result.elapsedMs).toBeGreaterThanOrEqual(BODY_TIMEOUT_MS - 20);
+        expect(result.bytesSent).toBeLessThan(Buffer.byteLength(body));
+        expect(recorder.errors.map((e) => [e.error.code, e.info.status])).toEqual([
+          ["body_timeout", 408],
+        ]);
+        expect(runsOf(recorder, id)).toHaveLength(0);
+      },
+    );
+  });
+}
+
+function runsOf(recorder: Recorder, id: string) {
+  return recorder.runs.filter((r) => r.event.id === id);
 }
 
 function describeAckFirst(factory: ConformanceFactory): void {
@@ -651,7 +896,9 @@ export function describeConformance(
   };
   describe(`${name} conformance`, () => {
     describeSignatureVectors(factory);
+    describeEventVectors(factory);
     describeDeliveries(factory, resolved);
+    describeBrokenClients(factory);
     if (resolved.ackFirst) describeAckFirst(factory);
   });
 }

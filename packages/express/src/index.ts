@@ -6,6 +6,7 @@ import {
   type MappaWebhooksOptions,
   payloadTooLarge,
   readBodyWithLimit,
+  requestAborted,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
@@ -103,14 +104,19 @@ function streamConsumed(req: Request): boolean {
   );
 }
 
-/** The raw body, or an error when it is gone; reads the stream within the limit when unread. */
-async function rawBodyOf(req: Request, limit: number): Promise<Uint8Array> {
+/**
+ * The raw body, or an error when it is gone; reads the stream within the limit and the
+ * deadline when unread.
+ */
+async function rawBodyOf(req: Request, limit: number, timeoutMs: number): Promise<Uint8Array> {
   if (Buffer.isBuffer(req.rawBody)) return req.rawBody;
   if (Buffer.isBuffer(req.body)) return req.body;
   if (streamConsumed(req)) throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
+  // The client left before anything read the stream: no event will ever come from it.
+  if (req.destroyed) throw requestAborted();
   const declared = Number(req.headers["content-length"]);
   if (declared > limit) throw payloadTooLarge(limit);
-  const bytes = await readBodyWithLimit(req, limit);
+  const bytes = await readBodyWithLimit(req, limit, { timeoutMs });
   // Later middleware (mode "next") can still get at the bytes the stream no longer has.
   req.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return bytes;
@@ -126,6 +132,8 @@ function isRouteHandler(req: Request, middleware: RequestHandler): boolean {
 }
 
 function send(res: Response, result: WebhookResponse): void {
+  // A handler may have answered through `res` itself; a client that went away gets nothing.
+  if (res.headersSent || res.destroyed || result.error?.code === "request_aborted") return;
   res.statusCode = result.status;
   for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
   res.end(result.body);
@@ -181,13 +189,10 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
     }
     let rawBody: Uint8Array;
     try {
-      rawBody = await rawBodyOf(req, webhooks.maxBodyBytes);
+      rawBody = await rawBodyOf(req, webhooks.maxBodyBytes, webhooks.bodyTimeoutMs);
     } catch (error) {
-      if (error instanceof MappaWebhookError) {
-        send(res, webhooks.errorResponse(error));
-        return;
-      }
-      next(error); // the client went away mid-body: nobody to answer
+      // Reported once to onError; a client that went away (request_aborted) is not answered.
+      send(res, webhooks.errorResponse(error));
       return;
     }
     const result = await webhooks.handle({
@@ -207,8 +212,12 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
     send(res, result);
   };
 
+  // Every failure is answered here as JSON: nothing reaches Express's default error handler,
+  // whose HTML page carries a stack trace.
   const middleware: RequestHandler = (req, res, next) => {
-    handle(req, res, next).catch(next);
+    handle(req, res, next).catch((error: unknown) => {
+      send(res, webhooks.errorResponse(error));
+    });
   };
   return middleware;
 }

@@ -1,5 +1,5 @@
 import { describeConformance } from "@mappa-webhooks/conformance";
-import express from "express4";
+import express, { type NextFunction, type Request, type Response } from "express4";
 import { mappaWebhook } from "../src/index.js";
 import { listen } from "./helpers.js";
 
@@ -11,5 +11,11 @@ describeConformance("Express 4", async (options) => {
   app.post("/api/echo", (req, res) => {
     res.json({ echo: req.body });
   });
-  return listen(app);
+  // Anything that reached Express's own error handling (whose default page has a stack trace).
+  const frameworkErrors: unknown[] = [];
+  app.use((error: unknown, _req: Request, _res: Response, next: NextFunction) => {
+    frameworkErrors.push(error);
+    next(error);
+  });
+  return { ...(await listen(app)), frameworkErrors: () => frameworkErrors };
 });

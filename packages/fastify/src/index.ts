@@ -1,16 +1,20 @@
 import {
   createMappaWebhooks,
   type MappaEvent,
+  MappaWebhookError,
+  type MappaWebhooks,
   type MappaWebhooksOptions,
   payloadTooLarge,
+  readBodyWithLimit,
+  requestAborted,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
 import type {
-  FastifyError,
   FastifyInstance,
   FastifyPluginAsync,
   FastifyReply,
   FastifyRequest,
+  RequestPayload,
 } from "fastify";
 import fp from "fastify-plugin";
 
@@ -64,8 +68,65 @@ export const DEFAULT_WEBHOOK_PATH = "/webhooks/mappa";
 
 const EMPTY_BODY = new Uint8Array(0);
 
-function send(reply: FastifyReply, result: WebhookResponse): FastifyReply {
-  return reply.code(result.status).headers(result.headers).send(result.body);
+const BODY_ALREADY_PARSED =
+  "A hook read the request stream before the webhook route could read the raw bytes the signature covers. Do not read the body in `onRequest` or `preParsing` hooks for this route (skip them where `request.routeOptions.url` is the webhook's path), or return a stream of the same bytes from `preParsing`.";
+
+function send(reply: FastifyReply, result: WebhookResponse): void {
+  // A client that went away gets nothing; a handler may have answered through `reply` itself.
+  if (result.error?.code === "request_aborted" || reply.sent) return;
+  reply.code(result.status).headers(result.headers).send(result.body);
+}
+
+/** The raw bytes as they arrive: within the size limit and the deadline, or a typed error. */
+async function readRawBody(
+  request: FastifyRequest,
+  payload: RequestPayload,
+  webhooks: MappaWebhooks<MappaFastifyContext>,
+): Promise<Uint8Array> {
+  // Only the stream counts: a `request.body` set by a hook is not what the signature covers.
+  if (payload.readableEnded || payload.readableDidRead) {
+    throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
+  }
+  // The client left before the stream was read: no event will ever come from it.
+  if (request.raw.destroyed) throw requestAborted();
+  const declared = Number(request.headers["content-length"]);
+  if (declared > webhooks.maxBodyBytes) throw payloadTooLarge(webhooks.maxBodyBytes);
+  return readBodyWithLimit(payload, webhooks.maxBodyBytes, { timeoutMs: webhooks.bodyTimeoutMs });
+}
+
+/** Answers one request to the webhook route, whatever its method, content type or body. */
+async function receive(
+  webhooks: MappaWebhooks<MappaFastifyContext>,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  payload: RequestPayload,
+): Promise<void> {
+  if (request.method !== "POST") {
+    const rejected = await webhooks.handle({
+      method: request.method,
+      headers: request.headers,
+      rawBody: EMPTY_BODY,
+    });
+    send(reply, rejected);
+    return;
+  }
+  let rawBody: Uint8Array;
+  try {
+    rawBody = await readRawBody(request, payload, webhooks);
+  } catch (error) {
+    send(reply, webhooks.errorResponse(error));
+    return;
+  }
+  const result = await webhooks.handle({
+    method: request.method,
+    headers: request.headers,
+    rawBody,
+    context: { request, reply },
+    onVerified: (event) => {
+      request.mappaEvent = event;
+    },
+  });
+  send(reply, result);
 }
 
 const plugin: FastifyPluginAsync<MappaFastifyOptions> = async (fastify, options) => {
@@ -85,45 +146,31 @@ const plugin: FastifyPluginAsync<MappaFastifyOptions> = async (fastify, options)
 
   if (!fastify.hasRequestDecorator("mappaEvent")) fastify.decorateRequest("mappaEvent", null);
 
-  // A child context of its own: the raw-body parser below replaces JSON parsing for the
-  // webhook route only; every other route keeps the app's parsers.
+  const answer = (request: FastifyRequest, reply: FastifyReply, payload: RequestPayload) => {
+    receive(webhooks, request, reply, payload).catch((error: unknown) => {
+      send(reply, webhooks.errorResponse(error));
+    });
+  };
+
+  // The route answers from its own preParsing hook, with the raw request stream: Fastify's
+  // content-type parsing (which refuses a media type it cannot parse with 415, and has no
+  // deadline) never runs for it, and every other route keeps the app's parsers. Hooks of the
+  // app's onRequest and preParsing stages run first; preValidation and preHandler hooks do not
+  // run for this route, as there is no parsed body. onSend, onResponse and onError hooks do.
   // fastify-plugin skips `prefix` for the plugin itself, so it is handed to the child context.
   await fastify.register(
     async (scope: FastifyInstance) => {
-      scope.removeAllContentTypeParsers();
-      scope.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
-        done(null, body);
-      });
       scope.route({
         method: [...scope.supportedMethods],
         url: path,
-        bodyLimit: webhooks.maxBodyBytes,
-        errorHandler(error: FastifyError, _request, reply) {
-          if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
-            return send(reply, webhooks.errorResponse(payloadTooLarge(webhooks.maxBodyBytes)));
-          }
-          throw error;
+        preParsing(request, reply, payload, _done) {
+          // Never calling `done` ends the lifecycle here: the answer is sent from this hook.
+          answer(request, reply, payload);
         },
-        async handler(request, reply) {
-          if (request.method !== "POST") {
-            const rejected = await webhooks.handle({
-              method: request.method,
-              headers: request.headers,
-              rawBody: EMPTY_BODY,
-            });
-            return send(reply, rejected);
-          }
-          const rawBody = request.body instanceof Uint8Array ? request.body : EMPTY_BODY;
-          const result = await webhooks.handle({
-            method: request.method,
-            headers: request.headers,
-            rawBody,
-            context: { request, reply },
-            onVerified: (event) => {
-              request.mappaEvent = event;
-            },
-          });
-          return send(reply, result);
+        // Fastify requires a handler; the preParsing hook above has always answered first.
+        handler(request, reply) {
+          answer(request, reply, request.raw);
+          return reply;
         },
       });
     },
@@ -136,9 +183,10 @@ const plugin: FastifyPluginAsync<MappaFastifyOptions> = async (fastify, options)
  * other methods get 405): it verifies the signature over the raw bytes, deduplicates, runs
  * your handlers and answers (200, 401, 400, 413, 500, ...).
  *
- * The raw-body parser is scoped to the webhook route, so your other routes keep Fastify's JSON
- * parsing. Bodies over `maxBodyBytes` are refused with 413 through Fastify's `bodyLimit`.
- * `request.mappaEvent` holds the verified event on the webhook route.
+ * The route reads the raw request stream itself, whatever its content type, so your other routes
+ * keep Fastify's JSON parsing. Bodies over `maxBodyBytes` are answered 413 while streaming, bodies
+ * slower than `bodyTimeoutMs` 408. `request.mappaEvent` holds the verified event on the webhook
+ * route.
  *
  * @example
  * ```ts

@@ -4,6 +4,11 @@ import { mappaWebhookPlugin } from "../src/index.js";
 
 describeConformance("Fastify 5", async (options) => {
   const app = Fastify();
+  // Anything that reached Fastify's own error handling, in any route.
+  const frameworkErrors: unknown[] = [];
+  app.addHook("onError", async (_request, _reply, error) => {
+    frameworkErrors.push(error);
+  });
   await app.register(mappaWebhookPlugin, options);
   // An ordinary route with Fastify's own JSON parsing, beside the webhook.
   app.post("/api/echo", async (request) => ({ echo: request.body }));
@@ -11,6 +16,7 @@ describeConformance("Fastify 5", async (options) => {
   return {
     webhookUrl: `${address}/webhooks/mappa`,
     jsonUrl: `${address}/api/echo`,
+    frameworkErrors: () => frameworkErrors,
     close: () => app.close(),
   };
 });

@@ -1,3 +1,4 @@
+import { PassThrough } from "node:stream";
 import { send, streamOversized } from "@mappa-webhooks/conformance";
 import type { MappaEvent, MappaWebhookError } from "@mappa-webhooks/core";
 import { signPayload } from "@mappa-webhooks/core";
@@ -185,5 +186,83 @@ describe("mappaWebhookPlugin", () => {
     }
     expect(serverBytesRead).toBeGreaterThan(8 * 1024);
     expect(serverBytesRead).toBeLessThan(1024 * 1024);
+  });
+});
+
+describe("the app's hooks around the webhook route", () => {
+  it("verifies the bytes before a preValidation or preHandler hook could replace request.body", async () => {
+    const seen: string[] = [];
+    const app = Fastify();
+    let preHandlerRuns = 0;
+    app.addHook("preValidation", async (request) => {
+      request.body = { replaced: true };
+    });
+    app.addHook("preHandler", async () => {
+      preHandlerRuns += 1;
+    });
+    await app.register(mappaWebhookPlugin, {
+      secret,
+      on: { "report.completed": (event) => void seen.push(event.id ?? "") },
+    });
+    app.post("/api/echo", async (request) => ({ echo: request.body }));
+    const base = await start(app);
+    const { id, headers, body } = await delivery();
+    const response = await send(`${base}/webhooks/mappa`, { headers, body });
+    expect(response.status).toBe(200);
+    expect(seen).toEqual([id]);
+    // The same hooks still run for the app's other routes.
+    const echo = await send(`${base}/api/echo`, {
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(JSON.parse(echo.body)).toEqual({ echo: { replaced: true } });
+    expect(preHandlerRuns).toBe(1);
+  });
+
+  it("runs onRequest hooks first (one may refuse the delivery) and reads the stream preParsing returns", async () => {
+    const app = Fastify();
+    let tapped = 0;
+    app.addHook("onRequest", async (request, reply) => {
+      if (request.headers["x-static-token"] !== "t0ken") {
+        await reply.code(403).send({ error: "forbidden" });
+      }
+    });
+    app.addHook("preParsing", async (_request, _reply, payload) => {
+      const tap = new PassThrough();
+      tap.on("data", (chunk: Buffer) => {
+        tapped += chunk.byteLength;
+      });
+      payload.pipe(tap);
+      return tap;
+    });
+    await app.register(mappaWebhookPlugin, { secret });
+    const base = await start(app);
+    const { headers, body } = await delivery();
+    expect((await send(`${base}/webhooks/mappa`, { headers, body })).status).toBe(403);
+    expect(tapped).toBe(0);
+    const accepted = await send(`${base}/webhooks/mappa`, {
+      headers: { ...headers, "x-static-token": "t0ken" },
+      body,
+    });
+    expect(accepted.status).toBe(200);
+    expect(tapped).toBe(Buffer.byteLength(body));
+  });
+
+  it("answers 500 body_already_parsed, naming the fix, when a hook read the request stream", async () => {
+    const errors: MappaWebhookError[] = [];
+    const app = Fastify();
+    app.addHook("preParsing", async (request, _reply, payload) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of payload) chunks.push(chunk as Buffer);
+      request.body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    });
+    await app.register(mappaWebhookPlugin, { secret, onError: (error) => errors.push(error) });
+    const base = await start(app);
+    const { headers, body } = await delivery();
+    const response = await send(`${base}/webhooks/mappa`, { headers, body });
+    expect(response.status).toBe(500);
+    expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+    expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
+    expect(errors[0]?.message).toContain("`preParsing`");
   });
 });

@@ -2,11 +2,6 @@
 import { mappaWebhook } from "@mappa-webhooks/hono";
 import { Hono } from "hono";
 
-/** @param {{ type: string, idempotencyKey: string | undefined }} event */
-function log(event) {
-  console.log(`[mappa] ${event.type} ${event.idempotencyKey}`);
-}
-
 /**
  * @param {string} secret the endpoint's signing secret
  * @param {{ ack?: "after-handlers" | "first" }} [options]
@@ -14,19 +9,42 @@ function log(event) {
 export function createApp(secret, options = {}) {
   const app = new Hono();
 
-  // Verifies, deduplicates, runs the handlers and answers; other methods get 405.
-  app.use(
+  // Verifies, deduplicates, runs the handlers and answers. `app.all` hands it every method,
+  // so anything but POST gets the JSON 405 (with `app.post`, Hono would answer 404).
+  app.all(
     "/webhooks/mappa",
     mappaWebhook({
       secret,
       ...options,
       on: {
-        "report.completed": (event) => log(event), // event.data.reportId is typed
-        "report.failed": (event) => log(event),
-        "matching.completed": (event) => log(event),
-        "matching.failed": (event) => log(event),
+        "report.completed": (event) => {
+          console.log(
+            `[mappa] ${event.type} ${event.idempotencyKey} report=${event.data.reportId}`,
+          );
+        },
+        "report.failed": (event) => {
+          console.log(
+            `[mappa] ${event.type} ${event.idempotencyKey} error=${event.data.error.code}`,
+          );
+        },
+        "matching.completed": (event) => {
+          console.log(
+            `[mappa] ${event.type} ${event.idempotencyKey} matching=${event.data.matchingId}`,
+          );
+        },
+        "matching.failed": (event) => {
+          console.log(
+            `[mappa] ${event.type} ${event.idempotencyKey} error=${event.data.error.code}`,
+          );
+        },
       },
-      onUnknown: (event) => log(event),
+      onUnknown: (event) => {
+        console.log(`[mappa] ${event.type} ${event.idempotencyKey} (not a known type, ignored)`);
+      },
+      // Rejected deliveries (a wrong secret, a stale timestamp, ...) and failures, one line each.
+      onError: (error, info) => {
+        console.error(`[mappa:error] ${error.code} in ${info.phase}: ${error.message}`);
+      },
     }),
   );
 

@@ -75,28 +75,32 @@ export interface MappaHonoOptions extends MappaWebhooksOptions<Context> {
   mode?: "respond" | "next";
 }
 
-// Cache keys of HonoRequest whose values are the exact request bytes (json() caches "text").
-type RawBodyCache = {
-  arrayBuffer?: Promise<ArrayBuffer>;
-  blob?: Promise<Blob>;
-  text?: Promise<string>;
-};
+const BODY_ALREADY_PARSED =
+  "The request body was read before mappaWebhook() as decoded text or parsed data (c.req.json(), c.req.text(), c.req.parseBody(), a validator, or c.req.raw itself), so the exact bytes the signature covers are gone. Register mappaWebhook() before that middleware, or have it read the body with c.req.arrayBuffer() (Hono caches those exact bytes and the middleware verifies them).";
 
-async function readRawBody(c: Context, limit: number): Promise<Uint8Array | string> {
+// Hono caches what c.req read in `bodyCache`, under the name of the method that read it. Only
+// the first entry came from the request itself; later ones are derived from it (an arrayBuffer
+// after a text() is the text re-encoded, not the bytes sent). So the bytes are exact only when
+// the first entry is an arrayBuffer or a blob.
+type BodyCache = Record<string, Promise<unknown> | undefined>;
+
+async function cachedExactBytes(cache: BodyCache): Promise<Uint8Array | undefined> {
+  const first = Object.keys(cache)[0];
+  if (first === undefined) return undefined;
+  if (first === "arrayBuffer") return new Uint8Array((await cache[first]) as ArrayBuffer);
+  if (first === "blob") return new Uint8Array(await ((await cache[first]) as Blob).arrayBuffer());
+  throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
+}
+
+async function readRawBody(c: Context, limit: number, timeoutMs: number): Promise<Uint8Array> {
   // Hono caches bodies on c.req, so an earlier middleware may have read the stream already.
-  const cache = c.req.bodyCache as unknown as RawBodyCache & Record<string, unknown>;
-  if (cache.arrayBuffer !== undefined) return new Uint8Array(await cache.arrayBuffer);
-  if (cache.blob !== undefined) return new Uint8Array(await (await cache.blob).arrayBuffer());
-  if (cache.text !== undefined) return await cache.text;
-  if (c.req.raw.bodyUsed || Object.keys(cache).length > 0) {
-    throw new MappaWebhookError(
-      "body_already_parsed",
-      "The request body was consumed or parsed before mappaWebhook() could read its raw bytes. Register mappaWebhook() before middleware that parses the body, or read it with c.req.text()/c.req.arrayBuffer() there.",
-    );
-  }
+  const cache = c.req.bodyCache as unknown as BodyCache;
+  const cached = await cachedExactBytes(cache);
+  if (cached !== undefined) return cached;
+  if (c.req.raw.bodyUsed) throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
   const declared = Number(c.req.header("content-length") ?? Number.NaN);
   if (declared > limit) throw payloadTooLarge(limit);
-  const bytes = await readBodyWithLimit(c.req.raw.body, limit);
+  const bytes = await readBodyWithLimit(c.req.raw.body, limit, { timeoutMs });
   // Later handlers can still call c.req.json() / text() / arrayBuffer(): Hono reads the cache,
   // which needs an ArrayBuffer of exactly the body.
   const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
@@ -153,8 +157,9 @@ export function mappaWebhook(options: MappaHonoOptions): MiddlewareHandler<Mappa
     let rawBody: Uint8Array | string = "";
     if (method.toUpperCase() === "POST") {
       try {
-        rawBody = await readRawBody(c, webhooks.maxBodyBytes);
+        rawBody = await readRawBody(c, webhooks.maxBodyBytes, webhooks.bodyTimeoutMs);
       } catch (error) {
+        // Reported to onError; for a client that went away, nobody reads this answer.
         return toResponse(webhooks.errorResponse(error));
       }
     }

@@ -6,6 +6,12 @@ import { type MappaWebhookVariables, mappaWebhook } from "../src/index.js";
 
 describeConformance("Hono on @hono/node-server", async (options) => {
   const app = new Hono<{ Variables: MappaWebhookVariables }>();
+  // Anything that reached Hono's own error handling.
+  const frameworkErrors: unknown[] = [];
+  app.onError((error, c) => {
+    frameworkErrors.push(error);
+    return c.text("Internal Server Error", 500);
+  });
   app.use("/webhooks/mappa", mappaWebhook(options));
   app.post("/api/echo", async (c) => c.json({ echo: await c.req.json() }));
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
@@ -17,6 +23,7 @@ describeConformance("Hono on @hono/node-server", async (options) => {
   return {
     webhookUrl: `${origin}/webhooks/mappa`,
     jsonUrl: `${origin}/api/echo`,
+    frameworkErrors: () => frameworkErrors,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 });

@@ -239,24 +239,6 @@ describe("mappaWebhook (app.request)", () => {
     expect(logged).toEqual(["200 report.completed"]);
   });
 
-  it("still verifies when an earlier middleware read the body through c.req", async () => {
-    const { seen } = appWith();
-    const app = new Hono<{ Variables: MappaWebhookVariables }>();
-    const peeked: string[] = [];
-    app.use("*", async (c, next) => {
-      peeked.push(((await c.req.json()) as { type: string }).type);
-      await next();
-    });
-    app.use(
-      "/webhooks/mappa",
-      mappaWebhook({ secret: SECRET, on: { "report.completed": (e) => void seen.push(e) } }),
-    );
-    const res = await post(app, "/webhooks/mappa", reportCompleted());
-    expect(res.status).toBe(200);
-    expect(peeked).toEqual(["report.completed"]);
-    expect(seen).toHaveLength(1);
-  });
-
   it("answers 500 body_already_parsed when the raw stream was consumed before", async () => {
     const app = new Hono<{ Variables: MappaWebhookVariables }>();
     app.use("*", async (c, next) => {
@@ -379,4 +361,124 @@ describe("mappaWebhook on @hono/node-server", () => {
     });
     expect(tooLarge.status).toBe(413);
   });
+});
+
+describe("a body read before mappaWebhook, over HTTP", () => {
+  type Read = "text" | "json" | "arrayBuffer" | "bytes" | "blob" | "text+arrayBuffer" | "none";
+  let baseUrl = "";
+  let close: () => Promise<void> = async () => {};
+  const seen: Array<{ id: string | undefined; bytes: number }> = [];
+  const errors: Array<{ code: string; message: string }> = [];
+
+  beforeAll(async () => {
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
+    // A middleware that reads the body the way the `x-read` header says, as apps do.
+    app.use("/webhooks/mappa", async (c, next) => {
+      const read = (c.req.header("x-read") ?? "none") as Read;
+      if (read === "text" || read === "text+arrayBuffer") await c.req.text();
+      if (read === "json") await c.req.json().catch(() => undefined);
+      if (read === "arrayBuffer" || read === "text+arrayBuffer") await c.req.arrayBuffer();
+      if (read === "bytes") await c.req.bytes();
+      if (read === "blob") await c.req.blob();
+      await next();
+    });
+    app.use(
+      "/webhooks/mappa",
+      mappaWebhook({
+        secret: SECRET,
+        idempotency: false,
+        on: {
+          "report.completed": async (event, c) =>
+            void seen.push({ id: event.id, bytes: (await c.req.arrayBuffer()).byteLength }),
+        },
+        onError: (error) => void errors.push({ code: error.code, message: error.message }),
+      }),
+    );
+    const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+      const started = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () =>
+        resolve(started),
+      );
+    });
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    close = () => new Promise((resolve) => server.close(() => resolve()));
+  });
+  afterAll(() => close());
+
+  const BOM = new Uint8Array([0xef, 0xbb, 0xbf]);
+  const utf8 = (text: string) => new TextEncoder().encode(text);
+  const concat = (...parts: Uint8Array[]): Uint8Array<ArrayBuffer> => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+    let offset = 0;
+    for (const part of parts) {
+      out.set(part, offset);
+      offset += part.byteLength;
+    }
+    return out;
+  };
+  // A report.completed whose reportId holds a byte that is not valid UTF-8.
+  const withInvalidByte = (id: string) => {
+    const [head, tail] = reportCompleted(id).split("rep_");
+    return concat(utf8(`${head}rep_`), new Uint8Array([0xff]), utf8(tail as string));
+  };
+
+  async function deliver(
+    read: Read,
+    sent: Uint8Array<ArrayBuffer>,
+    signed: Uint8Array<ArrayBuffer> = sent,
+  ) {
+    seen.length = 0;
+    errors.length = 0;
+    const response = await fetch(`${baseUrl}/webhooks/mappa`, {
+      method: "POST",
+      body: sent,
+      headers: { ...(await signedHeaders(signed)), "x-read": read },
+    });
+    return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+  }
+
+  it.each(["text", "json", "text+arrayBuffer"] as const)(
+    "answers 500 body_already_parsed, naming the fix, after c.req.%s()",
+    async (read) => {
+      const body = utf8(reportCompleted());
+      expect(await deliver(read, body)).toEqual({
+        status: 500,
+        json: { error: "body_already_parsed" },
+      });
+      expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
+      expect(errors[0]?.message).toContain("c.req.arrayBuffer()");
+      expect(errors[0]?.message).toContain("before");
+      expect(seen).toEqual([]);
+    },
+  );
+
+  it("never accepts a BOM added to a body signed without one (decoded text hides it)", async () => {
+    const body = utf8(reportCompleted());
+    const result = await deliver("text", concat(BOM, body), body);
+    expect(result.status).not.toBe(200);
+    expect(seen).toEqual([]);
+  });
+
+  it.each(["arrayBuffer", "bytes", "blob"] as const)(
+    "verifies the exact bytes Hono cached after c.req.%s()",
+    async (read) => {
+      const id = `evt_cached_${read}`;
+      const body = utf8(reportCompleted(id));
+      expect(await deliver(read, body)).toEqual({ status: 200, json: { received: true } });
+      expect(seen).toEqual([{ id, bytes: body.byteLength }]);
+      // The same bytes with a BOM added after signing are refused.
+      expect((await deliver(read, concat(BOM, body), body)).status).toBe(401);
+    },
+  );
+
+  it.each(["none", "arrayBuffer"] as const)(
+    "accepts a validly signed body with a BOM or an invalid UTF-8 byte (read first: %s)",
+    async (read) => {
+      const withBom = concat(BOM, utf8(reportCompleted("evt_bom")));
+      expect(await deliver(read, withBom)).toEqual({ status: 200, json: { received: true } });
+      expect(seen).toEqual([{ id: "evt_bom", bytes: withBom.byteLength }]);
+      const invalid = withInvalidByte("evt_invalid_utf8");
+      expect(await deliver(read, invalid)).toEqual({ status: 200, json: { received: true } });
+      expect(seen).toEqual([{ id: "evt_invalid_utf8", bytes: invalid.byteLength }]);
+    },
+  );
 });

@@ -6,6 +6,7 @@ import {
   type MappaWebhooksOptions,
   payloadTooLarge,
   readBodyWithLimit,
+  requestAborted,
   type WebhookRequestInput,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
@@ -23,6 +24,34 @@ export {
 } from "@mappa-webhooks/core";
 
 type WaitUntil = (promise: Promise<unknown>) => void;
+
+/** An App Router route handler: a Fetch `Request` in, a `Response` out. */
+export type MappaRouteHandler = (request: Request) => Promise<Response>;
+
+/** The HTTP methods Next routes to a route handler's named exports. */
+export type NextRouteMethod = "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/**
+ * What {@link createMappaWebhookHandler} returns: the route handler, which also carries itself
+ * under every method name Next routes, so one line can export it for all of them.
+ *
+ * @example
+ * ```ts
+ * export const { POST, GET, PUT, PATCH, DELETE, OPTIONS } = createMappaWebhookHandler({ secret, on });
+ * ```
+ */
+export type MappaWebhookRouteHandler = MappaRouteHandler &
+  Readonly<Record<NextRouteMethod, MappaRouteHandler>>;
+
+const ROUTE_METHODS: readonly NextRouteMethod[] = [
+  "GET",
+  "HEAD",
+  "OPTIONS",
+  "POST",
+  "PUT",
+  "PATCH",
+  "DELETE",
+];
 
 /**
  * Options of {@link createMappaWebhookHandler}: the core's options; handlers get the `Request`.
@@ -99,27 +128,30 @@ async function afterOrNothing(): Promise<WaitUntil | undefined> {
 
 /**
  * Creates an App Router route handler that verifies, parses and handles Mappa webhooks.
- * Works in the Node.js and the Edge runtime (the Edge bundle uses Web Crypto only). Ack-first
- * work is kept alive with Next's `after()`. Handlers get the `Request` as second argument.
+ * Works in the Node.js runtime (the default, and the one to prefer) and in the Edge runtime
+ * (its bundle uses Web Crypto only). Ack-first work is kept alive with Next's `after()`.
+ * Handlers get the `Request` as second argument.
+ *
+ * Next answers the methods a route does not export itself, with an empty 405. The handler
+ * also carries itself as `GET`, `HEAD`, `OPTIONS`, `POST`, `PUT`, `PATCH` and `DELETE`:
+ * export those too and every other method gets the JSON 405 with `Allow: POST`.
  *
  * @example
  * ```ts
  * // app/webhooks/mappa/route.ts
  * import { createMappaWebhookHandler } from "@mappa-webhooks/next";
  *
- * export const POST = createMappaWebhookHandler({
+ * export const { POST, GET, PUT, PATCH, DELETE, OPTIONS } = createMappaWebhookHandler({
  *   secret: process.env.MAPPA_WEBHOOK_SECRET!,
  *   on: { "report.completed": async (event) => saveReport(event.data.reportId) },
  * });
  * ```
  */
-export function createMappaWebhookHandler(
-  options: MappaNextOptions,
-): (request: Request) => Promise<Response> {
+export function createMappaWebhookHandler(options: MappaNextOptions): MappaWebhookRouteHandler {
   const { waitUntil, ...coreOptions } = options;
   const receiver = lazyReceiver(coreOptions);
   const ackFirst = coreOptions.ack === "first";
-  return async (request) => {
+  const handler: MappaRouteHandler = async (request) => {
     const webhooks = receiver();
     const keepAlive = waitUntil ?? (ackFirst ? await afterOrNothing() : undefined);
     return webhooks.handleRequest(
@@ -127,6 +159,9 @@ export function createMappaWebhookHandler(
       keepAlive === undefined ? { context: request } : { context: request, waitUntil: keepAlive },
     );
   };
+  const methods: Partial<Record<NextRouteMethod, MappaRouteHandler>> = {};
+  for (const method of ROUTE_METHODS) methods[method] = handler;
+  return Object.assign(handler, methods as Record<NextRouteMethod, MappaRouteHandler>);
 }
 
 /**
@@ -168,12 +203,16 @@ export function createMappaPagesHandler(
         ),
       );
     }
+    // The client left before anything read the stream: no event will ever come from it.
+    if (req.destroyed) return webhooks.errorResponse(requestAborted());
     if (Number(req.headers["content-length"] ?? Number.NaN) > webhooks.maxBodyBytes) {
       return webhooks.errorResponse(payloadTooLarge(webhooks.maxBodyBytes));
     }
     let rawBody: Uint8Array;
     try {
-      rawBody = await readBodyWithLimit(req, webhooks.maxBodyBytes);
+      rawBody = await readBodyWithLimit(req, webhooks.maxBodyBytes, {
+        timeoutMs: webhooks.bodyTimeoutMs,
+      });
     } catch (error) {
       return webhooks.errorResponse(error);
     }
@@ -189,6 +228,8 @@ export function createMappaPagesHandler(
 
   return async (req, res) => {
     const result = await answer(req);
+    // A client that went away gets nothing; onError was told.
+    if (result.error?.code === "request_aborted" || res.headersSent || res.destroyed) return;
     res.statusCode = result.status;
     for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
     res.end(result.body);

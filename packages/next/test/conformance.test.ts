@@ -8,6 +8,7 @@ describeConformance("Next.js App Router route handler", async (options) => {
   return {
     webhookUrl: `${served.origin}/webhooks/mappa`,
     jsonUrl: `${served.origin}/api/echo`,
+    frameworkErrors: () => served.errors,
     close: served.close,
   };
 });
@@ -17,7 +18,11 @@ describeConformance(
   async (options) => {
     const handler = createMappaPagesHandler(options);
     const served = await serve({ "/api/webhooks/mappa": { api: handler } });
-    return { webhookUrl: `${served.origin}/api/webhooks/mappa`, close: served.close };
+    return {
+      webhookUrl: `${served.origin}/api/webhooks/mappa`,
+      frameworkErrors: () => served.errors,
+      close: served.close,
+    };
   },
   { jsonRoute: false },
 );

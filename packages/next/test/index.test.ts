@@ -99,6 +99,21 @@ describe("createMappaWebhookHandler", () => {
     expect(await done).toBe("evt_after");
   });
 
+  it("carries itself as every method, so exported methods get the JSON 405 with Allow: POST", async () => {
+    const handler = createMappaWebhookHandler({ secret: SECRET });
+    const { GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE } = handler;
+    expect(POST).toBe(handler);
+    const exported = { GET, HEAD, OPTIONS, PUT, PATCH, DELETE };
+    for (const [method, route] of Object.entries(exported)) {
+      const response = await route(new Request("http://localhost/webhooks/mappa", { method }));
+      expect(response.status, method).toBe(405);
+      expect(response.headers.get("allow"), method).toBe("POST");
+      if (method !== "HEAD") {
+        expect(await response.json()).toMatchObject({ error: "method_not_allowed" });
+      }
+    }
+  });
+
   it("does not need the secret until the first request (next build evaluates routes)", async () => {
     const POST = createMappaWebhookHandler({
       secret: process.env.MAPPA_SECRET_THAT_IS_NOT_SET as string,
@@ -112,6 +127,44 @@ describe("createMappaWebhookHandler", () => {
     expect(() => createMappaWebhookHandler({ secret: SECRET, maxBodyBytes: -1 })).toThrow(
       expect.objectContaining({ code: "invalid_options" }),
     );
+  });
+});
+
+describe("createMappaWebhookHandler over HTTP", () => {
+  it("answers 500 body_already_parsed, not handler_failed, when the body was read before it", async () => {
+    const errors: Array<{ code: string; phase: string; message: string }> = [];
+    let ran = 0;
+    const POST = createMappaWebhookHandler({
+      secret: SECRET,
+      on: { "report.completed": () => void ran++ },
+      onError: (error, info) =>
+        void errors.push({ code: error.code, phase: info.phase, message: error.message }),
+    });
+    const served = await serve({
+      // A route that reads the body for itself before handing the request on.
+      "/webhooks/mappa": async (request) => {
+        await request.text();
+        return POST(request);
+      },
+    });
+    try {
+      const body = reportCompleted();
+      const response = await send(`${served.origin}/webhooks/mappa`, {
+        headers: {
+          "content-type": "application/json",
+          "mappa-signature": await signPayload({ payload: body, secret: SECRET }),
+        },
+        body,
+      });
+      expect(response.status).toBe(500);
+      expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+      expect(errors.map((e) => [e.code, e.phase])).toEqual([["body_already_parsed", "request"]]);
+      expect(errors[0]?.message).toMatch(/before handing the request to the Mappa handler/);
+      expect(ran).toBe(0);
+      expect(served.errors).toEqual([]);
+    } finally {
+      await served.close();
+    }
   });
 });
 

@@ -10,6 +10,8 @@ export type ApiRoute = (req: IncomingMessage, res: ServerResponse) => Promise<vo
 
 export interface Served {
   origin: string;
+  /** What routes threw (Next logs these and answers an empty 500). */
+  errors: unknown[];
   close(): Promise<void>;
 }
 
@@ -44,6 +46,7 @@ export async function serve(
   routes: Record<string, RouteHandler | { api: ApiRoute }>,
 ): Promise<Served> {
   let origin = "";
+  const errors: unknown[] = [];
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     const route = routes[path];
@@ -59,6 +62,7 @@ export async function serve(
     };
     run().catch((error: unknown) => {
       // What Next does with a route that throws: log it and answer 500.
+      errors.push(error);
       console.error(error);
       if (!res.headersSent) res.statusCode = 500;
       res.end();
@@ -68,6 +72,7 @@ export async function serve(
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     origin,
+    errors,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -6,19 +6,29 @@ import {
   createMappaPagesHandler,
   createMappaWebhookHandler,
   type MappaKnownEvent,
+  type MappaRouteHandler,
   type MappaUnknownEvent,
+  type MappaWebhookRouteHandler,
 } from "../src/index.js";
 
 describe("types", () => {
-  it("returns a route handler Next accepts as POST", () => {
+  it("returns a route handler Next accepts as POST, and as every other method", () => {
     const POST = createMappaWebhookHandler({ secret: "s" });
-    expectTypeOf(POST).toEqualTypeOf<(request: Request) => Promise<Response>>();
+    expectTypeOf(POST).toEqualTypeOf<MappaWebhookRouteHandler>();
+    expectTypeOf(POST).toExtend<(request: Request) => Promise<Response>>();
     // Next calls it with a NextRequest and a route context.
     type NextRouteHandler = (
       request: NextRequest,
       context: { params: Promise<Record<string, string>> },
     ) => Promise<Response>;
     expectTypeOf(POST).toExtend<NextRouteHandler>();
+    const { GET, HEAD, OPTIONS, PUT, PATCH, DELETE } = createMappaWebhookHandler({ secret: "s" });
+    for (const handler of [GET, HEAD, OPTIONS, PUT, PATCH, DELETE]) {
+      expectTypeOf(handler).toEqualTypeOf<MappaRouteHandler>();
+      expectTypeOf(handler).toExtend<NextRouteHandler>();
+    }
+    // @ts-expect-error not a method Next routes
+    createMappaWebhookHandler({ secret: "s" }).CONNECT;
   });
 
   it("narrows each handler's event by type; the context is the Request", () => {

@@ -272,8 +272,13 @@ export async function runPostgres(log = () => {}) {
     );
     const receiving = await benchReceiving(schema, log);
     const drains = [];
-    for (const concurrency of [1, 4])
-      drains.push(await benchDrain(pool, schema, 2, concurrency, log));
+    for (const [concurrency, batchSize] of [
+      [1, 1],
+      [4, 1],
+      [4, 10],
+    ]) {
+      drains.push(await benchDrain(pool, schema, 2, concurrency, batchSize, log));
+    }
     return { postgres: settings.rows[0], receiving, drains };
   } finally {
     await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});

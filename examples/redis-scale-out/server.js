@@ -55,7 +55,7 @@ async function queueHandlers() {
 
 const app = express();
 // Mounted with app.use, the adapter owns its path for every method: POST is a delivery, any
-// other method is answered 405 {"error":"method_not_allowed"}; other paths go on to next().
+// other method is answered 405 {"error":"method_not_allowed", ...}; other paths go on to next().
 app.use(
   mappaWebhook({
     path: "/webhooks/mappa",

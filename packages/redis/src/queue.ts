@@ -97,7 +97,7 @@ export function jobIdFor(idempotencyKey: string): string {
  *
  * const queue = new Queue("mappa-webhooks", { connection: { host: "127.0.0.1", port: 6379 } });
  * const handoff = createQueueHandoff({ queue });
- * app.post("/webhooks/mappa", mappaWebhook({ secret, idempotency, ...handoff.handlers }));
+ * app.use(mappaWebhook({ secret, idempotency, ...handoff.handlers })); // POST /webhooks/mappa
  * ```
  */
 export function createQueueHandoff(options: QueueHandoffOptions): QueueHandoff {

@@ -119,7 +119,7 @@ function positiveInteger(ms: number): string {
  * import { createRedisIdempotencyStore } from "@mappa-webhooks/redis";
  *
  * const idempotency = createRedisIdempotencyStore({ client: new Redis(process.env.REDIS_URL!) });
- * app.post("/webhooks/mappa", mappaWebhook({ secret, idempotency, on: { ... } }));
+ * app.use(mappaWebhook({ secret, idempotency, on: { ... } })); // POST /webhooks/mappa
  * ```
  */
 export function createRedisIdempotencyStore(

@@ -53,14 +53,19 @@ let server;
 if (role !== "worker") {
   const inbox = createInbox({ pool, schema });
   const app = express();
-  app.post(
-    "/webhooks/mappa",
+  // POST /webhooks/mappa (other methods get 405); before any body parser.
+  app.use(
     mappaWebhook({
       secret,
       ...inbox.receiverOptions,
       onError: (error, info) => console.error(`[mappa:error] ${error.code} in ${info.phase}`),
     }),
   );
+  // The app's other routes parse JSON as usual.
+  app.use(express.json());
+  app.post("/api/echo", (req, res) => {
+    res.json({ echo: req.body });
+  });
   server = app.listen(port, host, () => {
     console.log(`listening on http://${host}:${server.address().port}`);
   });

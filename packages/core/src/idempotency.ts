@@ -1,3 +1,13 @@
+import type { MappaEvent } from "./events.js";
+
+/** What {@link IdempotencyStore.claim} is told besides the key. */
+export interface ClaimOptions {
+  /** How long the claim holds unless renewed, completed or released. */
+  leaseMs: number;
+  /** The verified event being claimed. */
+  event?: MappaEvent;
+}
+
 /** Outcome of claiming an event key. */
 export type ClaimResult =
   /** This delivery owns the event until it completes, releases, or the lease runs out. */
@@ -23,8 +33,12 @@ export type ClaimResult =
  * ```
  */
 export interface IdempotencyStore {
-  /** Atomically claim `key` for `leaseMs`, unless it is completed or claimed by someone else. */
-  claim(key: string, options: { leaseMs: number }): Promise<ClaimResult>;
+  /**
+   * Atomically claim `key` for `leaseMs`, unless it is completed or claimed by someone else.
+   * `event` is the verified event the key belongs to, for stores that keep it (a durable
+   * inbox stores it in the same statement); most stores ignore it.
+   */
+  claim(key: string, options: ClaimOptions): Promise<ClaimResult>;
   /** Mark `key` handled for `ttlMs`, so later deliveries are answered without running handlers. */
   complete(key: string, token: string, options: { ttlMs: number }): Promise<void>;
   /** Give up the claim after a failure, so the sender's retry runs the handlers again. */

@@ -39,6 +39,7 @@ export {
 export { type HeadersInput, readHeader } from "./headers.js";
 export type { RawBody } from "./hmac/types.js";
 export {
+  type ClaimOptions,
   type ClaimResult,
   createMemoryIdempotencyStore,
   DEFAULT_COMPLETED_TTL_MS,

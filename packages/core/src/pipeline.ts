@@ -363,7 +363,7 @@ async function claimEvent<TContext>(
   if (store === undefined || key === undefined) return { token: undefined };
   let claim: ClaimResult;
   try {
-    claim = await store.claim(key, { leaseMs: receiver.leaseMs });
+    claim = await store.claim(key, { leaseMs: receiver.leaseMs, event });
   } catch (error) {
     return answerError(receiver, storeFailed(error), "idempotency", event);
   }

@@ -224,6 +224,23 @@ describe("lease renewal while handlers run", () => {
     expect(renewals).toHaveLength(2);
   });
 
+  it("hands the verified event to the store's claim, for stores that keep it", async () => {
+    const memory = createMemoryIdempotencyStore();
+    const claimed: unknown[] = [];
+    const webhooks = receiver({
+      idempotency: {
+        ...memory,
+        claim: (key, options) => {
+          claimed.push(options.event);
+          return memory.claim(key, options);
+        },
+      },
+    });
+    const response = await webhooks.handle(await delivery(eventBody()));
+    expect(claimed).toEqual([response.event]);
+    expect(response.event?.idempotencyKey).toBe("evt_steps_1");
+  });
+
   it("does not start a timer for synchronous handlers", async () => {
     const renew = vi.fn(async () => true);
     const memory = createMemoryIdempotencyStore();

@@ -1,9 +1,11 @@
 // A minimal receiver on @mappa-webhooks/core that follows the examples' contract (PORT, HOST,
-// MAPPA_WEBHOOK_SECRET; `listening on …`; one `[mappa] <type> <idempotencyKey>` line per
-// handled event). The demo falls back to it when examples/express is not available.
+// MAPPA_WEBHOOK_SECRET; `listening on …`; one `[mappa] <type> <idempotencyKey> …` line per
+// handled event, here with the fields worth a glance: `job=… report=… status=succeeded`).
+// The demo falls back to it when examples/express is not available.
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createMappaWebhooks, readBodyWithLimit } from "@mappa-webhooks/core";
+import { formatKeyData, keyData } from "./explain.js";
 
 const secret = process.env.MAPPA_WEBHOOK_SECRET;
 if (secret === undefined || secret === "") {
@@ -15,11 +17,11 @@ const host = process.env.HOST ?? "127.0.0.1";
 
 const webhooks = createMappaWebhooks({ secret });
 webhooks.onAny((event) => {
-  const failure =
-    event.known && (event.type === "report.failed" || event.type === "matching.failed")
-      ? ` ${event.data.error.code}`
-      : "";
-  process.stdout.write(`[mappa] ${event.type} ${event.idempotencyKey ?? "-"}${failure}\n`);
+  const fields = formatKeyData(keyData(event));
+  const note = event.known ? "" : " (not a known type, ignored)";
+  process.stdout.write(
+    `[mappa] ${event.type} ${event.idempotencyKey ?? "-"}${fields === "" ? "" : ` ${fields}`}${note}\n`,
+  );
 });
 
 const server = createServer(async (req, res) => {

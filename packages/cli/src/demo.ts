@@ -183,10 +183,8 @@ interface StepResult {
 
 function attemptLine(attempt: DeliveryAttempt, total: number): string {
   const mark = attempt.ok ? style.green("✓") : style.red("✗");
-  const duplicate = attempt.responseBody?.includes('"duplicate":true')
-    ? " (duplicate: already handled)"
-    : "";
-  const outcome = `${describeAttempt(attempt)}${duplicate}`;
+  // A duplicate reads "200 (duplicate: already handled)", as in `mappa-webhooks trigger`.
+  const outcome = describeAttempt(attempt);
   return `     ${mark} attempt ${attempt.attempt}/${total}  ${attempt.ok ? style.green(outcome) : style.red(outcome)}  ${style.dim(`${attempt.latencyMs} ms`)}`;
 }
 
@@ -235,6 +233,11 @@ async function play(
   const port = await receiver.start(0);
   const url = `http://127.0.0.1:${port}/webhooks/mappa`;
   out(style.dim(`Listening on ${url}; Mappa's retry waits are scaled ×${TIME_SCALE}.`));
+  out(
+    style.dim(
+      'Events in Mappa\'s current wire shape: {id, type, createdAt, timestamp, data}, status "succeeded" or "failed".',
+    ),
+  );
 
   const step = async (title: string, run: (differences: string[]) => Promise<void>) => {
     out();
@@ -308,7 +311,11 @@ async function play(
 
   await step("A report completes", async (differences) => {
     const event = createTestEvent("report.completed");
-    out(style.dim(`   Mappa → report.completed ${event.id} (report ${event.data.reportId})`));
+    out(
+      style.dim(
+        `   Mappa → report.completed ${event.id} (report ${event.data.reportId}, status ${event.data.status})`,
+      ),
+    );
     await deliverHandled(event, differences);
   });
 

@@ -16,6 +16,8 @@ export const CHECK_FOR_CODE: Record<MappaWebhookErrorCode, string> = {
   missing_secret: "a secret is configured",
   invalid_options: "options are valid",
   body_already_parsed: "raw body available",
+  body_timeout: "body arrived in time",
+  request_aborted: "client stayed connected",
 };
 
 /** The error's message without the package prefix and the appended hint (shown on its own). */

@@ -21,6 +21,10 @@ async function playDemo(args: string[]) {
 
 function expectStory(stdout: string) {
   for (const title of STORY) expect(stdout).toContain(title);
+  expect(stdout).toContain(
+    'Events in Mappa\'s current wire shape: {id, type, createdAt, timestamp, data}, status "succeeded" or "failed".',
+  );
+  expect(stdout).toMatch(/Mappa → report\.completed evt_\w+ \(report cm\w+, status succeeded\)/);
   expect(stdout.match(/✓ as expected/g)).toHaveLength(6);
   expect(stdout).toMatch(/receiver: \[mappa\] report\.completed evt_\w+/);
   expect(stdout).toMatch(/receiver: \[mappa\] report\.failed evt_\w+/);
@@ -49,6 +53,13 @@ describe("the demo", () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("Receiver: the built-in receiver");
     expectStory(result.stdout);
+    // The built-in receiver shows the fields of the current shape as it received them.
+    expect(result.stdout).toMatch(
+      /receiver: \[mappa\] report\.completed evt_\w+ job=cm\w+ {2}report=cm\w+ {2}status=succeeded/,
+    );
+    expect(result.stdout).toMatch(
+      /receiver: \[mappa\] report\.failed evt_\w+ job=cm\w+ {2}status=failed {2}error=audio_too_short/,
+    );
   });
 
   it("exits 1 and lists what differed when the receiver does not verify", async () => {

@@ -1,9 +1,18 @@
+import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { verifySignature } from "@mappa-webhooks/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, type Running, recordingServer, run, SECRET, startListen } from "./helpers.js";
+import {
+  freePort,
+  type Running,
+  recordingServer,
+  run,
+  SECRET,
+  start,
+  startListen,
+} from "./helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "mappa-cli-trigger-"));
 let listener: Running;
@@ -43,7 +52,7 @@ describe("trigger against listen", () => {
     expect(result.stdout).toMatch(/✓ delivered on attempt 1/);
     const line = await listener.waitFor(/report\.completed evt_cli_one/, from);
     expect(line).toMatch(/✓ 200 report\.completed evt_cli_one/);
-    await listener.waitFor(/job=cm\w+ {2}report=cm\w+ {2}status=completed/, from);
+    await listener.waitFor(/job=cm\w+ {2}report=cm\w+ {2}status=succeeded/, from);
   });
 
   it("merges --data into the event and takes the secret from MAPPA_WEBHOOK_SECRET", async () => {
@@ -63,7 +72,7 @@ describe("trigger against listen", () => {
     await listener.waitFor(/job=job_42 {2}status=failed {2}error=audio_too_short/, from);
   });
 
-  it("shows a duplicate as already handled", async () => {
+  it("shows a duplicate as a duplicate, in the live view and in --json", async () => {
     const args = [
       "trigger",
       "matching.completed",
@@ -74,12 +83,30 @@ describe("trigger against listen", () => {
       "--id",
       "evt_cli_dup",
     ];
-    expect((await run(args)).code).toBe(0);
+    const first = await run(args);
+    expect(first.code).toBe(0);
+    expect(first.stdout).not.toContain("duplicate");
     const from = listener.lines.length;
-    expect((await run(args)).code).toBe(0);
+    const again = await run(args);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/✓ attempt 1\/5 {2}200 \(duplicate: already handled\) {2}\d+ ms/);
+    expect(again.stdout).toMatch(
+      /✓ delivered on attempt 1 after [\d.]+ m?s: a duplicate, the receiver had already handled this event and did not run it again/,
+    );
     expect(await listener.waitFor(/evt_cli_dup/, from)).toMatch(
       /↺ 200 matching\.completed evt_cli_dup {2}duplicate/,
     );
+    const json = await run([...args, "--json"]);
+    expect(json.code).toBe(0);
+    const report = JSON.parse(json.stdout);
+    expect(report).toMatchObject({ delivered: true, duplicate: true });
+    expect(report.attempts).toEqual([
+      expect.objectContaining({
+        status: 200,
+        duplicate: true,
+        responseBody: '{"received":true,"duplicate":true}',
+      }),
+    ]);
   });
 
   it("with the wrong secret, follows the whole time-scaled schedule and exits 1 when abandoned", async () => {
@@ -100,6 +127,13 @@ describe("trigger against listen", () => {
     expect(result.stdout).toContain(
       "✗ abandoned after 5 attempts: Mappa would give up on this event",
     );
+    // After the first failure, once: the likely cause. The waits are short, so no advice on them.
+    expect(
+      result.stdout.match(
+        /hint: the receiver refused the signature: does it use the same secret as --secret/g,
+      ),
+    ).toHaveLength(1);
+    expect(result.stdout).not.toContain("--time-scale 0.01");
     expect(result.stdout + result.stderr).not.toContain("whsec_wrong");
   });
 });
@@ -215,9 +249,92 @@ describe("trigger delivery", () => {
     ]);
     expect(result.code).toBe(2);
     expect(result.stdout.match(/connection refused \(ECONNREFUSED\)/g)).toHaveLength(5);
+    expect(result.stdout).toContain(
+      `hint: nothing answered at http://127.0.0.1:${port}: is the receiver running, and is the URL right?`,
+    );
     expect(result.stderr).toContain(
       `could not reach http://127.0.0.1:${port}/webhooks/mappa: connection refused (ECONNREFUSED). Is the receiver running`,
     );
+  });
+
+  it("sends the current wire shape by default and an older one with --shape", async () => {
+    const target = await server([200]);
+    const send = (...extra: string[]) =>
+      run(["trigger", "report.completed", "--url", target.url, "--secret", SECRET, ...extra]);
+    const current = await send();
+    expect(current.code).toBe(0);
+    expect(current.stdout).toMatch(/^report\.completed evt_\w+ → POST /);
+    const guide = await send("--shape", "guide", "--id", "evt_guide_1");
+    expect(guide.stdout).toContain("report.completed evt_guide_1 [guide shape] → POST");
+    const node = await send("--shape", "mappa-node-1.2", "--json");
+    expect(node.code).toBe(0);
+    const [sentCurrent, sentGuide, sentNode] = target.received.map((r) => JSON.parse(r.body));
+    expect(Object.keys(sentCurrent)).toEqual(["id", "type", "createdAt", "timestamp", "data"]);
+    expect(sentCurrent.data.status).toBe("succeeded");
+    expect(Object.keys(sentGuide)).toEqual(["id", "type", "createdAt", "data"]);
+    expect(sentGuide).toMatchObject({ id: "evt_guide_1", data: { status: "completed" } });
+    expect(Object.keys(sentNode)).toEqual(["type", "timestamp", "data"]);
+    expect(sentNode.data.status).toBe("succeeded");
+    const report = JSON.parse(node.stdout);
+    expect(report).toMatchObject({ shape: "mappa-node-1.2", delivered: true, duplicate: false });
+    expect(report.event).toEqual(sentNode);
+  });
+
+  it("after the first failure on Mappa's real schedule, says how to shorten it; Ctrl-C stops", async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}/webhooks/mappa`;
+    const trigger = start(["trigger", "report.completed", "--url", url, "--secret", SECRET]);
+    cleanup.push(async () => trigger.child.kill("SIGKILL"));
+    const hint = await trigger.waitFor(/hint: Mappa's schedule/, 0, 30_000);
+    expect(trigger.lines.slice(0, 5)).toEqual([
+      expect.stringMatching(/^report\.completed evt_\w+ → POST /),
+      expect.stringMatching(
+        /^ {2}✗ attempt 1\/5 {2}connection refused \(ECONNREFUSED\) {2}\d+ ms$/,
+      ),
+      "    next attempt in 5 s",
+      `  hint: nothing answered at http://127.0.0.1:${port}: is the receiver running, and is the URL right?`,
+      "  hint: Mappa's schedule retries for 35 min 35 s more. To see it all quickly, run again with --time-scale 0.01 (about 21.4 s), or --no-retry to send once; Ctrl-C stops now.",
+    ]);
+    expect(hint).toContain("--time-scale 0.01");
+    const closed = once(trigger.child, "close");
+    trigger.child.kill("SIGINT");
+    const [code] = (await closed) as [number | null];
+    expect(code).toBe(130);
+    expect(trigger.lines).toContain(
+      "✗ stopped with Ctrl-C after 1 attempt; Mappa would have kept retrying",
+    );
+  });
+
+  it("with --json, gives that advice on stderr and prints a partial report on Ctrl-C", async () => {
+    const port = await freePort();
+    const trigger = start([
+      "trigger",
+      "report.failed",
+      "--url",
+      `http://127.0.0.1:${port}/webhooks/mappa`,
+      "--secret",
+      SECRET,
+      "--json",
+    ]);
+    cleanup.push(async () => trigger.child.kill("SIGKILL"));
+    const deadline = Date.now() + 30_000;
+    while (!trigger.stderr().includes("Ctrl-C stops now") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(trigger.stderr()).toContain("hint: Mappa's schedule retries for 35 min 35 s more.");
+    expect(trigger.lines).toEqual([]);
+    const closed = once(trigger.child, "close");
+    trigger.child.kill("SIGINT");
+    const [code] = (await closed) as [number | null];
+    expect(code).toBe(130);
+    const report = JSON.parse(trigger.lines.join("\n"));
+    expect(report).toMatchObject({
+      delivered: false,
+      interrupted: true,
+      shape: "current",
+      event: { type: "report.failed" },
+    });
+    expect(report.attempts).toHaveLength(1);
   });
 
   it("gives up on an attempt after --timeout", async () => {
@@ -348,6 +465,28 @@ describe("trigger input errors (exit 2)", () => {
       ["report.completed", "report.failed", "--url", url],
       {},
       /unexpected argument: report\.failed/,
+    ],
+    [
+      "an unknown --shape",
+      ["report.completed", "--url", url, "--secret", SECRET, "--shape", "conduit"],
+      {},
+      /--shape must be one of current, guide, mappa-node-1\.2, got "conduit"/,
+    ],
+    [
+      "--id with the mappa-node-1.2 shape, which has no id",
+      [
+        "report.completed",
+        "--url",
+        url,
+        "--secret",
+        SECRET,
+        "--shape",
+        "mappa-node-1.2",
+        "--id",
+        "evt_1",
+      ],
+      {},
+      /--id cannot be used with --shape mappa-node-1\.2: that shape has no id/,
     ],
     [
       "a value for a boolean flag",

@@ -95,7 +95,7 @@ describe("verify", () => {
     expect(result.stdout + result.stderr).not.toContain("whsec_wrong");
   });
 
-  it("explains an old capture: outside the tolerance, yet genuine at its own time", async () => {
+  it("explains an old capture: outside the tolerance, the signature itself checked as of its own time", async () => {
     const result = await verify([
       "--secret",
       SECRET,
@@ -107,13 +107,28 @@ describe("verify", () => {
       String(T + 3_600),
     ]);
     expect(result.code).toBe(1);
-    expect(result.stdout).toContain(
-      "✗ timestamp within tolerance: The signature timestamp is 3600 s in the past, beyond the 300 s tolerance",
-    );
-    expect(result.stdout).toContain("– signature matches the body: not checked");
-    expect(result.stdout).toContain(
-      "hint: The signature itself matches this body and secret: the delivery is genuine but old",
-    );
+    const lines = result.stdout.split("\n");
+    expect(lines.slice(3, 5)).toEqual([
+      "  ✗ timestamp within tolerance: The signature timestamp is 3600 s in the past, beyond the 300 s tolerance: a replayed or delayed delivery, or this server's clock is wrong (check NTP).",
+      `  ✓ signature matches the body: under secret #1, as of its own time (t=${T})`,
+    ]);
+    expect(result.stdout).not.toContain("not checked");
+    expect(lines.filter((line) => line.includes("hint:"))).toEqual([
+      `  hint: The signature itself matches: the delivery is genuine, but it was signed 3600 s in the past, beyond the 300 s tolerance, so a receiver refuses it as a possible replay (or a clock is wrong). To check a saved capture, pass --now ${T} (when it was signed) or a larger --tolerance.`,
+    ]);
+    expect(result.stdout).toContain("✗ not valid: timestamp_outside_tolerance\n");
+    // Both fixes the hint names work.
+    const asOfThen = await verify([
+      "--secret",
+      SECRET,
+      "--header",
+      header,
+      "--body-file",
+      bodyFile,
+      "--now",
+      String(T),
+    ]);
+    expect(asOfThen.code).toBe(0);
     const wider = await verify([
       "--secret",
       SECRET,
@@ -130,7 +145,26 @@ describe("verify", () => {
     expect(wider.stdout).toContain("3600 s in the past (tolerance 4000 s)");
   });
 
-  it("finds the final newline an editor added to the captured body", async () => {
+  it("says when an old capture does not match at its own time either", async () => {
+    const result = await verify([
+      "--secret",
+      "whsec_wrong",
+      "--header",
+      header,
+      "--body-file",
+      bodyFile,
+      "--now",
+      String(T + 3_600),
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(
+      `  ✗ signature matches the body: as of its own time (t=${T}): No v1 signature matches the body under the configured secret.`,
+    );
+    expect(result.stdout).not.toContain("genuine");
+    expect(result.stdout).toContain("✗ not valid: timestamp_outside_tolerance, signature_mismatch");
+  });
+
+  it("puts the final-newline cause alone, without the generic re-serialisation hint", async () => {
     const result = await verify([
       "--secret",
       SECRET,
@@ -143,9 +177,51 @@ describe("verify", () => {
     ]);
     expect(result.code).toBe(1);
     expect(result.stdout).toContain("✗ signature matches the body");
-    expect(result.stdout).toContain(
-      "The signature matches the body WITHOUT the file's final newline",
+    expect(result.stdout.split("\n").filter((line) => line.includes("hint:"))).toEqual([
+      "  hint: The signature matches the body WITHOUT the file's final newline: an editor or `echo` added it. The delivery itself is genuine; save the body without a trailing newline (printf '%s' …).",
+    ]);
+    expect(result.stdout).not.toContain("re-serialised");
+  });
+
+  it("finds the final newline of an old capture too, and names both fixes", async () => {
+    const crlfFile = join(dir, "body-crlf.json");
+    writeFileSync(crlfFile, `${body}\r\n`);
+    const result = await verify([
+      "--secret",
+      SECRET,
+      "--header",
+      header,
+      "--body-file",
+      crlfFile,
+      "--now",
+      String(T + 3_600),
+      "--json",
+    ]);
+    expect(result.code).toBe(1);
+    const report = JSON.parse(result.stdout);
+    expect(report.notes).toHaveLength(2);
+    expect(report.notes[0]).toMatch(
+      /^The signature matches the body WITHOUT the file's final newline/,
     );
+    expect(report.notes[1]).toMatch(
+      new RegExp(`^The signature itself matches \\(without the final newline\\).*--now ${T}`),
+    );
+  });
+
+  it("keeps the generic hint when a trailing newline is not the cause", async () => {
+    const result = await verify([
+      "--secret",
+      "whsec_wrong",
+      "--header",
+      header,
+      "--body-file",
+      newlineFile,
+      "--now",
+      String(T),
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).not.toContain("WITHOUT the file's final newline");
+    expect(result.stdout).toContain("re-serialised by a JSON parser");
   });
 
   it("stops at a malformed or empty header and skips the later checks", async () => {
@@ -216,7 +292,14 @@ describe("verify", () => {
       timestamp: T,
       skewSec: 5,
       secretIndex: 0,
-      event: { id: "evt_capture", type: "report.completed", known: true },
+      event: {
+        id: "evt_capture",
+        type: "report.completed",
+        known: true,
+        createdAt: "2026-01-17T12:05:00.000Z",
+        timestamp: "2026-01-17T12:05:00.000Z",
+        data: { status: "succeeded" },
+      },
     });
     const bad = await verify([
       "--secret",
@@ -240,10 +323,12 @@ describe("verify", () => {
       ["header_present", true],
       ["header_well_formed", true],
       ["timestamp", false],
-      ["signature", null],
+      ["signature", true],
       ["event", true],
     ]);
+    expect(report.checks[3].detail).toBe(`under secret #1, as of its own time (t=${T})`);
     expect(report.error.message).toContain("400 s in the future");
+    expect(report.notes[0]).toContain("signed 400 s in the future");
   });
 });
 

@@ -5,6 +5,8 @@ import {
   type DeliveryAttempt,
   MAPPA_RETRY_SCHEDULE_MS,
   simulateDelivery,
+  TEST_EVENT_SHAPES,
+  type TestEventShape,
 } from "@mappa-webhooks/testing";
 import {
   EXIT_FAILED,
@@ -31,19 +33,28 @@ Options
   --data <json>        JSON object deep-merged into the event's data, e.g. '{"jobId":"job_1"}'
   --data-file <path>   The same, read from a file
   --id <id>            Event id (default: a fresh evt_… id); reuse one to send a duplicate
+  --shape <shape>      The event's wire shape (default current):
+                         current         {id, type, createdAt, timestamp, data}, status "succeeded"
+                         guide           {id, type, createdAt, data}, status "completed"
+                         mappa-node-1.2  {type, timestamp, data}, no id
   --no-retry           Send once instead of following Mappa's retry schedule
-  --time-scale <n>     Multiply the waits between retries, e.g. 0.01 (default 1: 5 s, 30 s, 5 min, 30 min)
+  --time-scale <n>     Multiply the waits between retries, e.g. 0.01 (default 1: 5 s, 30 s, 5 min, 30 min);
+                       Ctrl-C stops a delivery that is waiting to retry
   --timeout <ms>       Give up on one attempt after this long (default 30000)
   --allow-unknown      Send an event type this tool does not know
   --json               Print one JSON report instead of the live view
   -h, --help           Show this help
 
-Exit status: 0 delivered, 1 abandoned (every attempt answered non-2xx), 2 bad input or the URL
-could not be reached.
+A 2xx answer of {"duplicate":true} is shown as a duplicate: the receiver had already handled
+this event id.
 
-Example
+Exit status: 0 delivered, 1 abandoned (every attempt answered non-2xx), 2 bad input or the URL
+could not be reached, 130 stopped with Ctrl-C.
+
+Examples
   mappa-webhooks trigger report.failed --url http://127.0.0.1:3000/webhooks/mappa \\
-    --data '{"error":{"code":"audio_too_short"}}' --time-scale 0.01`;
+    --data '{"error":{"code":"audio_too_short"}}' --time-scale 0.01
+  mappa-webhooks trigger report.completed --url http://127.0.0.1:3000/webhooks/mappa --shape guide`;
 
 const OPTIONS = {
   url: { type: "string" },
@@ -51,6 +62,7 @@ const OPTIONS = {
   data: { type: "string" },
   "data-file": { type: "string" },
   id: { type: "string" },
+  shape: { type: "string" },
   "no-retry": { type: "boolean" },
   "time-scale": { type: "string" },
   timeout: { type: "string" },
@@ -126,22 +138,75 @@ const NETWORK_REASONS: Record<string, string> = {
   UND_ERR_SOCKET: "connection closed",
 };
 
-/** `500 handler_failed`, `connection refused (ECONNREFUSED)`: the outcome in a few words. */
+/**
+ * True when a 2xx answer says the receiver had already handled this event id:
+ * `{"received":true,"duplicate":true}`, what receivers on @mappa-webhooks/core send.
+ */
+export function isDuplicateAnswer(attempt: DeliveryAttempt): boolean {
+  if (!attempt.ok || attempt.responseBody === undefined) return false;
+  try {
+    const body = JSON.parse(attempt.responseBody) as { duplicate?: unknown } | null;
+    return typeof body === "object" && body !== null && body.duplicate === true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `500 handler_failed`, `200 (duplicate: already handled)`, `connection refused (ECONNREFUSED)`:
+ * the outcome in a few words.
+ */
 export function describeAttempt(attempt: DeliveryAttempt): string {
   if (attempt.status !== undefined) {
-    let code = "";
-    try {
-      const body = JSON.parse(attempt.responseBody ?? "") as { error?: unknown };
-      if (typeof body.error === "string") code = ` ${body.error}`;
-    } catch {
-      // Not JSON: the status says enough.
-    }
-    return `${attempt.status}${code}`;
+    if (isDuplicateAnswer(attempt)) return `${attempt.status} (duplicate: already handled)`;
+    return `${attempt.status}${errorCodeOf(attempt)}`;
   }
   const code = attempt.errorCode ?? "NETWORK_ERROR";
   const reason = NETWORK_REASONS[code] ?? attempt.error ?? "network error";
   // Socket errors carry codes like ECONNREFUSED; others (fetch's "bad port") only a class name.
   return /^[A-Z][A-Z0-9_]+$/.test(code) ? `${reason} (${code})` : reason;
+}
+
+/** ` handler_failed` from a JSON error answer, or "". */
+function errorCodeOf(attempt: DeliveryAttempt): string {
+  try {
+    const body = JSON.parse(attempt.responseBody ?? "") as { error?: unknown } | null;
+    if (typeof body?.error === "string") return ` ${body.error}`;
+  } catch {
+    // Not JSON: the status says enough.
+  }
+  return "";
+}
+
+/** Why the first attempt failed, when the cause is a usual set-up mistake; else undefined. */
+function setupHint(attempt: DeliveryAttempt, url: URL): string | undefined {
+  if (attempt.status === undefined) {
+    return `nothing answered at ${url.origin}: is the receiver running, and is the URL right?`;
+  }
+  const code = errorCodeOf(attempt).trim();
+  if (attempt.status === 401 && code === "signature_mismatch") {
+    return "the receiver refused the signature: does it use the same secret as --secret (or MAPPA_WEBHOOK_SECRET)?";
+  }
+  if (attempt.status === 404) {
+    return `nothing handles ${url.pathname} there: check the path (e.g. /webhooks/mappa).`;
+  }
+  return undefined;
+}
+
+/** Retries still to come wait this long in total (scaled) before the hint to shorten them. */
+const LONG_WAIT_MS = 30_000;
+/** The scale suggested to see the whole schedule quickly: 36 min → about 21 s. */
+const SUGGESTED_SCALE = 0.01;
+
+function readShape(value: string | undefined): TestEventShape {
+  if (value === undefined) return "current";
+  if (!(TEST_EVENT_SHAPES as readonly string[]).includes(value)) {
+    throw new UsageError(
+      `--shape must be one of ${TEST_EVENT_SHAPES.join(", ")}, got "${value}"`,
+      "trigger",
+    );
+  }
+  return value as TestEventShape;
 }
 
 export async function trigger(argv: string[]): Promise<number> {
@@ -165,14 +230,25 @@ export async function trigger(argv: string[]): Promise<number> {
   }
   const url = readUrl(values.url);
   const [secret] = readSecrets("trigger", values.secret);
+  const shape = readShape(values.shape);
   const timeScale = readNumber("trigger", "time-scale", values["time-scale"], { min: 0 }) ?? 1;
   const timeoutMs = readNumber("trigger", "timeout", values.timeout, { min: 1 }) ?? 30_000;
   const data = await readData(values.data, values["data-file"]);
   if (values.id === "") throw new UsageError("--id is empty", "trigger");
-  const event = createTestEvent(type, {
-    ...(data === undefined ? {} : { data }),
-    ...(values.id === undefined ? {} : { id: values.id }),
-  });
+  if (values.id !== undefined && shape === "mappa-node-1.2") {
+    throw new UsageError(
+      '--id cannot be used with --shape mappa-node-1.2: that shape has no id (receivers deduplicate it on its type and data.jobId; repeat --data \'{"jobId":"…"}\' to send a duplicate)',
+      "trigger",
+    );
+  }
+  const event: { id?: string; type: string; data: unknown } = createTestEvent(
+    type,
+    {
+      ...(data === undefined ? {} : { data }),
+      ...(values.id === undefined ? {} : { id: values.id }),
+    },
+    { shape },
+  );
   const schedule = values["no-retry"] ? [0] : MAPPA_RETRY_SCHEDULE_MS;
 
   const json = values.json === true;
@@ -181,47 +257,96 @@ export async function trigger(argv: string[]): Promise<number> {
   const print = (line: string) => {
     if (!json) process.stdout.write(`${line}\n`);
   };
+  /** Advice while the delivery runs: on stdout with the live view, on stderr beside --json. */
+  const advise = (line: string) => {
+    if (json) process.stderr.write(`hint: ${line}\n`);
+    else print(`  ${style.yellow(`hint: ${line}`)}`);
+  };
   const scaleNote = (ms: number) =>
     timeScale === 1 ? "" : style.dim(` (time-scaled to ${formatDuration(ms * timeScale)})`);
 
-  print(`${style.bold(type)} ${style.dim(event.id)} → POST ${url.href}`);
-  const report = await simulateDelivery(url, event, {
-    secret: secret as string,
-    schedule,
-    timeScale,
-    timeoutMs,
-    onAttemptStart: ({ attempt, maxAttempts }) =>
-      spinner.start(`attempt ${attempt}/${maxAttempts} sending…`),
-    onAttempt: (attempt) => {
-      const mark = attempt.ok ? style.green("✓") : style.red("✗");
-      const outcome = attempt.ok
-        ? style.green(describeAttempt(attempt))
-        : style.red(describeAttempt(attempt));
-      const line = `  ${mark} attempt ${attempt.attempt}/${schedule.length}  ${outcome}  ${style.dim(`${attempt.latencyMs} ms`)}`;
-      if (json) spinner.stop();
-      else spinner.stop(line);
-    },
-    onRetryScheduled: ({ attempt, delayMs, scaledDelayMs }) => {
-      print(style.dim(`    next attempt in ${formatDuration(delayMs)}`) + scaleNote(delayMs));
-      const due = performance.now() + scaledDelayMs;
-      spinner.start(
-        () =>
-          `attempt ${attempt}/${schedule.length} in ${formatDuration(Math.max(0, due - performance.now()))}…`,
+  const label = event.id ?? style.dim("(no id)");
+  const shapeNote = shape === "current" ? "" : style.dim(` [${shape} shape]`);
+  print(`${style.bold(type)} ${style.dim(label)}${shapeNote} → POST ${url.href}`);
+
+  // Ctrl-C while Mappa's schedule runs: say where the delivery stood, then exit 130.
+  const attempts: DeliveryAttempt[] = [];
+  const onInterrupt = () => {
+    spinner.stop();
+    const sent = attempts.length;
+    const summary = `stopped with Ctrl-C after ${sent} attempt${sent === 1 ? "" : "s"}; Mappa would have kept retrying`;
+    if (json) {
+      process.stdout.write(
+        `${JSON.stringify({ url: url.href, shape, event, delivered: false, interrupted: true, attempts }, null, 2)}\n`,
       );
-    },
-  });
+    } else print(style.red(`✗ ${summary}`));
+    process.exit(130);
+  };
+  process.once("SIGINT", onInterrupt);
+
+  let report: Awaited<ReturnType<typeof simulateDelivery>>;
+  try {
+    report = await simulateDelivery(url, event, {
+      secret: secret as string,
+      schedule,
+      timeScale,
+      timeoutMs,
+      onAttemptStart: ({ attempt, maxAttempts }) =>
+        spinner.start(`attempt ${attempt}/${maxAttempts} sending…`),
+      onAttempt: (attempt) => {
+        attempts.push(attempt);
+        const mark = attempt.ok ? style.green("✓") : style.red("✗");
+        const outcome = attempt.ok
+          ? style.green(describeAttempt(attempt))
+          : style.red(describeAttempt(attempt));
+        const line = `  ${mark} attempt ${attempt.attempt}/${schedule.length}  ${outcome}  ${style.dim(`${attempt.latencyMs} ms`)}`;
+        if (json) spinner.stop();
+        else spinner.stop(line);
+      },
+      onRetryScheduled: ({ attempt, delayMs, scaledDelayMs }) => {
+        print(style.dim(`    next attempt in ${formatDuration(delayMs)}`) + scaleNote(delayMs));
+        if (attempt === 2) {
+          // After the first failure: the likely cause, and how not to wait 36 minutes for it.
+          const first = attempts[0];
+          const cause = first === undefined ? undefined : setupHint(first, url);
+          if (cause !== undefined) advise(cause);
+          const remainingMs = schedule.slice(1).reduce((sum, ms) => sum + ms, 0) * timeScale;
+          if (remainingMs >= LONG_WAIT_MS) {
+            const total = schedule.slice(1).reduce((sum, ms) => sum + ms, 0);
+            advise(
+              `Mappa's schedule retries for ${formatDuration(remainingMs)} more. To see it all quickly, run again with --time-scale ${SUGGESTED_SCALE} (about ${formatDuration(total * SUGGESTED_SCALE)}), or --no-retry to send once; Ctrl-C stops now.`,
+            );
+          }
+        }
+        const due = performance.now() + scaledDelayMs;
+        spinner.start(
+          () =>
+            `attempt ${attempt}/${schedule.length} in ${formatDuration(Math.max(0, due - performance.now()))}…`,
+        );
+      },
+    });
+  } finally {
+    process.off("SIGINT", onInterrupt);
+  }
 
   const unreachable = report.attempts.every((attempt) => attempt.status === undefined);
+  const last = report.attempts[report.attempts.length - 1] as DeliveryAttempt;
+  const duplicate = report.delivered && isDuplicateAnswer(last);
   if (json) {
     process.stdout.write(
       `${JSON.stringify(
         {
           url: url.href,
+          shape,
           event,
           delivered: report.delivered,
+          duplicate,
           abandoned: report.abandoned,
           unreachable,
-          attempts: report.attempts,
+          attempts: report.attempts.map((attempt) => ({
+            ...attempt,
+            duplicate: isDuplicateAnswer(attempt),
+          })),
           durationMs: report.durationMs,
         },
         null,
@@ -229,13 +354,16 @@ export async function trigger(argv: string[]): Promise<number> {
       )}\n`,
     );
   } else if (report.delivered) {
-    const last = report.attempts.length;
     print(
-      style.green(`✓ delivered on attempt ${last}`) +
-        style.dim(` after ${formatDuration(report.durationMs)}`),
+      style.green(`✓ delivered on attempt ${last.attempt}`) +
+        style.dim(` after ${formatDuration(report.durationMs)}`) +
+        (duplicate
+          ? style.yellow(
+              ": a duplicate, the receiver had already handled this event and did not run it again",
+            )
+          : ""),
     );
   } else if (unreachable) {
-    const last = report.attempts[report.attempts.length - 1] as DeliveryAttempt;
     process.stderr.write(
       `${style.red("✗")} could not reach ${url.href}: ${describeAttempt(last)}. Is the receiver running, and is the URL right?\n`,
     );

@@ -34,7 +34,11 @@ Options
 
 Checks, in the order a receiver runs them: the header is present, it is well-formed, its
 timestamp is within the tolerance, a v1 signature matches the body under one of the secrets;
-then whether the body is a Mappa event. Exit status: 0 valid, 1 not valid, 2 bad input.
+then whether the body is a Mappa event. A receiver stops at an old timestamp; verify still
+checks the signature as of the time it was made, to tell a genuine old capture (pass
+--now <t> or a larger --tolerance to check it as of then) from a forged one. Hints name the
+likely cause, e.g. a final newline an editor added to the body file.
+Exit status: 0 valid, 1 not valid, 2 bad input.
 
 Example
   mappa-webhooks verify --header "t=1768651500,v1=5d4e…" --body-file body.json --now 1768651500`;
@@ -132,24 +136,75 @@ export async function verify(argv: string[]): Promise<number> {
   const body = await readBody(values["body-file"]);
 
   const headers = { "mappa-signature": header };
-  let failure: MappaWebhookError | undefined;
-  let secretIndex = -1;
-  try {
-    secretIndex = (
-      await verifySignature({ payload: body, headers, secret: secrets, now, toleranceSec })
-    ).secretIndex;
-  } catch (error) {
-    if (!isMappaWebhookError(error)) throw error;
-    failure = error;
-  }
+  type Outcome = { ok: true; secretIndex: number } | { ok: false; error: MappaWebhookError };
+  /** Runs the receiver's checks on `payload` as of `at` (unix seconds). */
+  const check = async (payload: Uint8Array, at: number): Promise<Outcome> => {
+    try {
+      const result = await verifySignature({
+        payload,
+        headers,
+        secret: secrets,
+        now: at,
+        toleranceSec,
+      });
+      return { ok: true, secretIndex: result.secretIndex };
+    } catch (error) {
+      if (!isMappaWebhookError(error)) throw error;
+      return { ok: false, error };
+    }
+  };
+
+  // What a receiver would answer: the first check that fails, as of --now.
+  const verdict = await check(body, now);
+  const failure = verdict.ok ? undefined : verdict.error;
+  let secretIndex = verdict.ok ? verdict.secretIndex : -1;
   const failedAt =
     failure === undefined ? -1 : SIGNATURE_CHECKS.findIndex((c) => c[2] === failure?.code);
-
-  const checks: Check[] = [];
-  const notes: string[] = [];
   const shape = failedAt === -1 || failedAt > 1 ? describeHeader(header) : undefined;
   const skew = shape === undefined ? undefined : now - shape.t;
+
+  // A receiver stops at an old timestamp; check the signature anyway, as of the time it was
+  // made, so the signature line says whether the signature itself matches.
+  const asOf = failure?.code === "timestamp_outside_tolerance" ? shape?.t : undefined;
+  let signatureFailure = failure?.code === "signature_mismatch" ? failure : undefined;
+  if (asOf !== undefined) {
+    const own = await check(body, asOf);
+    if (own.ok) secretIndex = own.secretIndex;
+    else signatureFailure = own.error;
+  }
+  // An editor's or `echo`'s final newline: does the signature match the body without it?
+  let finalNewline = false;
+  if (signatureFailure?.code === "signature_mismatch" && body.at(-1) === 0x0a) {
+    const cut = body.at(-2) === 0x0d ? 2 : 1;
+    finalNewline = (await check(body.subarray(0, body.length - cut), asOf ?? now)).ok;
+  }
+
+  const checks: Check[] = [];
+  const asOfText = asOf === undefined ? "" : `as of its own time (t=${asOf})`;
   SIGNATURE_CHECKS.forEach(([id, label], index) => {
+    if (id === "signature" && (failedAt === -1 || failedAt >= 2)) {
+      if (signatureFailure !== undefined) {
+        const message = plainMessage(signatureFailure);
+        checks.push({
+          id,
+          label,
+          ok: false,
+          detail: asOf === undefined ? message : `${asOfText}: ${message}`,
+        });
+      } else {
+        const under =
+          secrets.length === 1
+            ? "under secret #1"
+            : `under secret #${secretIndex + 1} of ${secrets.length}${secretIndex > 0 ? " (an older secret is still in use)" : ""}`;
+        checks.push({
+          id,
+          label,
+          ok: true,
+          detail: asOf === undefined ? under : `${under}, ${asOfText}`,
+        });
+      }
+      return;
+    }
     if (failedAt !== -1 && index > failedAt) {
       checks.push({ id, label, ok: null, detail: "not checked" });
       return;
@@ -163,52 +218,25 @@ export async function verify(argv: string[]): Promise<number> {
         ? "mappa-signature"
         : id === "header_well_formed"
           ? `t=${shape?.t}, ${shape?.count} v1 signature${shape?.count === 1 ? "" : "s"}`
-          : id === "timestamp"
-            ? `${skewText(skew ?? 0)} (tolerance ${toleranceSec} s)`
-            : secrets.length === 1
-              ? "under secret #1"
-              : `under secret #${secretIndex + 1} of ${secrets.length}${secretIndex > 0 ? " (an older secret is still in use)" : ""}`;
+          : `${skewText(skew ?? 0)} (tolerance ${toleranceSec} s)`;
     checks.push({ id, label, ok: true, detail });
   });
-  if (failure?.hint !== undefined) notes.push(failure.hint);
 
-  // Help the two most common puzzles: an old capture, and an editor's final newline.
-  if (failure?.code === "timestamp_outside_tolerance" && shape !== undefined) {
-    const atCapture = await verifySignature({
-      payload: body,
-      headers,
-      secret: secrets,
-      now: shape.t,
-    })
-      .then(() => true)
-      .catch(() => false);
+  // Hints, the most specific cause first: a final newline explains a mismatch on its own.
+  const notes: string[] = [];
+  if (finalNewline) {
     notes.push(
-      atCapture
-        ? "The signature itself matches this body and secret: the delivery is genuine but old (a replay), or a clock is wrong. Pass --now <t> to check it as of its own time."
-        : "The signature would not match at its own time either: the body or the secret differs too.",
+      "The signature matches the body WITHOUT the file's final newline: an editor or `echo` added it. The delivery itself is genuine; save the body without a trailing newline (printf '%s' …).",
     );
+  } else if (signatureFailure?.hint !== undefined) {
+    notes.push(signatureFailure.hint);
+  } else if (failure?.hint !== undefined && failure !== signatureFailure) {
+    notes.push(failure.hint);
   }
-  if (
-    failure?.code === "signature_mismatch" &&
-    /\r?\n$/.test(new TextDecoder().decode(body.subarray(-2)))
-  ) {
-    const trimmed = Buffer.from(body)
-      .toString("utf8")
-      .replace(/\r?\n$/, "");
-    const withoutNewline = await verifySignature({
-      payload: trimmed,
-      headers,
-      secret: secrets,
-      now,
-      toleranceSec,
-    })
-      .then(() => true)
-      .catch(() => false);
-    if (withoutNewline) {
-      notes.push(
-        "The signature matches the body WITHOUT the file's final newline: an editor or `echo` added it. The delivery itself is genuine; save the body without a trailing newline (printf '%s' …).",
-      );
-    }
+  if (asOf !== undefined && (signatureFailure === undefined || finalNewline)) {
+    notes.push(
+      `The signature itself matches${finalNewline ? " (without the final newline)" : ""}: the delivery is genuine, but it was signed ${skewText(skew ?? 0)}, beyond the ${toleranceSec} s tolerance, so a receiver refuses it as a possible replay (or a clock is wrong). To check a saved capture, pass --now ${asOf} (when it was signed) or a larger --tolerance.`,
+    );
   }
 
   let event: MappaEvent | undefined;
@@ -234,6 +262,9 @@ export async function verify(argv: string[]): Promise<number> {
 
   const valid = failure === undefined && eventError === undefined;
   const firstError = failure ?? eventError;
+  const codes = [failure, signatureFailure, eventError]
+    .filter((error, index, all) => error !== undefined && all.indexOf(error) === index)
+    .map((error) => error?.code);
   if (values.json) {
     process.stdout.write(
       `${JSON.stringify(
@@ -247,7 +278,16 @@ export async function verify(argv: string[]): Promise<number> {
           notes,
           ...(event === undefined
             ? {}
-            : { event: { id: event.id, type: event.type, known: event.known, data: event.data } }),
+            : {
+                event: {
+                  id: event.id,
+                  type: event.type,
+                  known: event.known,
+                  createdAt: event.createdAt,
+                  timestamp: event.timestamp,
+                  data: event.data,
+                },
+              }),
           ...(firstError === undefined
             ? {}
             : {
@@ -277,7 +317,7 @@ export async function verify(argv: string[]): Promise<number> {
   lines.push(
     valid
       ? style.green("✓ valid: a receiver would accept this delivery")
-      : style.red(`✗ not valid: ${firstError?.code}`),
+      : style.red(`✗ not valid: ${codes.join(", ")}`),
   );
   process.stdout.write(`${lines.join("\n")}\n`);
   return valid ? EXIT_OK : EXIT_FAILED;

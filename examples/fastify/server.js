@@ -11,7 +11,10 @@ if (!secret) {
 const port = Number(process.env.PORT ?? 3000);
 const host = process.env.HOST ?? "127.0.0.1";
 
-const app = Fastify();
+// Fastify waits forever for a slow request unless told otherwise. The webhook route has its own
+// deadline (`bodyTimeoutMs`, 10 s by default: a stalled body gets 408); this one covers the rest
+// of the app.
+const app = Fastify({ requestTimeout: 30_000 });
 
 // The plugin's raw-body parser is scoped to POST /webhooks/mappa; every other route keeps
 // Fastify's JSON parser.

@@ -110,7 +110,9 @@ function escapeRegExp(text: string): string {
 /**
  * Registers the end-to-end checks every example must pass: it starts the example as a
  * process, posts signed deliveries (typed events logged once, duplicates not re-run, forgeries
- * refused), runs its `send-test-delivery.js`, and checks `/api/echo` still parses JSON.
+ * refused and logged as `[mappa:error]`), checks the JSON 405 for other methods and a 408 for a
+ * stalled body, runs its `send-test-delivery.js` when it has one, and checks `/api/echo` still
+ * parses JSON.
  *
  * @example
  * ```ts

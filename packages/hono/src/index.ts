@@ -28,7 +28,7 @@ export {
  * @example
  * ```ts
  * const app = new Hono<{ Variables: MappaWebhookVariables }>();
- * app.post("/webhooks/mappa", mappaWebhook({ secret, mode: "next" }), (c) => {
+ * app.all("/webhooks/mappa", mappaWebhook({ secret, mode: "next" }), (c) => {
  *   const event = c.get("mappaEvent");
  *   return c.json({ received: event.id });
  * });
@@ -128,6 +128,9 @@ function toResponse(result: WebhookResponse): Response {
  * Hono middleware that verifies, parses and handles Mappa webhooks. Reads the raw body (later
  * handlers can still read it), answers with the right status, and sets `c.get("mappaEvent")`.
  * Runs on every runtime Hono runs on; ack-first uses `c.executionCtx.waitUntil` when present.
+ * Mount it with `app.all` (or `app.use`) so other methods get the JSON 405; with `app.post`
+ * Hono answers them 404 itself. A body read before it as text (`c.req.text()`, `c.req.json()`)
+ * is answered 500 `body_already_parsed`: only exact bytes are verified.
  *
  * @example
  * ```ts
@@ -135,7 +138,7 @@ function toResponse(result: WebhookResponse): Response {
  * import { mappaWebhook } from "@mappa-webhooks/hono";
  *
  * const app = new Hono();
- * app.post(
+ * app.all(
  *   "/webhooks/mappa",
  *   mappaWebhook({
  *     secret: process.env.MAPPA_WEBHOOK_SECRET!,

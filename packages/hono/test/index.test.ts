@@ -80,6 +80,21 @@ describe("mappaWebhook (app.request)", () => {
     expect((await res.json()) as object).toMatchObject({ error: "method_not_allowed" });
   });
 
+  it("answers other methods 405 JSON with app.all, while app.post leaves them to Hono's 404", async () => {
+    const app = new Hono<{ Variables: MappaWebhookVariables }>();
+    app.all("/all", mappaWebhook({ secret: SECRET }));
+    app.post("/post-only", mappaWebhook({ secret: SECRET }));
+    for (const method of ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"]) {
+      const all = await app.request(`${URL_BASE}/all`, { method });
+      expect(all.status, method).toBe(405);
+      expect(all.headers.get("allow"), method).toBe("POST");
+      expect((await all.json()) as object).toMatchObject({ error: "method_not_allowed" });
+      const postOnly = await app.request(`${URL_BASE}/post-only`, { method });
+      expect(postOnly.status, method).toBe(404);
+    }
+    expect((await post(app, "/all", reportCompleted())).status).toBe(200);
+  });
+
   it("handles a duplicate delivery once", async () => {
     const { app, seen } = appWith();
     const body = reportCompleted();

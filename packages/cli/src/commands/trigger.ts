@@ -46,7 +46,7 @@ Options
   -h, --help           Show this help
 
 A 2xx answer of {"duplicate":true} is shown as a duplicate: the receiver had already handled
-this event id.
+this event (same id; for the id-less mappa-node-1.2 shape, same type and data.jobId).
 
 Exit status: 0 delivered, 1 abandoned (every attempt answered non-2xx), 2 bad input or the URL
 could not be reached, 130 stopped with Ctrl-C.

@@ -1,4 +1,9 @@
-import type { MappaHandlerMap, MappaUnknownEvent } from "@mappa-webhooks/next";
+import type {
+  MappaHandlerMap,
+  MappaUnknownEvent,
+  MappaWebhookError,
+  MappaWebhooksOptions,
+} from "@mappa-webhooks/next";
 
 // One line per handled event, so you can watch deliveries arrive.
 function log(event: { type: string; idempotencyKey: string | undefined }): void {
@@ -14,6 +19,14 @@ export const on: MappaHandlerMap<unknown> = {
 };
 
 export const onUnknown = (event: MappaUnknownEvent): void => log(event);
+
+/** Rejected deliveries (a wrong secret, a stale timestamp, ...) and failures, one line each. */
+export const onError: NonNullable<MappaWebhooksOptions["onError"]> = (
+  error: MappaWebhookError,
+  info,
+) => {
+  console.error(`[mappa:error] ${error.code} in ${info.phase}: ${error.message}`);
+};
 
 // Read at request time: `next build` does not need the secret.
 export const secret = process.env.MAPPA_WEBHOOK_SECRET as string;

@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { send, stallMidBody } from "@mappa-webhooks/conformance";
 import { signPayload } from "@mappa-webhooks/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -95,9 +96,10 @@ function eventBody(type = "report.completed"): { id: string; body: string } {
   const id = `evt_e2e_${Date.now().toString(36)}_${++sequence}`;
   const data =
     type === "report.completed"
-      ? { jobId: `job_${id}`, reportId: `rep_${id}`, status: "completed" }
+      ? { jobId: `job_${id}`, reportId: `rep_${id}`, status: "succeeded" }
       : { jobId: `job_${id}` };
-  return { id, body: JSON.stringify({ id, type, createdAt: "2026-01-17T12:05:00.000Z", data }) };
+  const sentAt = new Date().toISOString();
+  return { id, body: JSON.stringify({ id, type, createdAt: sentAt, timestamp: sentAt, data }) };
 }
 
 async function deliver(url: string, body: string, signedBody = body) {
@@ -123,6 +125,7 @@ function jsFiles(dir: string): string[] {
 const NODE_CRYPTO = /node:crypto|require\(["']crypto["']\)|from\s*["']crypto["']/;
 
 let buildMs = 0;
+let buildOutput = "";
 let server: Running | undefined;
 let origin = "";
 
@@ -131,6 +134,7 @@ beforeAll(async () => {
   const started = Date.now();
   const build = await run([nextBin, "build"]);
   buildMs = Date.now() - started;
+  buildOutput = build.output;
   if (build.code !== 0) throw new Error(`next build failed:\n${build.output}`);
   console.log(`next build of examples/next took ${(buildMs / 1000).toFixed(1)} s`);
 
@@ -186,16 +190,23 @@ describe("next build", () => {
     ).toBe(true);
   });
 
+  it("builds the Edge route, with Next's deprecation warning for the Edge runtime", () => {
+    // The example leads with the Node.js runtime; the Edge route stays supported and tested.
+    expect(buildOutput).toMatch(/Edge Runtime is deprecated/);
+  });
+
   it("took a reasonable time", () => {
     expect(existsSync(join(distPath, "BUILD_ID"))).toBe(true);
     expect(buildMs).toBeLessThan(240_000);
   });
 });
 
-describe.each(Object.entries(ROUTES))("next start, %s route", (_runtime, path) => {
+describe.each(Object.entries(ROUTES))("next start, %s route", (runtime, path) => {
   const url = () => `${origin}${path}`;
   const logged = (id: string) =>
     (server?.output ?? []).filter((line) => line.trim() === `[mappa] report.completed ${id}`);
+  const rejections = () =>
+    (server?.output ?? []).filter((line) => line.startsWith("[mappa:error] signature_mismatch"));
 
   it("answers 200 to a signed delivery and handles it", async () => {
     const { id, body } = eventBody();
@@ -214,14 +225,16 @@ describe.each(Object.entries(ROUTES))("next start, %s route", (_runtime, path) =
     expect(logged(id)).toHaveLength(1);
   });
 
-  it("answers 401 to a tampered body without handling it", async () => {
+  it("answers 401 to a tampered body without handling it, and logs the rejection", async () => {
     const { id, body } = eventBody();
     const tampered = body.replace(`rep_${id}`, `rep_${id}x`);
+    const before = rejections().length;
     expect(await deliver(url(), tampered, body)).toEqual({
       status: 401,
       json: { error: "signature_mismatch" },
     });
     expect(logged(id)).toHaveLength(0);
+    await waitUntil(() => rejections().length > before, 5_000);
   });
 
   it("answers 400 to a signed body that is not JSON", async () => {
@@ -235,11 +248,48 @@ describe.each(Object.entries(ROUTES))("next start, %s route", (_runtime, path) =
     expect(await deliver(url(), body)).toEqual({ status: 200, json: { received: true } });
   });
 
-  it("answers 405 to GET", async () => {
-    const response = await fetch(url());
-    expect(response.status).toBe(405);
-    await response.arrayBuffer();
-  });
+  it.each(["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])(
+    "answers %s with the JSON 405 and Allow: POST",
+    async (method) => {
+      const response = await send(url(), { method });
+      expect(response.status).toBe(405);
+      expect(response.headers.allow).toBe("POST");
+      expect(JSON.parse(response.body)).toMatchObject({ error: "method_not_allowed" });
+    },
+  );
+
+  const timeouts = () =>
+    (server?.output ?? []).filter((line) => line.startsWith("[mappa:error] body_timeout"));
+  const stall = async (timeoutMs: number) => {
+    const { body } = eventBody();
+    return stallMidBody(url(), {
+      headers: {
+        "content-type": "application/json",
+        "mappa-signature": await signPayload({ payload: body, secret: SECRET }),
+      },
+      body,
+      sentBytes: 10,
+      timeoutMs,
+    });
+  };
+
+  if (runtime === "edge") {
+    // `next start` sends an Edge route's answer only once the request body has fully arrived:
+    // the deadline fires and is reported, but the 408 waits for the sender to finish or leave.
+    it("reports a stalled body at the 10 s deadline; Next holds the answer until the sender leaves", async () => {
+      const before = timeouts().length;
+      await expect(stall(15_000)).rejects.toThrow(/no answer within 15000 ms/);
+      expect(timeouts()).toHaveLength(before + 1);
+    }, 30_000);
+  } else {
+    it("answers a body that stalls with 408 after the default 10 s deadline", async () => {
+      const before = timeouts().length;
+      const result = await stall(30_000);
+      expect(result.status).toBe(408);
+      expect(JSON.parse(result.body)).toMatchObject({ error: "body_timeout" });
+      await waitUntil(() => timeouts().length === before + 1, 5_000);
+    }, 40_000);
+  }
 });
 
 describe("next start, the rest of the example", () => {

@@ -1,7 +1,7 @@
 import { send, streamOversized } from "@mappa-webhooks/conformance";
 import type { MappaEvent, MappaWebhookError } from "@mappa-webhooks/core";
 import { signPayload } from "@mappa-webhooks/core";
-import express5 from "express";
+import express5, { type NextFunction, type Request, type Response } from "express";
 import express4 from "express4";
 import { afterEach, describe, expect, it } from "vitest";
 import { mappaWebhook, rawBodySaver } from "../src/index.js";
@@ -244,6 +244,31 @@ describe.each(majors)("$name", ({ express }) => {
     // The server took a bounded prefix of the stream, not what the client pushed.
     expect(serverBytesRead).toBeGreaterThan(8 * 1024);
     expect(serverBytesRead).toBeLessThan(1024 * 1024);
+  });
+
+  it("leaves the answer to a handler that wrote it through res, and never calls next(err)", async () => {
+    const reachedErrorHandler: unknown[] = [];
+    const app = express();
+    app.use(
+      mappaWebhook({
+        secret,
+        on: {
+          "report.completed": (_event, { res }) => {
+            res.status(202).json({ answeredBy: "handler" });
+          },
+        },
+      }),
+    );
+    app.use((error: unknown, _req: Request, _res: Response, next: NextFunction) => {
+      reachedErrorHandler.push(error);
+      next(error);
+    });
+    const { webhookUrl } = await start(app);
+    const { headers, body } = await delivery();
+    const response = await send(webhookUrl, { headers, body });
+    expect(response.status).toBe(202);
+    expect(JSON.parse(response.body)).toEqual({ answeredBy: "handler" });
+    expect(reachedErrorHandler).toEqual([]);
   });
 
   it("answers 413 at once to a declared length over the limit", async () => {

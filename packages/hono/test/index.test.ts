@@ -451,20 +451,21 @@ describe("a body read before mappaWebhook, over HTTP", () => {
     return { status: response.status, json: (await response.json()) as Record<string, unknown> };
   }
 
-  it.each(["text", "json", "text+arrayBuffer"] as const)(
-    "answers 500 body_already_parsed, naming the fix, after c.req.%s()",
-    async (read) => {
-      const body = utf8(reportCompleted());
-      expect(await deliver(read, body)).toEqual({
-        status: 500,
-        json: { error: "body_already_parsed" },
-      });
-      expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
-      expect(errors[0]?.message).toContain("c.req.arrayBuffer()");
-      expect(errors[0]?.message).toContain("before");
-      expect(seen).toEqual([]);
-    },
-  );
+  it.each([
+    { read: "text", label: "c.req.text()" },
+    { read: "json", label: "c.req.json()" },
+    { read: "text+arrayBuffer", label: "c.req.text() then c.req.arrayBuffer() (re-encoded)" },
+  ] as const)("answers 500 body_already_parsed, naming the fix, after $label", async ({ read }) => {
+    const body = utf8(reportCompleted());
+    expect(await deliver(read, body)).toEqual({
+      status: 500,
+      json: { error: "body_already_parsed" },
+    });
+    expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
+    expect(errors[0]?.message).toContain("c.req.arrayBuffer()");
+    expect(errors[0]?.message).toContain("before");
+    expect(seen).toEqual([]);
+  });
 
   it("never accepts a BOM added to a body signed without one (decoded text hides it)", async () => {
     const body = utf8(reportCompleted());

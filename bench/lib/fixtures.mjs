@@ -16,7 +16,7 @@ export function sizeLabel(bytes) {
 }
 
 /**
- * A compact `report.completed` event whose UTF-8 encoding is exactly `bytes` long. Large bodies
+ * A compact `report.completed` event, in Mappa's current wire shape, whose UTF-8 encoding is exactly `bytes` long. Large bodies
  * grow by an array of small objects (what a real report summary looks like to JSON.parse), not
  * by one long string, which would make parsing unrealistically cheap.
  */
@@ -25,10 +25,11 @@ export function createEventBody(bytes, id = "evt_01JBENCH0000000000000000") {
     id,
     type: "report.completed",
     createdAt: "2026-11-26T18:00:00.000Z",
+    timestamp: "2026-11-26T18:00:00.000Z",
     data: {
       jobId: "job_01JBENCHJOB00000000000000",
       reportId: "rep_01JBENCHREPORT000000000000",
-      status: "completed",
+      status: "succeeded",
       sections: [],
       note: "",
     },

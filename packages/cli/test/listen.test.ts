@@ -159,7 +159,15 @@ describe("listen", () => {
       kind: "delivery",
       ok: true,
       duplicate: false,
-      event: { id: event.id, type: "matching.failed", known: true, idempotencyKey: event.id },
+      event: {
+        id: event.id,
+        type: "matching.failed",
+        known: true,
+        idempotencyKey: event.id,
+        createdAt: event.createdAt,
+        timestamp: event.timestamp,
+        occurredAt: event.createdAt,
+      },
     });
     expect(rejected).toMatchObject({
       kind: "delivery",

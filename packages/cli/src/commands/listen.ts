@@ -287,6 +287,9 @@ function verdictOf(result: WebhookResponse): Verdict {
       data: keyData(event),
       ...(event.id === undefined ? {} : { id: event.id }),
       ...(event.idempotencyKey === undefined ? {} : { idempotencyKey: event.idempotencyKey }),
+      ...(event.createdAt === undefined ? {} : { createdAt: event.createdAt }),
+      ...(event.timestamp === undefined ? {} : { timestamp: event.timestamp }),
+      ...(event.occurredAt === undefined ? {} : { occurredAt: event.occurredAt }),
     };
   }
   if (error !== undefined) {

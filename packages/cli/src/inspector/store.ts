@@ -20,6 +20,10 @@ export interface Verdict {
     type: string;
     known: boolean;
     idempotencyKey?: string;
+    /** Each as Mappa sent it; `occurredAt` is `createdAt`, else `timestamp`. */
+    createdAt?: string;
+    timestamp?: string;
+    occurredAt?: string;
     data?: Record<string, string>;
   };
 }

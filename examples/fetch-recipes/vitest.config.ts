@@ -1,0 +1,3 @@
+import { packageTestConfig } from "@mappa-webhooks/tooling/vitest";
+
+export default packageTestConfig("fetch-recipes");

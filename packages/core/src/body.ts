@@ -57,6 +57,7 @@ interface NodeReadable {
   off(event: string, listener: (...args: never[]) => void): unknown;
   pause(): unknown;
   readableEnded?: boolean;
+  destroyed?: boolean;
 }
 
 function isNodeStream(source: unknown): source is NodeReadable {
@@ -84,6 +85,8 @@ function readNodeStream(
       ),
     );
   }
+  // The client left before we started reading: no 'close' will come again to tell us.
+  if (stream.destroyed === true) return Promise.reject(requestAborted());
   return new Promise((resolve, reject) => {
     let chunks: Uint8Array[] = [];
     let total = 0;

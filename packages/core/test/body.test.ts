@@ -46,4 +46,12 @@ describe("readBodyWithLimit", () => {
     setImmediate(() => stream.destroy());
     await expect(reading).rejects.toMatchObject({ code: "request_aborted" });
   });
+
+  it("rejects at once with request_aborted when the stream was already destroyed", async () => {
+    const stream = new Readable({ read() {} });
+    stream.destroy();
+    await expect(readBodyWithLimit(stream, 10, { timeoutMs: 60_000 })).rejects.toMatchObject({
+      code: "request_aborted",
+    });
+  });
 });

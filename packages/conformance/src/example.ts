@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { signPayload } from "@mappa-webhooks/core";
+import { fileURLToPath } from "node:url";
+import { createTestEvent, signPayload } from "@mappa-webhooks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { send, stallMidBody } from "./http.js";
 
@@ -107,12 +107,45 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
+/** The workspace's built CLI (`mappa-webhooks`), which the examples' READMEs tell users to run. */
+const CLI = fileURLToPath(new URL("../../cli/dist/cli.js", import.meta.url));
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  /** stdout and stderr, for failure messages. */
+  output: string;
+}
+
+/** Runs `node <cli> ...args`, killed after `timeoutMs`. */
+async function runCli(args: string[], timeoutMs = 60_000): Promise<CliRun> {
+  if (!existsSync(CLI)) {
+    throw new Error(
+      `${CLI} is missing: build the CLI first (pnpm turbo run build --filter=@mappa-webhooks/cli).`,
+    );
+  }
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString("utf8");
+    output += chunk.toString("utf8");
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString("utf8");
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  clearTimeout(timer);
+  return { code, stdout, output };
+}
+
 /**
  * Registers the end-to-end checks every example must pass: it starts the example as a
  * process, posts signed deliveries (typed events logged once, duplicates not re-run, forgeries
  * refused and logged as `[mappa:error]`), checks the JSON 405 for other methods and a 408 for a
- * stalled body, runs its `send-test-delivery.js` when it has one, and checks `/api/echo` still
- * parses JSON.
+ * stalled body, sends an event with the CLI's `trigger` (the workspace's
+ * `packages/cli/dist/cli.js`, built first) and checks `/api/echo` still parses JSON.
  *
  * @example
  * ```ts
@@ -134,7 +167,7 @@ export function describeExampleApp(name: string, dir: string): void {
       await example?.stop();
     });
 
-    const post = async (event: Record<string, unknown>, signWith = secret) => {
+    const post = async (event: object, signWith = secret) => {
       const body = JSON.stringify(event);
       const signature = await signPayload({ payload: body, secret: signWith });
       return send(`${running().baseUrl}/webhooks/mappa`, {
@@ -154,14 +187,10 @@ export function describeExampleApp(name: string, dir: string): void {
 
     it("logs each typed event once and does not run a duplicate again", async () => {
       const id = `evt_e2e_${Date.now()}`;
-      const sentAt = new Date().toISOString();
-      const event = {
+      const event = createTestEvent("report.completed", {
         id,
-        type: "report.completed",
-        createdAt: sentAt,
-        timestamp: sentAt,
-        data: { jobId: "job_e2e", reportId: "rep_e2e", status: "succeeded" },
-      };
+        data: { jobId: "job_e2e", reportId: "rep_e2e" },
+      });
       const first = await post(event);
       expect(first.status).toBe(200);
       const line = await running().waitForLine(new RegExp(`^\\[mappa\\] report\\.completed ${id}`));
@@ -169,17 +198,13 @@ export function describeExampleApp(name: string, dir: string): void {
       const again = await post(event);
       expect(again.status).toBe(200);
       expect(JSON.parse(again.body)).toEqual({ received: true, duplicate: true });
-      const failed = {
+      const failed = createTestEvent("report.failed", {
         id: `${id}_failed`,
-        type: "report.failed",
-        createdAt: sentAt,
-        timestamp: sentAt,
         data: {
           jobId: "job_e2e",
-          status: "failed",
           error: { code: "target_not_found", message: "Could not identify target speaker" },
         },
-      };
+      });
       expect((await post(failed)).status).toBe(200);
       await running().waitForLine(new RegExp(`^\\[mappa\\] report\\.failed ${id}_failed`));
       const logged = running()
@@ -192,13 +217,7 @@ export function describeExampleApp(name: string, dir: string): void {
     it("refuses a delivery signed with another secret, and logs no event", async () => {
       const id = `evt_e2e_forged_${Date.now()}`;
       const response = await post(
-        {
-          id,
-          type: "report.completed",
-          createdAt: new Date().toISOString(),
-          timestamp: new Date().toISOString(),
-          data: { jobId: "j", reportId: "r", status: "succeeded" },
-        },
+        createTestEvent("report.completed", { id }),
         "whsec_not_the_secret",
       );
       expect(response.status).toBe(401);
@@ -239,30 +258,36 @@ export function describeExampleApp(name: string, dir: string): void {
       expect(JSON.parse(response.body)).toEqual({ echo: { hello: "world", n: [1, 2] } });
     });
 
-    const script = join(dir, "send-test-delivery.js");
-    if (existsSync(script)) {
-      it("accepts the delivery its send-test-delivery.js script sends", async () => {
-        const child = spawn(
-          process.execPath,
-          [script, `${running().baseUrl}/webhooks/mappa`, "matching.completed"],
-          {
-            cwd: dir,
-            env: { ...process.env, MAPPA_WEBHOOK_SECRET: secret },
-            stdio: ["ignore", "pipe", "pipe"],
-          },
-        );
-        let printed = "";
-        child.stdout?.on("data", (chunk: Buffer) => {
-          printed += chunk.toString("utf8");
-        });
-        child.stderr?.on("data", (chunk: Buffer) => {
-          printed += chunk.toString("utf8");
-        });
-        const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-        expect(printed.trim()).toBe('200 {"received":true}');
-        expect(code).toBe(0);
-        await running().waitForLine(/^\[mappa\] matching\.completed evt_\S+ matching=mat_/);
-      });
-    }
+    it("accepts an event sent with the CLI's trigger, and logs it", async () => {
+      const trigger = await runCli([
+        "trigger",
+        "matching.completed",
+        "--url",
+        `${running().baseUrl}/webhooks/mappa`,
+        "--secret",
+        secret,
+        "--no-retry",
+        "--json",
+      ]);
+      expect(trigger.code, trigger.output).toBe(0);
+      const report = JSON.parse(trigger.stdout) as {
+        delivered: boolean;
+        duplicate: boolean;
+        event: { id: string; type: string; data: { matchingId: string; status: string } };
+        attempts: Array<{ status: number; responseBody: string }>;
+      };
+      expect(report).toMatchObject({ delivered: true, duplicate: false });
+      expect(report.event.type).toBe("matching.completed");
+      expect(report.event.id).toMatch(/^evt_/);
+      expect(report.event.data.status).toBe("succeeded");
+      expect(report.attempts.map((attempt) => attempt.status)).toEqual([200]);
+      expect(JSON.parse(report.attempts[0]?.responseBody ?? "")).toEqual({ received: true });
+      await running().waitForLine(
+        new RegExp(
+          `^\\[mappa\\] matching\\.completed ${escapeRegExp(report.event.id)} matching=${escapeRegExp(report.event.data.matchingId)}$`,
+        ),
+        15_000,
+      );
+    });
   });
 }

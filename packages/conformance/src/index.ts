@@ -23,6 +23,12 @@ export {
   stallMidBody,
   streamOversized,
 } from "./http.js";
+export {
+  describeIdempotencyStoreContract,
+  type IdempotencyStoreContractCapabilities,
+  type IdempotencyStoreFactory,
+  type IdempotencyStoreUnderTest,
+} from "./store-contract.js";
 
 /** A running app, as the adapter's factory started it. */
 export interface ConformanceApp {

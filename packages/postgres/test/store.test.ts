@@ -1,67 +1,65 @@
-import {
-  createMemoryIdempotencyStore,
-  DEFAULT_COMPLETED_TTL_MS,
-  MappaWebhookError,
-} from "@mappa-webhooks/core";
+import { describeIdempotencyStoreContract } from "@mappa-webhooks/conformance";
+import { DEFAULT_COMPLETED_TTL_MS, MappaWebhookError } from "@mappa-webhooks/core";
 import { createTestEvent, signPayload } from "@mappa-webhooks/testing";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPostgresIdempotencyStore } from "../src/index.js";
 import { createPool, createTestDatabase, SECRET, sleep, type TestDatabase } from "./helpers.js";
 import { startReceiver } from "./receivers.js";
-import { describeStoreContract } from "./store-contract.js";
-
-// The same contract, run against the core's memory store and the Postgres store.
-describeStoreContract("memory (core)", {
-  async create() {
-    let now = 1_000_000;
-    return {
-      store: createMemoryIdempotencyStore({ now: () => now }),
-      advance: (ms) => {
-        now += ms;
-      },
-    };
-  },
-});
 
 let db: TestDatabase;
-const extraPools: pg.Pool[] = [];
 
 beforeAll(async () => {
   db = await createTestDatabase("store");
 });
 
 afterAll(async () => {
-  await Promise.all(extraPools.map((pool) => pool.end()));
   await db.drop();
 });
 
 let table = 0;
-describeStoreContract("postgres", {
-  async create() {
-    // A table of its own per test (same schema), with the fake clock the tests move.
-    const idempotencyTable = `idempotency_${++table}`;
-    await db.pool.query(
-      `CREATE TABLE "${db.schema}"."${idempotencyTable}" (LIKE "${db.schema}"."idempotency" INCLUDING ALL)`,
-    );
-    let now = Date.now();
-    const clock = () => now;
-    const options = { schema: db.schema, idempotencyTable, now: clock };
-    return {
-      store: createPostgresIdempotencyStore({ pool: db.pool, ...options }),
-      advance: (ms) => {
-        now += ms;
-      },
-      async replicas(n) {
-        // Separate pools: every claim races on its own connection.
-        return Array.from({ length: n }, () => {
-          const pool = createPool({ max: 1 });
-          extraPools.push(pool);
-          return createPostgresIdempotencyStore({ pool, ...options });
-        });
-      },
-    };
-  },
+/**
+ * A fresh store on a table of its own (same schema), on the injected clock `now` (or the
+ * database's clock when it is undefined), with replicas on pools of their own for the races.
+ */
+async function freshStore(now?: () => number) {
+  const idempotencyTable = `idempotency_${++table}`;
+  await db.pool.query(
+    `CREATE TABLE "${db.schema}"."${idempotencyTable}" (LIKE "${db.schema}"."idempotency" INCLUDING ALL)`,
+  );
+  const options = { schema: db.schema, idempotencyTable, ...(now === undefined ? {} : { now }) };
+  const pools: pg.Pool[] = [];
+  return {
+    store: createPostgresIdempotencyStore({ pool: db.pool, ...options }),
+    async replicas(n: number) {
+      // Separate pools: every claim races on its own connection.
+      return Array.from({ length: n }, () => {
+        const pool = createPool({ max: 1 });
+        pools.push(pool);
+        return createPostgresIdempotencyStore({ pool, ...options });
+      });
+    },
+    async close() {
+      await Promise.all(pools.map((pool) => pool.end()));
+      await db.pool.query(`DROP TABLE "${db.schema}"."${idempotencyTable}"`);
+    },
+  };
+}
+
+// The shared contract (packages/conformance), on a clock the tests move: exact boundaries.
+describeIdempotencyStoreContract("postgres, injected clock", async () => {
+  let now = Date.now();
+  return {
+    ...(await freshStore(() => now)),
+    advance: (ms) => {
+      now += ms;
+    },
+  };
+});
+
+// The same contract on the database's own clock (clock_timestamp()), as deployed.
+describeIdempotencyStoreContract("postgres, database clock", () => freshStore(), {
+  clock: "real",
 });
 
 describe("createPostgresIdempotencyStore on the database's clock", () => {

@@ -1,3 +1,4 @@
+import { describeIdempotencyStoreContract } from "@mappa-webhooks/conformance";
 import { DEFAULT_COMPLETED_TTL_MS, MappaWebhookError } from "@mappa-webhooks/core";
 import { createTestEvent, signPayload } from "@mappa-webhooks/testing";
 import type { Redis } from "ioredis";
@@ -28,6 +29,32 @@ afterAll(async () => {
 });
 
 const LEASE = { leaseMs: 10_000 };
+
+// The shared contract (packages/conformance). Leases and TTLs expire on Redis's clock (PX), so
+// it runs in real time: short leases, polling, bounds a busy machine can only make later.
+let contractRun = 0;
+describeIdempotencyStoreContract(
+  "redis",
+  async () => {
+    const keys = `${prefix}:contract:${++contractRun}`;
+    const clients: Redis[] = [];
+    return {
+      store: createRedisIdempotencyStore({ client: redis, prefix: keys }),
+      async replicas(n) {
+        // Separate connections: every claim races on its own.
+        const replicas = Array.from({ length: n }, () => connect());
+        clients.push(...replicas);
+        await Promise.all(replicas.map((client) => client.ping()));
+        return replicas.map((client) => createRedisIdempotencyStore({ client, prefix: keys }));
+      },
+      async close() {
+        for (const client of clients) client.disconnect();
+        await deleteKeys(redis, keys);
+      },
+    };
+  },
+  { clock: "real" },
+);
 
 describe("createRedisIdempotencyStore", () => {
   it("runs on the ioredis major this project names", () => {

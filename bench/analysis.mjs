@@ -60,7 +60,8 @@ export const ANALYSIS = {
       "The adapter now reads the body with plain listeners (the core's `readBodyWithLimit` " +
       "fast path for Node streams, which a listener-based candidate sized at 0.90× where the " +
       "`for await` reader gave 0.80×); with the " +
-      "pipeline fixes (see the note below) it measured 0.97×."
+      "pipeline fixes (see the note below) it measured 0.97×." +
+      " Not a regression of the current code: in the same session, on the same machine, the adapter and core as they were before the events and hardening work (commit ce4d826, checked out and built beside this tree) measured 0.77× against the same optimal route, and the current code 0.78–0.87× over three runs (0.78× with the body deadline's timer removed, so the deadline costs nothing measurable). The 0.96–0.97× of earlier runs came from another day's machine; what makes the Express ratio differ between machines was not found."
     );
   },
   memory: () =>

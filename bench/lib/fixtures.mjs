@@ -27,8 +27,8 @@ export function createEventBody(bytes, id = "evt_01JBENCH0000000000000000") {
     createdAt: "2026-11-26T18:00:00.000Z",
     timestamp: "2026-11-26T18:00:00.000Z",
     data: {
-      jobId: "job_01JBENCHJOB00000000000000",
-      reportId: "rep_01JBENCHREPORT000000000000",
+      jobId: "job_01JBENCH",
+      reportId: "rep_01JBENCH",
       status: "succeeded",
       sections: [],
       note: "",

@@ -312,22 +312,32 @@ describe.each(targets)("$name", (target) => {
 
     if (target.streamingLimit) {
       it("413 for a chunked body over the limit while it streams", async () => {
-        // On a server of its own, as in the conformance suite: on @hono/node-server and Bun a
-        // second oversized upload to the same process is sometimes closed without an answer.
-        const fresh = await target.start();
-        try {
-          const maxBytes = 32 * 1024 * 1024;
-          const streamed = await streamOversized(
-            `${fresh.baseUrl}/${app}/webhooks/mappa`,
-            { "content-type": "application/json", "mappa-signature": "t=1,v1=00" },
-            maxBytes,
-          );
-          expect(streamed.status).toBe(413);
-          expect(streamed.answeredEarly).toBe(true);
-          expect(streamed.bytesWritten).toBeLessThan(maxBytes);
-        } finally {
-          await fresh.stop();
+        // Each attempt on a server of its own, as in the conformance suite. Answering before the
+        // upload ends is a race at the TCP level: when a runtime closes the socket right after
+        // the early 413 (Bun sometimes does; @hono/node-server on a second upload), the client's
+        // unread bytes make the kernel send a reset that can discard the answer in flight. So:
+        // every attempt must show the server stopped reading early, and at least one of three
+        // must deliver the 413 to the client.
+        const maxBytes = 32 * 1024 * 1024;
+        const statuses: number[] = [];
+        for (let attempt = 0; attempt < 3 && !statuses.includes(413); attempt++) {
+          const fresh = await target.start();
+          try {
+            const streamed = await streamOversized(
+              `${fresh.baseUrl}/${app}/webhooks/mappa`,
+              { "content-type": "application/json", "mappa-signature": "t=1,v1=00" },
+              maxBytes,
+            );
+            expect(streamed.bytesWritten).toBeLessThan(maxBytes);
+            statuses.push(streamed.status);
+            if (streamed.status === 413) expect(streamed.answeredEarly).toBe(true);
+          } finally {
+            await fresh.stop();
+          }
         }
+        expect(statuses).toContain(413);
+        // Only a 413 or a reset (0) ever: never a 200 or a 5xx.
+        expect(statuses.every((status) => status === 413 || status === 0)).toBe(true);
       });
     }
 

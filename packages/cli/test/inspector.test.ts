@@ -256,6 +256,41 @@ describe("listen --forward-to", () => {
     expect(detail.curl).toContain(`curl -sS -X POST '${app.url}'`);
     expect(detail.curl).toContain(`-H 'mappa-signature: ${signed.headers["mappa-signature"]}'`);
   });
+
+  it("explains an old capture as `verify` does: the signature checked as of its own time", async () => {
+    const event = createTestEvent("report.failed");
+    const body = JSON.stringify(event);
+    const signedAt = Math.floor(Date.now() / 1000) - 3_600;
+    const header = await signPayload({ payload: body, secret: SECRET, timestamp: signedAt });
+    await fetch(url, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json", "mappa-signature": header },
+    });
+    const [latest] = await list(inspector);
+    const detail = (await (
+      await fetch(new URL(`/api/deliveries/${latest?.id}`, inspector))
+    ).json()) as { explanation: { now: number; checks: unknown[]; notes: string[] } };
+    const bodyFile = join(dir, "old.json");
+    writeFileSync(bodyFile, body);
+    const verified = await run([
+      "verify",
+      "--json",
+      "--secret",
+      SECRET,
+      "--header",
+      header,
+      "--body-file",
+      bodyFile,
+      "--now",
+      String(detail.explanation.now),
+    ]);
+    const expected = JSON.parse(verified.stdout) as { checks: unknown[]; notes: string[] };
+    expect(detail.explanation.checks).toEqual(expected.checks);
+    expect(detail.explanation.notes).toEqual(expected.notes);
+    expect(expected.checks).toContainEqual(expect.objectContaining({ id: "signature", ok: true }));
+    expect(expected.notes.join(" ")).toContain(`--now ${signedAt}`);
+  });
 });
 
 describe("listen when the app is down", () => {

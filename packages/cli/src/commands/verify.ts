@@ -1,12 +1,5 @@
 import { readFile } from "node:fs/promises";
-import {
-  DEFAULT_TOLERANCE_SEC,
-  isMappaWebhookError,
-  type MappaEvent,
-  type MappaWebhookError,
-  parseEvent,
-  verifySignature,
-} from "@mappa-webhooks/core";
+import { DEFAULT_TOLERANCE_SEC } from "@mappa-webhooks/core";
 import {
   EXIT_FAILED,
   EXIT_OK,
@@ -15,7 +8,7 @@ import {
   readSecrets,
   UsageError,
 } from "../args.js";
-import { plainMessage } from "../explain.js";
+import { explainDeliveryInDetail } from "../inspector/checks.js";
 import { colorEnabled, createStyle } from "../output.js";
 
 export const VERIFY_HELP = `Explain why a captured delivery does or does not verify.
@@ -54,20 +47,6 @@ const OPTIONS = {
 } as const;
 
 /** One line of the explanation: passed, failed, or not reached because an earlier one failed. */
-interface Check {
-  id: "header_present" | "header_well_formed" | "timestamp" | "signature" | "event";
-  label: string;
-  ok: boolean | null;
-  detail: string;
-}
-
-const SIGNATURE_CHECKS = [
-  ["header_present", "signature header present", "missing_signature"],
-  ["header_well_formed", "header well-formed", "malformed_signature"],
-  ["timestamp", "timestamp within tolerance", "timestamp_outside_tolerance"],
-  ["signature", "signature matches the body", "signature_mismatch"],
-] as const;
-
 function readNow(value: string | undefined): number {
   if (value === undefined) return Math.floor(Date.now() / 1000);
   if (/^\d+$/.test(value.trim())) return Number(value.trim());
@@ -98,23 +77,6 @@ async function readBody(file: string | undefined): Promise<Uint8Array> {
   }
 }
 
-/** What the header says, for display once the core accepted its shape. */
-function describeHeader(value: string): { t: number; count: number } {
-  let t = 0;
-  let count = 0;
-  for (const part of value.split(",")) {
-    const [key, ...rest] = part.trim().split("=");
-    if (key === "t") t = Number(rest.join("="));
-    if (key === "v1") count++;
-  }
-  return { t, count };
-}
-
-function skewText(skew: number): string {
-  if (skew === 0) return "exactly now";
-  return skew > 0 ? `${skew} s in the past` : `${-skew} s in the future`;
-}
-
 export async function verify(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs("verify", argv, OPTIONS, 0);
   if (values.help) {
@@ -135,173 +97,17 @@ export async function verify(argv: string[]): Promise<number> {
     readNumber("verify", "tolerance", values.tolerance, { min: 0 }) ?? DEFAULT_TOLERANCE_SEC;
   const body = await readBody(values["body-file"]);
 
-  const headers = { "mappa-signature": header };
-  type Outcome = { ok: true; secretIndex: number } | { ok: false; error: MappaWebhookError };
-  /** Runs the receiver's checks on `payload` as of `at` (unix seconds). */
-  const check = async (payload: Uint8Array, at: number): Promise<Outcome> => {
-    try {
-      const result = await verifySignature({
-        payload,
-        headers,
-        secret: secrets,
-        now: at,
-        toleranceSec,
-      });
-      return { ok: true, secretIndex: result.secretIndex };
-    } catch (error) {
-      if (!isMappaWebhookError(error)) throw error;
-      return { ok: false, error };
-    }
-  };
-
-  // What a receiver would answer: the first check that fails, as of --now.
-  const verdict = await check(body, now);
-  const failure = verdict.ok ? undefined : verdict.error;
-  let secretIndex = verdict.ok ? verdict.secretIndex : -1;
-  const failedAt =
-    failure === undefined ? -1 : SIGNATURE_CHECKS.findIndex((c) => c[2] === failure?.code);
-  const shape = failedAt === -1 || failedAt > 1 ? describeHeader(header) : undefined;
-  const skew = shape === undefined ? undefined : now - shape.t;
-
-  // A receiver stops at an old timestamp; check the signature anyway, as of the time it was
-  // made, so the signature line says whether the signature itself matches.
-  const asOf = failure?.code === "timestamp_outside_tolerance" ? shape?.t : undefined;
-  let signatureFailure = failure?.code === "signature_mismatch" ? failure : undefined;
-  if (asOf !== undefined) {
-    const own = await check(body, asOf);
-    if (own.ok) secretIndex = own.secretIndex;
-    else signatureFailure = own.error;
-  }
-  // An editor's or `echo`'s final newline: does the signature match the body without it?
-  let finalNewline = false;
-  if (signatureFailure?.code === "signature_mismatch" && body.at(-1) === 0x0a) {
-    const cut = body.at(-2) === 0x0d ? 2 : 1;
-    finalNewline = (await check(body.subarray(0, body.length - cut), asOf ?? now)).ok;
-  }
-
-  const checks: Check[] = [];
-  const asOfText = asOf === undefined ? "" : `as of its own time (t=${asOf})`;
-  SIGNATURE_CHECKS.forEach(([id, label], index) => {
-    if (id === "signature" && (failedAt === -1 || failedAt >= 2)) {
-      if (signatureFailure !== undefined) {
-        const message = plainMessage(signatureFailure);
-        checks.push({
-          id,
-          label,
-          ok: false,
-          detail: asOf === undefined ? message : `${asOfText}: ${message}`,
-        });
-      } else {
-        const under =
-          secrets.length === 1
-            ? "under secret #1"
-            : `under secret #${secretIndex + 1} of ${secrets.length}${secretIndex > 0 ? " (an older secret is still in use)" : ""}`;
-        checks.push({
-          id,
-          label,
-          ok: true,
-          detail: asOf === undefined ? under : `${under}, ${asOfText}`,
-        });
-      }
-      return;
-    }
-    if (failedAt !== -1 && index > failedAt) {
-      checks.push({ id, label, ok: null, detail: "not checked" });
-      return;
-    }
-    if (index === failedAt && failure !== undefined) {
-      checks.push({ id, label, ok: false, detail: plainMessage(failure) });
-      return;
-    }
-    const detail =
-      id === "header_present"
-        ? "mappa-signature"
-        : id === "header_well_formed"
-          ? `t=${shape?.t}, ${shape?.count} v1 signature${shape?.count === 1 ? "" : "s"}`
-          : `${skewText(skew ?? 0)} (tolerance ${toleranceSec} s)`;
-    checks.push({ id, label, ok: true, detail });
+  const { explanation, failedCodes } = await explainDeliveryInDetail({
+    body,
+    headers: [["mappa-signature", header]],
+    secrets,
+    now,
+    toleranceSec,
   });
-
-  // Hints, the most specific cause first: a final newline explains a mismatch on its own.
-  const notes: string[] = [];
-  if (finalNewline) {
-    notes.push(
-      "The signature matches the body WITHOUT the file's final newline: an editor or `echo` added it. The delivery itself is genuine; save the body without a trailing newline (printf '%s' …).",
-    );
-  } else if (signatureFailure?.hint !== undefined) {
-    notes.push(signatureFailure.hint);
-  } else if (failure?.hint !== undefined && failure !== signatureFailure) {
-    notes.push(failure.hint);
-  }
-  if (asOf !== undefined && (signatureFailure === undefined || finalNewline)) {
-    notes.push(
-      `The signature itself matches${finalNewline ? " (without the final newline)" : ""}: the delivery is genuine, but it was signed ${skewText(skew ?? 0)}, beyond the ${toleranceSec} s tolerance, so a receiver refuses it as a possible replay (or a clock is wrong). To check a saved capture, pass --now ${asOf} (when it was signed) or a larger --tolerance.`,
-    );
-  }
-
-  let event: MappaEvent | undefined;
-  let eventError: MappaWebhookError | undefined;
-  try {
-    event = parseEvent(body);
-    checks.push({
-      id: "event",
-      label: "body is a Mappa event",
-      ok: true,
-      detail: `${event.type} ${event.id ?? "(no id)"}${event.known ? "" : " (a type this tool does not know: receivers accept and ignore it)"}`,
-    });
-  } catch (error) {
-    if (!isMappaWebhookError(error)) throw error;
-    eventError = error;
-    checks.push({
-      id: "event",
-      label: "body is a Mappa event",
-      ok: false,
-      detail: plainMessage(error),
-    });
-  }
-
-  const valid = failure === undefined && eventError === undefined;
-  const firstError = failure ?? eventError;
-  const codes = [failure, signatureFailure, eventError]
-    .filter((error, index, all) => error !== undefined && all.indexOf(error) === index)
-    .map((error) => error?.code);
+  const { valid, checks, notes } = explanation;
   if (values.json) {
-    process.stdout.write(
-      `${JSON.stringify(
-        {
-          valid,
-          now,
-          toleranceSec,
-          ...(shape === undefined ? {} : { timestamp: shape.t, skewSec: skew }),
-          ...(secretIndex >= 0 ? { secretIndex } : {}),
-          checks,
-          notes,
-          ...(event === undefined
-            ? {}
-            : {
-                event: {
-                  id: event.id,
-                  type: event.type,
-                  known: event.known,
-                  createdAt: event.createdAt,
-                  timestamp: event.timestamp,
-                  data: event.data,
-                },
-              }),
-          ...(firstError === undefined
-            ? {}
-            : {
-                error: {
-                  code: firstError.code,
-                  message: plainMessage(firstError),
-                  ...(firstError.hint === undefined ? {} : { hint: firstError.hint }),
-                },
-              }),
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    const { headerName: _headerName, ...report } = explanation;
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return valid ? EXIT_OK : EXIT_FAILED;
   }
 
@@ -317,7 +123,7 @@ export async function verify(argv: string[]): Promise<number> {
   lines.push(
     valid
       ? style.green("✓ valid: a receiver would accept this delivery")
-      : style.red(`✗ not valid: ${codes.join(", ")}`),
+      : style.red(`✗ not valid: ${failedCodes.join(", ")}`),
   );
   process.stdout.write(`${lines.join("\n")}\n`);
   return valid ? EXIT_OK : EXIT_FAILED;

@@ -29,7 +29,14 @@ export interface Explanation {
   secretIndex?: number;
   checks: Check[];
   notes: string[];
-  event?: { id: string | undefined; type: string; known: boolean };
+  event?: {
+    id: string | undefined;
+    type: string;
+    known: boolean;
+    createdAt: string | undefined;
+    timestamp: string | undefined;
+    data: unknown;
+  };
   error?: { code: string; message: string; hint?: string };
 }
 
@@ -68,18 +75,25 @@ export function findSignatureHeader(
   return undefined;
 }
 
+/** An explanation, plus the codes of every distinct failure, for a one-line summary. */
+export interface ExplainedDelivery {
+  explanation: Explanation;
+  failedCodes: string[];
+}
+
 /**
- * Explains a delivery check by check, exactly as `mappa-webhooks verify` does: header present,
- * well-formed, timestamp within the tolerance, signature matches (under which secret), then
- * whether the body is a Mappa event; plus the hints for an old capture and a final newline.
+ * Explains a delivery check by check, the one explanation behind `mappa-webhooks verify` and
+ * the inspector: header present, well-formed, timestamp within the tolerance, signature
+ * matches (under which secret; for an old capture, as of its own time), then whether the body
+ * is a Mappa event; plus hints, the most specific cause first (a final newline alone).
  */
-export async function explainDelivery(input: {
+export async function explainDeliveryInDetail(input: {
   body: Uint8Array;
   headers: ReadonlyArray<readonly [string, string]>;
   secrets: readonly string[];
   now: number;
   toleranceSec?: number;
-}): Promise<Explanation> {
+}): Promise<ExplainedDelivery> {
   const { body, secrets, now } = input;
   const toleranceSec = input.toleranceSec ?? DEFAULT_TOLERANCE_SEC;
   const found = findSignatureHeader(input.headers);
@@ -87,24 +101,75 @@ export async function explainDelivery(input: {
     found === undefined ? {} : { [found.name]: found.value.trim() };
   const header = found?.value.trim() ?? "";
 
-  let failure: MappaWebhookError | undefined;
-  let secretIndex = -1;
-  try {
-    secretIndex = (
-      await verifySignature({ payload: body, headers, secret: secrets, now, toleranceSec })
-    ).secretIndex;
-  } catch (error) {
-    if (!isMappaWebhookError(error)) throw error;
-    failure = error;
-  }
+  type Outcome = { ok: true; secretIndex: number } | { ok: false; error: MappaWebhookError };
+  /** Runs the receiver's checks on `payload` as of `at` (unix seconds). */
+  const check = async (payload: Uint8Array, at: number): Promise<Outcome> => {
+    try {
+      const result = await verifySignature({
+        payload,
+        headers,
+        secret: secrets,
+        now: at,
+        toleranceSec,
+      });
+      return { ok: true, secretIndex: result.secretIndex };
+    } catch (error) {
+      if (!isMappaWebhookError(error)) throw error;
+      return { ok: false, error };
+    }
+  };
+
+  // What a receiver would answer: the first check that fails, as of `now`.
+  const verdict = await check(body, now);
+  const failure = verdict.ok ? undefined : verdict.error;
+  let secretIndex = verdict.ok ? verdict.secretIndex : -1;
   const failedAt =
     failure === undefined ? -1 : SIGNATURE_CHECKS.findIndex((c) => c[2] === failure?.code);
-
-  const checks: Check[] = [];
-  const notes: string[] = [];
   const shape = failedAt === -1 || failedAt > 1 ? describeHeader(header) : undefined;
   const skew = shape === undefined ? undefined : now - shape.t;
+
+  // A receiver stops at an old timestamp; check the signature anyway, as of the time it was
+  // made, so the signature line says whether the signature itself matches.
+  const asOf = failure?.code === "timestamp_outside_tolerance" ? shape?.t : undefined;
+  let signatureFailure = failure?.code === "signature_mismatch" ? failure : undefined;
+  if (asOf !== undefined) {
+    const own = await check(body, asOf);
+    if (own.ok) secretIndex = own.secretIndex;
+    else signatureFailure = own.error;
+  }
+  // An editor's or `echo`'s final newline: does the signature match the body without it?
+  let finalNewline = false;
+  if (signatureFailure?.code === "signature_mismatch" && body.at(-1) === 0x0a) {
+    const cut = body.at(-2) === 0x0d ? 2 : 1;
+    finalNewline = (await check(body.subarray(0, body.length - cut), asOf ?? now)).ok;
+  }
+
+  const checks: Check[] = [];
+  const asOfText = asOf === undefined ? "" : `as of its own time (t=${asOf})`;
   SIGNATURE_CHECKS.forEach(([id, label], index) => {
+    if (id === "signature" && (failedAt === -1 || failedAt >= 2)) {
+      if (signatureFailure !== undefined) {
+        const message = plainMessage(signatureFailure);
+        checks.push({
+          id,
+          label,
+          ok: false,
+          detail: asOf === undefined ? message : `${asOfText}: ${message}`,
+        });
+      } else {
+        const under =
+          secrets.length === 1
+            ? "under secret #1"
+            : `under secret #${secretIndex + 1} of ${secrets.length}${secretIndex > 0 ? " (an older secret is still in use)" : ""}`;
+        checks.push({
+          id,
+          label,
+          ok: true,
+          detail: asOf === undefined ? under : `${under}, ${asOfText}`,
+        });
+      }
+      return;
+    }
     if (failedAt !== -1 && index > failedAt) {
       checks.push({ id, label, ok: null, detail: "not checked" });
       return;
@@ -118,44 +183,25 @@ export async function explainDelivery(input: {
         ? (found?.name ?? "mappa-signature")
         : id === "header_well_formed"
           ? `t=${shape?.t}, ${shape?.count} v1 signature${shape?.count === 1 ? "" : "s"}`
-          : id === "timestamp"
-            ? `${skewText(skew ?? 0)} (tolerance ${toleranceSec} s)`
-            : secrets.length === 1
-              ? "under secret #1"
-              : `under secret #${secretIndex + 1} of ${secrets.length}${secretIndex > 0 ? " (an older secret is still in use)" : ""}`;
+          : `${skewText(skew ?? 0)} (tolerance ${toleranceSec} s)`;
     checks.push({ id, label, ok: true, detail });
   });
-  if (failure?.hint !== undefined) notes.push(failure.hint);
 
-  if (failure?.code === "timestamp_outside_tolerance" && shape !== undefined) {
-    const atCapture = await genuineAt(body, headers, secrets, shape.t);
+  // Hints, the most specific cause first: a final newline explains a mismatch on its own.
+  const notes: string[] = [];
+  if (finalNewline) {
     notes.push(
-      atCapture
-        ? "The signature itself matches this body and secret: the delivery is genuine but old (a replay), or a clock is wrong. Pass --now <t> to check it as of its own time."
-        : "The signature would not match at its own time either: the body or the secret differs too.",
+      "The signature matches the body WITHOUT the file's final newline: an editor or `echo` added it. The delivery itself is genuine; save the body without a trailing newline (printf '%s' …).",
     );
+  } else if (signatureFailure?.hint !== undefined) {
+    notes.push(signatureFailure.hint);
+  } else if (failure?.hint !== undefined && failure !== signatureFailure) {
+    notes.push(failure.hint);
   }
-  if (
-    failure?.code === "signature_mismatch" &&
-    /\r?\n$/.test(new TextDecoder().decode(body.subarray(-2)))
-  ) {
-    const trimmed = Buffer.from(body)
-      .toString("utf8")
-      .replace(/\r?\n$/, "");
-    const withoutNewline = await verifySignature({
-      payload: trimmed,
-      headers,
-      secret: secrets,
-      now,
-      toleranceSec,
-    })
-      .then(() => true)
-      .catch(() => false);
-    if (withoutNewline) {
-      notes.push(
-        "The signature matches the body WITHOUT the file's final newline: an editor or `echo` added it. The delivery itself is genuine; save the body without a trailing newline (printf '%s' …).",
-      );
-    }
+  if (asOf !== undefined && (signatureFailure === undefined || finalNewline)) {
+    notes.push(
+      `The signature itself matches${finalNewline ? " (without the final newline)" : ""}: the delivery is genuine, but it was signed ${skewText(skew ?? 0)}, beyond the ${toleranceSec} s tolerance, so a receiver refuses it as a possible replay (or a clock is wrong). To check a saved capture, pass --now ${asOf} (when it was signed) or a larger --tolerance.`,
+    );
   }
 
   let event: MappaEvent | undefined;
@@ -180,21 +226,29 @@ export async function explainDelivery(input: {
   }
 
   const firstError = failure ?? eventError;
+  // Built in the order `verify --json` prints it.
   const explanation: Explanation = {
     valid: failure === undefined && eventError === undefined,
     now,
     toleranceSec,
-    checks,
-    notes,
-  };
+  } as Explanation;
   if (found !== undefined) explanation.headerName = found.name;
   if (shape !== undefined) {
     explanation.timestamp = shape.t;
     explanation.skewSec = skew ?? 0;
   }
   if (secretIndex >= 0) explanation.secretIndex = secretIndex;
+  explanation.checks = checks;
+  explanation.notes = notes;
   if (event !== undefined) {
-    explanation.event = { id: event.id, type: event.type, known: event.known };
+    explanation.event = {
+      id: event.id,
+      type: event.type,
+      known: event.known,
+      createdAt: event.createdAt,
+      timestamp: event.timestamp,
+      data: event.data,
+    };
   }
   if (firstError !== undefined) {
     explanation.error = {
@@ -203,18 +257,17 @@ export async function explainDelivery(input: {
       ...(firstError.hint === undefined ? {} : { hint: firstError.hint }),
     };
   }
-  return explanation;
+  const failedCodes = [failure, signatureFailure, eventError]
+    .filter((error, index, all) => error !== undefined && all.indexOf(error) === index)
+    .map((error) => (error as MappaWebhookError).code);
+  return { explanation, failedCodes };
 }
 
-function genuineAt(
-  body: Uint8Array,
-  headers: Record<string, string>,
-  secrets: readonly string[],
-  at: number,
-): Promise<boolean> {
-  return verifySignature({ payload: body, headers, secret: secrets, now: at })
-    .then(() => true)
-    .catch(() => false);
+/** {@link explainDeliveryInDetail}'s explanation alone, as the inspector shows it. */
+export async function explainDelivery(
+  input: Parameters<typeof explainDeliveryInDetail>[0],
+): Promise<Explanation> {
+  return (await explainDeliveryInDetail(input)).explanation;
 }
 
 /**

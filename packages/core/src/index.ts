@@ -65,6 +65,8 @@ export {
   DEFAULT_TOLERANCE_SEC,
   MAX_SIGNATURE_HEADER_LENGTH,
   MAX_SIGNATURES_COMPARED,
+  type ParsedSignatureHeader,
+  parseSignatureHeader,
   type SecretInput,
   type SignPayloadParams,
   signPayload,

@@ -58,11 +58,16 @@ export interface VerifySignatureResult {
   headerName: string;
 }
 
-interface ParsedHeader {
+/** A signature header's parts, as {@link parseSignatureHeader} reads them. */
+export interface ParsedSignatureHeader {
+  /** The `t` entry as sent (digits only). */
   timestampText: string;
+  /** The `t` entry: unix seconds when the sender signed. */
   timestamp: number;
+  /** Every `v1` entry, in order (other schemes are ignored). */
   signatures: string[];
 }
+type ParsedHeader = ParsedSignatureHeader;
 
 /** Normalises and checks the configured secret(s); a mistake here is the developer's to fix. */
 let lastSecret: string | undefined;
@@ -123,9 +128,23 @@ function malformed(what: string): MappaWebhookError {
 
 const isSpace = (code: number) => code === 32 || code === 9;
 
+/**
+ * Reads a `mappa-signature` header value, `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`, exactly as
+ * {@link verifySignature} does: spaces around entries are allowed, unknown schemes ignored.
+ * Throws a `MappaWebhookError` with code `malformed_signature` (saying what is wrong) otherwise.
+ * It checks the shape only: use {@link verifySignature} to check the signature itself.
+ *
+ * @example
+ * ```ts
+ * import { parseSignatureHeader } from "@mappa-webhooks/core";
+ *
+ * const { timestamp, signatures } = parseSignatureHeader("t=1768651500,v1=5d4e0c…");
+ * console.log(`signed at ${new Date(timestamp * 1000).toISOString()}, ${signatures.length} v1 signature(s)`);
+ * ```
+ */
 // Hand-rolled rather than split/trim: this runs on every delivery, and the allocations of the
 // obvious version cost more than the HMAC of a small body.
-function parseSignatureHeader(value: string): ParsedHeader {
+export function parseSignatureHeader(value: string): ParsedSignatureHeader {
   if (value.length > MAX_SIGNATURE_HEADER_LENGTH) {
     throw malformed(`it is longer than ${MAX_SIGNATURE_HEADER_LENGTH} characters`);
   }

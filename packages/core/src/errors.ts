@@ -21,6 +21,7 @@ export type MappaWebhookErrorCode =
   | "request_aborted"
   // the receiver
   | "handler_failed"
+  | "handler_timeout"
   | "idempotency_store_failed"
   // configuration and transport mistakes the adapters detect
   | "missing_secret"
@@ -41,6 +42,8 @@ const STATUS: Record<MappaWebhookErrorCode, number> = {
   // The client is gone, so nothing is sent; 400 is what a log or a test sees.
   request_aborted: 400,
   handler_failed: 500,
+  // A handler (in a queue worker or an inbox) did not settle within its time limit.
+  handler_timeout: 500,
   idempotency_store_failed: 503,
   missing_secret: 500,
   invalid_options: 500,

@@ -12,6 +12,7 @@ export const CHECK_FOR_CODE: Record<MappaWebhookErrorCode, string> = {
   payload_too_large: "body within the size limit",
   event_in_flight: "event not being handled already",
   handler_failed: "handlers succeeded",
+  handler_timeout: "handlers settled in time",
   idempotency_store_failed: "idempotency store reachable",
   missing_secret: "a secret is configured",
   invalid_options: "options are valid",

@@ -1,3 +1,4 @@
+import { MappaWebhookError } from "./errors.js";
 import type { MappaEvent } from "./events.js";
 
 /** What {@link IdempotencyStore.claim} is told besides the key. */
@@ -93,8 +94,27 @@ function newToken(): string {
 export function createMemoryIdempotencyStore(
   options: MemoryIdempotencyStoreOptions = {},
 ): Required<IdempotencyStore> & { readonly size: number } {
+  if (options === null || typeof options !== "object") {
+    throw new MappaWebhookError(
+      "invalid_options",
+      "createMemoryIdempotencyStore takes an options object (or nothing), e.g. `{ maxEntries: 50_000 }`.",
+    );
+  }
   const maxEntries = options.maxEntries ?? 10_000;
+  if (!(typeof maxEntries === "number" && Number.isSafeInteger(maxEntries) && maxEntries >= 1)) {
+    const shown = typeof maxEntries === "string" ? JSON.stringify(maxEntries) : String(maxEntries);
+    throw new MappaWebhookError(
+      "invalid_options",
+      `createMemoryIdempotencyStore: \`maxEntries\` must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${shown}.`,
+    );
+  }
   const now = options.now ?? Date.now;
+  if (typeof now !== "function") {
+    throw new MappaWebhookError(
+      "invalid_options",
+      "createMemoryIdempotencyStore: `now` must be a function returning milliseconds (like `Date.now`).",
+    );
+  }
   const entries = new Map<string, Entry>();
 
   const set = (key: string, entry: Entry) => {

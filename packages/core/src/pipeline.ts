@@ -199,16 +199,23 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-function checkNumber(name: string, value: number | undefined, min: number): void {
-  if (
-    value !== undefined &&
-    !(typeof value === "number" && Number.isFinite(value) && value >= min)
-  ) {
-    throw new MappaWebhookError(
-      "invalid_options",
-      `\`${name}\` must be a number >= ${min}, got ${String(value)}.`,
-    );
+/**
+ * The longest delay `setTimeout` and `setInterval` honour (2^31−1 ms, about 24.8 days): a longer
+ * one fires after 1 ms instead, so a time option above it would fail every delivery at run time.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function checkNumber(name: string, value: number | undefined, min: number, max?: number): void {
+  if (value === undefined) return;
+  if (typeof value === "number" && Number.isFinite(value) && value >= min) {
+    if (max === undefined || value <= max) return;
   }
+  const shown = typeof value === "string" ? JSON.stringify(value) : String(value);
+  const range =
+    max === undefined
+      ? `a number >= ${min}`
+      : `a number of milliseconds from ${min} to ${max} (2^31−1, the longest timer JavaScript runs)`;
+  throw new MappaWebhookError("invalid_options", `\`${name}\` must be ${range}, got ${shown}.`);
 }
 
 /**
@@ -643,9 +650,9 @@ function createReceiver<TContext>(options: MappaWebhooksOptions<TContext>): Rece
   const secrets = normalizeSecrets(options.secret);
   checkNumber("toleranceSec", options.toleranceSec, 0);
   checkNumber("maxBodyBytes", options.maxBodyBytes, 0);
-  checkNumber("bodyTimeoutMs", options.bodyTimeoutMs, 1);
-  checkNumber("leaseMs", options.leaseMs, 1);
-  checkNumber("completedTtlMs", options.completedTtlMs, 1);
+  checkNumber("bodyTimeoutMs", options.bodyTimeoutMs, 1, MAX_TIMER_MS);
+  checkNumber("leaseMs", options.leaseMs, 1, MAX_TIMER_MS);
+  checkNumber("completedTtlMs", options.completedTtlMs, 1, MAX_TIMER_MS);
   if (options.ack !== undefined && options.ack !== "first" && options.ack !== "after-handlers") {
     throw new MappaWebhookError("invalid_options", '`ack` must be "after-handlers" or "first".');
   }

@@ -3,6 +3,7 @@ import { reporters } from "@mappa-webhooks/tooling/vitest";
 import { defineConfig } from "vitest/config";
 
 const webEngine = fileURLToPath(new URL("./src/hmac/web.ts", import.meta.url));
+const webChannel = fileURLToPath(new URL("./src/diagnostics/web.ts", import.meta.url));
 
 // Inline projects do not inherit the root's timeouts: each sets its own. The package test packs,
 // installs and spawns Node several times, which takes a while on a busy machine.
@@ -28,7 +29,12 @@ export default defineConfig({
         },
       },
       {
-        resolve: { alias: [{ find: /^.*\/hmac\/engine\.js$/, replacement: webEngine }] },
+        resolve: {
+          alias: [
+            { find: /^.*\/hmac\/engine\.js$/, replacement: webEngine },
+            { find: /^.*\/diagnostics\/channel\.js$/, replacement: webChannel },
+          ],
+        },
         test: {
           ...timeouts,
           name: "web-crypto",

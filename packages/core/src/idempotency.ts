@@ -7,12 +7,26 @@ export interface ClaimOptions {
   leaseMs: number;
   /** The verified event being claimed. */
   event?: MappaEvent;
+  /**
+   * The delivery's trace context (W3C `traceparent`, ...), when the receiver is instrumented:
+   * a store that keeps the event (a durable inbox) stores it too, so the worker's span links to
+   * this delivery.
+   */
+  traceContext?: Readonly<Record<string, string>>;
 }
 
 /** Outcome of claiming an event key. */
 export type ClaimResult =
   /** This delivery owns the event until it completes, releases, or the lease runs out. */
-  | { status: "claimed"; token: string }
+  | {
+      status: "claimed";
+      token: string;
+      /**
+       * True when the claim itself stored the event for workers to handle later (a durable
+       * inbox): the receiver then reports the delivery's outcome as `stored`, not `handled`.
+       */
+      stored?: boolean;
+    }
   /** Another delivery of the same event is being handled right now. */
   | { status: "in_flight" }
   /** The event was already handled successfully. */

@@ -48,6 +48,24 @@ export {
   type MemoryIdempotencyStoreOptions,
 } from "./idempotency.js";
 export {
+  MAPPA_DELIVERY_CHANNEL,
+  type MappaBacklog,
+  type MappaBacklogSource,
+  type MappaDeliveryEnd,
+  type MappaDeliveryMessage,
+  type MappaDeliveryOutcome,
+  type MappaDeliveryScope,
+  type MappaDeliveryStart,
+  type MappaDeliveryStep,
+  type MappaInstrumentation,
+  type MappaProcessEnd,
+  type MappaProcessScope,
+  type MappaProcessStart,
+  type MappaStepScope,
+  type MappaTraceCarrier,
+} from "./instrumentation.js";
+export { createLogWriter, type MappaLogger, type MappaLogLevel } from "./log.js";
+export {
   createMappaWebhooks,
   type MappaAnyHandler,
   type MappaErrorInfo,

@@ -15,12 +15,31 @@ import {
 import type { HeadersInput } from "./headers.js";
 import type { RawBody } from "./hmac/types.js";
 import {
+  type ClaimOptions,
   type ClaimResult,
   createMemoryIdempotencyStore,
   DEFAULT_COMPLETED_TTL_MS,
   DEFAULT_LEASE_MS,
   type IdempotencyStore,
 } from "./idempotency.js";
+import {
+  DeliveryTrace,
+  deliveryChannelActive,
+  getDeliveryChannel,
+  type MappaDeliveryMessage,
+  type MappaInstrumentation,
+  outcomeOf,
+} from "./instrumentation.js";
+import {
+  failureLine,
+  logs,
+  type MappaLogger,
+  type MappaLogLevel,
+  type ResolvedLogger,
+  resolveLogger,
+  successLine,
+  writeLog,
+} from "./log.js";
 import {
   type ClockInput,
   normalizeSecrets,
@@ -99,6 +118,24 @@ export interface MappaWebhooksOptions<TContext = unknown> {
    * gets 408 `body_timeout` after it. Default 10 s (Mappa sends small bodies at once).
    */
   bodyTimeoutMs?: number;
+  /**
+   * Where failures are logged: one line per rejected (warn) or failed (error) delivery, naming
+   * the code and the fix, never the body or a secret. Anything with `debug`, `info`, `warn` and
+   * `error` fits (console, pino, winston). Default `console`; `false` logs nothing.
+   */
+  logger?: MappaLogger | false;
+  /**
+   * The lowest level logged. Default `"warn"`: rejected and failed deliveries only. `"info"`
+   * also logs one line per handled, stored or duplicate delivery, and 409 `event_in_flight`.
+   */
+  logLevel?: MappaLogLevel;
+  /**
+   * Traces and metrics of every delivery: a span with child spans for verification, the
+   * idempotency claim and each handler, and the outcome. E.g. `openTelemetry()` from
+   * `@mappa-webhooks/opentelemetry`. Deliveries are also published on the
+   * `mappa-webhooks:delivery` diagnostics_channel, with or without this option.
+   */
+  instrumentation?: MappaInstrumentation;
 }
 
 /** A framework-neutral request, as adapters hand it over. */
@@ -186,6 +223,10 @@ interface Receiver<TContext> {
   maxBodyBytes: number;
   bodyTimeoutMs: number;
   ackFirst: boolean;
+  log: ResolvedLogger | undefined;
+  /** `logLevel` takes `"info"`: every delivery gets a line. */
+  logSuccess: boolean;
+  instrumentation: MappaInstrumentation | undefined;
 }
 
 const RECEIVED = JSON.stringify({ received: true });
@@ -255,6 +296,7 @@ function report<TContext>(
   error: MappaWebhookError,
   info: MappaErrorInfo,
 ): void {
+  if (receiver.log !== undefined) logFailure(receiver.log, error, info);
   const onError = receiver.options.onError;
   if (onError === undefined) return;
   try {
@@ -262,6 +304,24 @@ function report<TContext>(
   } catch {
     // onError must never turn an answer into a crash.
   }
+}
+
+/** One line per failure: warn for a rejected delivery, error for a failed one, info for 409. */
+function logFailure(log: ResolvedLogger, error: MappaWebhookError, info: MappaErrorInfo): void {
+  const { status } = info;
+  const level = status === 409 ? "info" : status >= 400 && status < 500 ? "warn" : "error";
+  if (!logs(log, level)) return;
+  const what =
+    status === 409
+      ? "delivery in flight"
+      : status >= 500
+        ? "delivery failed"
+        : status >= 400
+          ? "delivery rejected"
+          : info.phase === "background"
+            ? "handlers failed after the answer"
+            : "idempotency store failed after the answer";
+  writeLog(log, level, failureLine(what, status, error, info.event));
 }
 
 // Responses are built as literals: spreads on this path measurably cost throughput.
@@ -295,8 +355,14 @@ function answerError<TContext>(
   // a 5xx never shows a message (it may carry a handler's or a store's details).
   const detailed =
     status === 400 || status === 405 || status === 408 || status === 409 || status === 413;
+  // The one 5xx that names its fix: the receiver is mounted wrong, and the sender's log (the
+  // CLI, a curl) is often where that is first seen. The fix is the adapter's constant text.
   const body = JSON.stringify(
-    detailed ? { error: error.code, message: error.message } : { error: error.code },
+    detailed
+      ? { error: error.code, message: error.message }
+      : error.code === "body_already_parsed" && error.fix !== undefined
+        ? { error: error.code, fix: error.fix }
+        : { error: error.code },
   );
   const response: WebhookResponse = { status, headers: jsonHeaders(), body, error };
   if (event !== undefined) response.event = event;
@@ -364,17 +430,31 @@ async function claimEvent<TContext>(
   receiver: Receiver<TContext>,
   event: MappaEvent,
   verification: VerifySignatureResult,
+  trace: DeliveryTrace | undefined,
 ): Promise<{ token: string | undefined } | WebhookResponse> {
   const { store } = receiver;
   const key = event.idempotencyKey;
   if (store === undefined || key === undefined) return { token: undefined };
   let claim: ClaimResult;
+  const step = trace?.step("claim");
   try {
-    claim = await store.claim(key, { leaseMs: receiver.leaseMs, event });
+    if (trace === undefined) {
+      claim = await store.claim(key, { leaseMs: receiver.leaseMs, event });
+    } else {
+      const claimOptions: ClaimOptions = { leaseMs: receiver.leaseMs, event };
+      const carrier = trace.carrier();
+      if (carrier !== undefined) claimOptions.traceContext = carrier;
+      claim = await (step as NonNullable<typeof step>).run(() => store.claim(key, claimOptions));
+    }
   } catch (error) {
+    step?.end(error);
     return answerError(receiver, storeFailed(error), "idempotency", event);
   }
-  if (claim.status === "claimed") return { token: claim.token };
+  step?.end();
+  if (claim.status === "claimed") {
+    if (trace !== undefined && claim.stored === true) trace.stored = true;
+    return { token: claim.token };
+  }
   if (claim.status === "completed") return success(event, verification, true);
   return answerError(
     receiver,
@@ -407,13 +487,35 @@ function runHandlers<TContext>(
   receiver: Receiver<TContext>,
   event: MappaEvent,
   context: TContext,
+  trace: DeliveryTrace | undefined,
 ): Promise<void> | undefined {
+  if (trace !== undefined) return runHandlersTraced(receiver, event, context, trace);
   const fns = handlersFor(receiver, event);
   for (let i = 0; i < fns.length; i++) {
     const returned = (fns[i] as Handler<TContext>)(event, context);
     if (isThenable(returned)) return runRemaining(returned, fns, i + 1, event, context);
   }
   return undefined;
+}
+
+/** {@link runHandlers} with a step (a child span) per handler, each the active context while it runs. */
+async function runHandlersTraced<TContext>(
+  receiver: Receiver<TContext>,
+  event: MappaEvent,
+  context: TContext,
+  trace: DeliveryTrace,
+): Promise<void> {
+  const fns = handlersFor(receiver, event);
+  for (const fn of fns) {
+    const step = trace.step("handler", event.type);
+    try {
+      await step.run(() => fn(event, context));
+    } catch (error) {
+      step.end(error);
+      throw error;
+    }
+    step.end();
+  }
 }
 
 async function runRemaining<TContext>(
@@ -478,11 +580,12 @@ async function runAndSettle<TContext>(
   context: TContext,
   key: string,
   token: string,
+  trace: DeliveryTrace | undefined,
 ): Promise<MappaWebhookError | undefined> {
   const store = receiver.store as IdempotencyStore;
   let stopRenewing: (() => void) | undefined;
   try {
-    const running = runHandlers(receiver, event, context);
+    const running = runHandlers(receiver, event, context, trace);
     if (running !== undefined) {
       stopRenewing = keepClaimAlive(receiver, event, key, token);
       await running;
@@ -509,9 +612,10 @@ async function runUnclaimed<TContext>(
   receiver: Receiver<TContext>,
   event: MappaEvent,
   context: TContext,
+  trace: DeliveryTrace | undefined,
 ): Promise<MappaWebhookError | undefined> {
   try {
-    const running = runHandlers(receiver, event, context);
+    const running = runHandlers(receiver, event, context, trace);
     if (running !== undefined) await running;
   } catch (error) {
     return handlerFailed(error);
@@ -525,14 +629,17 @@ function acknowledgeFirst<TContext>(
   input: WebhookRequestInput<TContext>,
   verified: Verified,
   token: string | undefined,
+  trace: DeliveryTrace | undefined,
 ): WebhookResponse {
   const { event } = verified;
   const context = input.context as TContext;
   const key = event.idempotencyKey;
   const work =
     token === undefined || key === undefined
-      ? runUnclaimed(receiver, event, context)
-      : runAndSettle(receiver, event, context, key, token);
+      ? runUnclaimed(receiver, event, context, trace)
+      : runAndSettle(receiver, event, context, key, token, trace);
+  // The delivery's trace ends with the background work, so a late failure is its outcome.
+  if (trace !== undefined) trace.background = work;
   const background = work.then((error) => {
     if (error !== undefined) report(receiver, error, { phase: "background", status: 200, event });
   });
@@ -540,46 +647,190 @@ function acknowledgeFirst<TContext>(
   return success(event, verified.verification, false);
 }
 
-/** The whole delivery, step by step. Always resolves to an answer; never rejects. */
-async function handle<TContext>(
+/**
+ * The whole delivery. Untraced (no instrumentation, no channel subscriber, no success log) it
+ * costs one check; traced, the delivery is published on the diagnostics channel and reported
+ * to the instrumentation.
+ */
+function handle<TContext>(
   receiver: Receiver<TContext>,
   input: WebhookRequestInput<TContext>,
+): Promise<WebhookResponse> {
+  if (receiver.instrumentation === undefined && !receiver.logSuccess && !deliveryChannelActive()) {
+    return handleDelivery(receiver, input, undefined);
+  }
+  return handleTraced(receiver, input);
+}
+
+/** The outcome of a traced delivery: ends its trace and logs a success when asked. */
+function endTrace<TContext>(
+  receiver: Receiver<TContext>,
+  trace: DeliveryTrace,
+  response: WebhookResponse,
+  late: MappaWebhookError | undefined,
+): MappaWebhookError | undefined {
+  const error = late ?? response.error;
+  const outcome =
+    late === undefined
+      ? outcomeOf(response.status, response.error, response.duplicate === true, trace.stored)
+      : "failed";
+  trace.end(outcome, response.status, error);
+  if (receiver.logSuccess && error === undefined && trace.event !== undefined) {
+    writeLog(receiver.log, "info", successLine(outcome, response.status, trace.event));
+  }
+  return error;
+}
+
+/** Ends the trace now, or after the background work of `ack: "first"`. */
+function finishTrace<TContext>(
+  receiver: Receiver<TContext>,
+  trace: DeliveryTrace,
+  response: WebhookResponse,
+): MappaWebhookError | undefined | Promise<MappaWebhookError | undefined> {
+  const { background } = trace;
+  if (background === undefined) return endTrace(receiver, trace, response, undefined);
+  return background.then(
+    (late) => endTrace(receiver, trace, response, late),
+    (error: unknown) => endTrace(receiver, trace, response, unexpected(error)),
+  );
+}
+
+function newMessage(trace: DeliveryTrace, method: string): MappaDeliveryMessage {
+  const message: MappaDeliveryMessage = {
+    method,
+    startedAt: trace.startedAt,
+    timings: trace.timings,
+  };
+  trace.message = message;
+  return message;
+}
+
+async function handleTraced<TContext>(
+  receiver: Receiver<TContext>,
+  input: WebhookRequestInput<TContext>,
+): Promise<WebhookResponse> {
+  const trace = new DeliveryTrace(receiver.instrumentation, input.method);
+  const channel = deliveryChannelActive() ? getDeliveryChannel() : undefined;
+  if (channel === undefined) {
+    const response = await handleDelivery(receiver, input, trace);
+    const finished = finishTrace(receiver, trace, response);
+    if (finished instanceof Promise) finished.catch(() => {});
+    return response;
+  }
+  // The channel's promise settles when the delivery's work is over (after the background work
+  // of ack-first), rejecting with the failure so subscribers see `error`; the answer goes out
+  // as soon as it is ready.
+  let answered = false;
+  let answer: (response: WebhookResponse) => void = () => {};
+  const response = new Promise<WebhookResponse>((resolve) => {
+    answer = (value) => {
+      answered = true;
+      resolve(value);
+    };
+  });
+  channel
+    .tracePromise(
+      async () => {
+        const result = await handleDelivery(receiver, input, trace);
+        answer(result);
+        const failure = await finishTrace(receiver, trace, result);
+        if (failure !== undefined) throw failure;
+      },
+      newMessage(trace, input.method),
+    )
+    .catch((error: unknown) => {
+      if (!answered) answer(answerError(receiver, unexpected(error)));
+    });
+  return response;
+}
+
+/**
+ * An answer the receiver gives before a delivery reached {@link handle} (a body it could not
+ * read, an adapter's own error), traced like a delivery.
+ */
+function answerNow<TContext>(
+  receiver: Receiver<TContext>,
+  method: string,
+  raw: unknown,
+): WebhookResponse {
+  if (receiver.instrumentation === undefined && !deliveryChannelActive()) {
+    return answerError(receiver, raw);
+  }
+  const trace = new DeliveryTrace(receiver.instrumentation, method);
+  const channel = deliveryChannelActive() ? getDeliveryChannel() : undefined;
+  if (channel === undefined) {
+    const response = answerError(receiver, raw);
+    endTrace(receiver, trace, response, undefined);
+    return response;
+  }
+  let response: WebhookResponse | undefined;
+  try {
+    channel.traceSync(
+      () => {
+        response = answerError(receiver, raw);
+        const failure = endTrace(receiver, trace, response, undefined);
+        if (failure !== undefined) throw failure;
+      },
+      newMessage(trace, method),
+    );
+  } catch {
+    // The failure went to the channel's subscribers.
+  }
+  return response ?? answerError(receiver, raw);
+}
+
+/** The whole delivery, step by step. Always resolves to an answer; never rejects. */
+async function handleDelivery<TContext>(
+  receiver: Receiver<TContext>,
+  input: WebhookRequestInput<TContext>,
+  trace: DeliveryTrace | undefined,
 ): Promise<WebhookResponse> {
   try {
     const rejected = checkRequest(receiver, input);
     if (rejected !== undefined) return rejected;
 
     let verified: Verified;
+    const verifying = trace?.step("verify");
     try {
       const checked = verifyAndParse(receiver, input);
       verified = checked instanceof Promise ? await checked : checked;
     } catch (error) {
+      verifying?.end(error);
       return answerError(receiver, error);
     }
+    verifying?.end();
     const { event, verification } = verified;
+    trace?.verified(event);
     input.onVerified?.(event);
 
     let token: string | undefined;
     if (receiver.store !== undefined && event.idempotencyKey !== undefined) {
-      const claimed = await claimEvent(receiver, event, verification);
+      const claimed = await claimEvent(receiver, event, verification, trace);
       if (!("token" in claimed)) return claimed;
       token = claimed.token;
     }
 
-    if (receiver.ackFirst) return acknowledgeFirst(receiver, input, verified, token);
+    if (receiver.ackFirst) return acknowledgeFirst(receiver, input, verified, token, trace);
 
     const context = input.context as TContext;
     let failure: MappaWebhookError | undefined;
     if (token === undefined) {
       // No claim to record: run the handlers straight, awaiting only what returns a promise.
       try {
-        const running = runHandlers(receiver, event, context);
+        const running = runHandlers(receiver, event, context, trace);
         if (running !== undefined) await running;
       } catch (error) {
         failure = handlerFailed(error);
       }
     } else {
-      failure = await runAndSettle(receiver, event, context, event.idempotencyKey as string, token);
+      failure = await runAndSettle(
+        receiver,
+        event,
+        context,
+        event.idempotencyKey as string,
+        token,
+        trace,
+      );
     }
     if (failure !== undefined) return answerError(receiver, failure, "handler", event);
     return success(event, verification, false);
@@ -607,8 +858,9 @@ async function handleFetchRequest<TContext>(
   }
   if (request.bodyUsed) {
     return toResponse(
-      answerError(
+      answerNow(
         receiver,
+        request.method,
         new MappaWebhookError(
           "body_already_parsed",
           "The request body was already read before the webhook handler, so its exact bytes are gone. Do not call request.json()/text()/formData() (or a body-parsing middleware) before handing the request to the Mappa handler.",
@@ -619,7 +871,7 @@ async function handleFetchRequest<TContext>(
   const { maxBodyBytes } = receiver;
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   if (declared > maxBodyBytes) {
-    return toResponse(answerError(receiver, payloadTooLarge(maxBodyBytes)));
+    return toResponse(answerNow(receiver, request.method, payloadTooLarge(maxBodyBytes)));
   }
   let rawBody: Uint8Array;
   try {
@@ -627,7 +879,7 @@ async function handleFetchRequest<TContext>(
       timeoutMs: receiver.bodyTimeoutMs,
     });
   } catch (error) {
-    return toResponse(answerError(receiver, error));
+    return toResponse(answerNow(receiver, request.method, error));
   }
   const input: WebhookRequestInput<TContext> = {
     method: request.method,
@@ -656,6 +908,21 @@ function createReceiver<TContext>(options: MappaWebhooksOptions<TContext>): Rece
   if (options.ack !== undefined && options.ack !== "first" && options.ack !== "after-handlers") {
     throw new MappaWebhookError("invalid_options", '`ack` must be "after-handlers" or "first".');
   }
+  const log = resolveLogger(
+    options.logger,
+    options.logLevel,
+    (message) => new MappaWebhookError("invalid_options", message),
+  );
+  const instrumentation = options.instrumentation;
+  if (
+    instrumentation !== undefined &&
+    (instrumentation === null || typeof instrumentation.startDelivery !== "function")
+  ) {
+    throw new MappaWebhookError(
+      "invalid_options",
+      "`instrumentation` must have a `startDelivery` method, e.g. `openTelemetry()` from @mappa-webhooks/opentelemetry.",
+    );
+  }
   const handlerMap = options.on ?? {};
   for (const [type, handler] of Object.entries(handlerMap)) {
     if (typeof handler !== "function") {
@@ -680,6 +947,9 @@ function createReceiver<TContext>(options: MappaWebhooksOptions<TContext>): Rece
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     bodyTimeoutMs: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
     ackFirst: options.ack === "first",
+    log,
+    logSuccess: logs(log, "info"),
+    instrumentation,
   };
 }
 
@@ -715,7 +985,7 @@ export function createMappaWebhooks<TContext = unknown>(
     handleRequest: (request, requestOptions = {}) =>
       handleFetchRequest(receiver, request, requestOptions),
     verifyAndParse: async (input) => (await verifyAndParse(receiver, input)).event,
-    errorResponse: (error) => answerError(receiver, error),
+    errorResponse: (error) => answerNow(receiver, "POST", error),
     on(type, handler) {
       let set = receiver.listeners.get(type);
       if (set === undefined) {

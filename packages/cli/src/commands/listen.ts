@@ -9,7 +9,16 @@ import {
   signPayload,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
-import { EXIT_OK, parseCommandArgs, readNumber, readSecrets, UsageError } from "../args.js";
+import {
+  EXIT_OK,
+  parseCommandArgs,
+  RUN,
+  readHttpUrl,
+  readNumber,
+  readSecrets,
+  UsageError,
+} from "../args.js";
+import { fixFor, readAnswerBody } from "../answers.js";
 import { CHECK_FOR_CODE, formatKeyData, keyData, plainMessage } from "../explain.js";
 import { findSignatureHeader, signingSecret } from "../inspector/checks.js";
 import { endToEnd, type ForwardResult, forward, headerPairs } from "../inspector/forward.js";
@@ -22,12 +31,12 @@ import {
   type Replay,
   type Verdict,
 } from "../inspector/store.js";
-import { colorEnabled, createStyle, type Style } from "../output.js";
+import { colorEnabled, createStyle, jsonText, type Style, safe } from "../output.js";
 
 export const LISTEN_HELP = `Receive webhooks locally: verify every delivery, forward it to your app, inspect it in a browser.
 
 Usage
-  mappa-webhooks listen [options]
+  ${RUN} listen [options]
 
 Options
   --port <n>              Port to receive on, 0 for any free one (default 4242)
@@ -38,12 +47,17 @@ Options
   --tolerance <s>         Allowed clock difference in seconds (default 300)
   --forward-to <url>      Forward every delivery to your app (exact bytes, original headers) and
                           answer the sender with the app's answer, e.g. http://127.0.0.1:3000/webhooks/mappa
-  --forward-timeout <ms>  Give up on the app after this long and answer 504 (default 30000)
+                          (a bare host:port, localhost:3000/webhooks/mappa, means http://)
+  --forward-timeout <ms>  Give up on the app when its whole answer has not arrived after this
+                          long, and answer 504 (default 30000)
   --inspector-port <n>    The inspector's port (default: --port + 1; any free one with --port 0)
   --inspector-host <host> The inspector's interface (default 127.0.0.1: only this machine)
   --no-inspector          Do not serve the inspector
   --keep <n>              Deliveries kept for the inspector, oldest dropped first (default 100)
-  --save <file.jsonl>     Append every delivery to this file (one JSON object per line)
+  --save <file.jsonl>     Append deliveries signed with one of the secrets to this file (one JSON
+                          object per line)
+  --save-unsigned         Save the others too (anyone who finds a tunnel's URL can post them)
+  --save-max <MiB>        Stop saving once the file reaches this size (default 100)
   --load <file.jsonl>     Start with the deliveries of a saved file (to look at or replay them)
   --json                  Print one JSON object per line instead of the readable view
   -h, --help              Show this help
@@ -56,9 +70,13 @@ against the app. The receiving port serves the webhook path only; the inspector 
 each delivery's signature check step by step, replay, copy as curl, download) is on its own
 port, printed as "inspector on http://127.0.0.1:<port>/".
 
+An app answer that names a known set-up mistake (body_already_parsed: a JSON body parser ran
+before the webhook route) is followed by its fix; an app's {"duplicate":true} is shown as a
+duplicate (it did not take the event again), for deliveries and replays alike.
+
 Example
-  mappa-webhooks listen --forward-to http://127.0.0.1:3000/webhooks/mappa &
-  mappa-webhooks trigger report.completed --url http://127.0.0.1:4242/webhooks/mappa`;
+  ${RUN} listen --forward-to http://127.0.0.1:3000/webhooks/mappa &
+  ${RUN} trigger report.completed --url http://127.0.0.1:4242/webhooks/mappa`;
 
 const OPTIONS = {
   port: { type: "string" },
@@ -73,6 +91,8 @@ const OPTIONS = {
   "no-inspector": { type: "boolean" },
   keep: { type: "string" },
   save: { type: "string" },
+  "save-unsigned": { type: "boolean" },
+  "save-max": { type: "string" },
   load: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -88,17 +108,37 @@ interface Printer {
   delivery(record: DeliveryRecord, forwarding: boolean): void;
   replay(record: DeliveryRecord, replay: Replay): void;
   notFound(method: string, path: string, webhookPath: string): void;
+  saveFull(file: string, maxBytes: number): void;
 }
 
 function clock(): string {
   return new Date().toISOString().slice(11, 19);
 }
 
-function describeAnswer(answer: ForwardResult): string {
-  return answer.status === undefined
-    ? `unreachable: ${answer.error ?? "network error"}`
-    : String(answer.status);
+/** `200`, `200 duplicate`, `500 body_already_parsed`: the app's answer, safe to print. */
+function answerText(answer: ForwardResult): string {
+  if (answer.status === undefined) return safe(`unreachable: ${answer.error ?? "network error"}`);
+  const body = readAnswerBody(answer.body);
+  if (answer.status >= 200 && answer.status < 300 && body.duplicate)
+    return `${answer.status} duplicate`;
+  return body.error === undefined || answer.status < 300
+    ? String(answer.status)
+    : `${answer.status} ${safe(body.error)}`;
 }
+
+/** The fix for what the app's error answer names (its own `fix`, or body_already_parsed). */
+function answerFix(answer: ForwardResult | undefined): string | undefined {
+  if (answer?.status === undefined || answer.status < 300) return undefined;
+  const body = readAnswerBody(answer.body);
+  const fix = fixFor(body);
+  return fix === undefined ? undefined : safe(`${body.error ?? `app ${answer.status}`}: ${fix}`);
+}
+
+const isDuplicate = (answer: ForwardResult | undefined) =>
+  answer?.status !== undefined &&
+  answer.status >= 200 &&
+  answer.status < 300 &&
+  readAnswerBody(answer.body).duplicate;
 
 /** A warning when the app's answer and our verification disagree. */
 function disagreement(record: DeliveryRecord): string | undefined {
@@ -118,12 +158,21 @@ function humanPrinter(style: Style): Printer {
   const write = (line: string) => process.stdout.write(`${line}\n`);
   const appPart = (answer: ForwardResult | undefined, sent: number) => {
     if (answer === undefined) return "";
+    const text = answerText(answer);
     if (answer.status === undefined) {
-      return `  → app ${style.red(`unreachable: ${answer.error ?? "network error"}`)} ${style.dim(`(answered ${sent})`)}`;
+      return `  → app ${style.red(text)} ${style.dim(`(answered ${sent})`)}`;
     }
-    const status =
-      answer.status < 300 ? style.green(String(answer.status)) : style.red(String(answer.status));
+    const status = answer.status < 300 ? style.green(text) : style.red(text);
     return `  → app ${status} ${style.dim(`${answer.latencyMs} ms`)}`;
+  };
+  const hintLines = (answer: ForwardResult | undefined) => {
+    const fix = answerFix(answer);
+    if (fix !== undefined) write(`           ${style.yellow(`hint: ${fix}`)}`);
+    if (isDuplicate(answer)) {
+      write(
+        `           ${style.dim("the app already had this event: it did not take it again (handled before, or stored for a worker)")}`,
+      );
+    }
   };
   return {
     listening(url, forwardTo) {
@@ -147,52 +196,64 @@ function humanPrinter(style: Style): Printer {
       const time = style.dim(clock());
       const { verdict } = record;
       const app = forwarding ? appPart(record.forward, sentStatus(record)) : "";
+      // Forwarding, the sender gets the app's answer: our own status would only mislead.
       if (verdict.ok && verdict.event !== undefined) {
         const duplicate = verdict.duplicate === true;
         const mark = duplicate ? style.yellow("↺") : style.green("✓");
-        const id = verdict.event.id ?? "(no id)";
+        const id = safe(verdict.event.id ?? "(no id)");
         const note = duplicate
           ? style.yellow(
               forwarding
                 ? "  duplicate: this event was delivered before"
-                : "  duplicate: already handled, handlers not run again",
+                : "  duplicate: already received, handlers not run again",
             )
           : verdict.event.known
             ? ""
             : style.yellow("  unknown type: accepted and ignored");
+        const status = forwarding ? "verified" : String(verdict.status);
         write(
-          `${time} ${mark} ${style.green(String(verdict.status))} ${style.bold(verdict.event.type)} ${id}${note}${app}`,
+          `${time} ${mark} ${style.green(status)} ${style.bold(safe(verdict.event.type))} ${id}${note}${app}`,
         );
         const data = formatKeyData(verdict.event.data ?? {});
-        if (data !== "") write(`           ${style.dim(data)}`);
+        if (data !== "") write(`           ${style.dim(safe(data))}`);
       } else if (verdict.code === undefined) {
-        write(`${time} ${style.red("✗")} ${verdict.status} ${record.method} ${record.path}${app}`);
-      } else {
+        const status = forwarding ? "" : ` ${verdict.status}`;
         write(
-          `${time} ${style.red("✗")} ${style.red(String(verdict.status))} ${style.bold(verdict.code)}  ${style.red(`✗ ${verdict.check}`)}${app}`,
+          `${time} ${style.red("✗")}${status} ${safe(record.method)} ${safe(record.path)}${app}`,
         );
-        write(`           ${verdict.message ?? ""}`);
+      } else {
+        const status = forwarding ? "" : ` ${style.red(String(verdict.status))}`;
+        write(
+          `${time} ${style.red("✗")}${status} ${style.bold(verdict.code)}  ${style.red(`✗ ${verdict.check}`)}${app}`,
+        );
+        write(`           ${safe(verdict.message ?? "")}`);
         if (verdict.hint !== undefined)
-          write(`           ${style.yellow(`hint: ${verdict.hint}`)}`);
+          write(`           ${style.yellow(`hint: ${safe(verdict.hint)}`)}`);
       }
+      if (forwarding) hintLines(record.forward);
       const warning = disagreement(record);
       if (warning !== undefined) write(`           ${style.yellow(`⚠ ${warning}`)}`);
     },
     replay(record, replay) {
-      const type = record.verdict.event?.type ?? "delivery";
+      const type = safe(record.verdict.event?.type ?? "delivery");
+      const text = answerText(replay);
       const status =
-        replay.status === undefined
-          ? style.red(describeAnswer(replay))
-          : replay.status < 300
-            ? style.green(String(replay.status))
-            : style.red(String(replay.status));
+        replay.status !== undefined && replay.status < 300 ? style.green(text) : style.red(text);
       write(
-        `${style.dim(clock())} ↻ replayed ${style.bold(type)} ${record.verdict.event?.id ?? record.id} (${replay.signature} signature)  → app ${status} ${style.dim(`${replay.latencyMs} ms`)}`,
+        `${style.dim(clock())} ↻ replayed ${style.bold(type)} ${safe(record.verdict.event?.id ?? record.id)} (${replay.signature} signature)  → app ${status} ${style.dim(`${replay.latencyMs} ms`)}`,
       );
+      hintLines(replay);
     },
     notFound(method, path, webhookPath) {
       write(
-        `${style.dim(clock())} ${style.red("✗")} 404 ${method} ${path} ${style.dim(`(webhooks go to POST ${webhookPath})`)}`,
+        `${style.dim(clock())} ${style.red("✗")} 404 ${safe(method)} ${safe(path)} ${style.dim(`(webhooks go to POST ${webhookPath})`)}`,
+      );
+    },
+    saveFull(file, maxBytes) {
+      write(
+        style.yellow(
+          `warning: ${file} reached ${Math.round(maxBytes / 1024 / 1024)} MiB (--save-max): later deliveries are not saved`,
+        ),
       );
     },
   };
@@ -203,12 +264,14 @@ function forwardJson(answer: ForwardResult) {
     url: answer.url,
     latencyMs: answer.latencyMs,
     ...(answer.status === undefined ? {} : { status: answer.status }),
+    ...(isDuplicate(answer) ? { duplicate: true } : {}),
     ...(answer.error === undefined ? {} : { error: answer.error, errorCode: answer.errorCode }),
+    ...(answerFix(answer) === undefined ? {} : { fix: answerFix(answer) }),
   };
 }
 
 function jsonPrinter(): Printer {
-  const write = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
+  const write = (value: unknown) => process.stdout.write(`${jsonText(value)}\n`);
   return {
     listening(url, forwardTo) {
       write({
@@ -264,6 +327,9 @@ function jsonPrinter(): Printer {
     notFound(method, path) {
       write({ kind: "not_found", time: new Date().toISOString(), method, path, status: 404 });
     },
+    saveFull(file, maxBytes) {
+      write({ kind: "save_full", file, maxBytes });
+    },
   };
 }
 
@@ -309,6 +375,7 @@ interface Context {
   store: DeliveryStore;
   forwardTo: URL | undefined;
   forwardTimeoutMs: number;
+  secrets: readonly string[];
 }
 
 function forwardTarget(base: URL, requestPath: string): URL {
@@ -353,6 +420,8 @@ async function receive(ctx: Context, req: IncomingMessage, res: ServerResponse):
     body,
     verdict: verdictOf(result),
     replays: [],
+    signed:
+      result.status < 300 || (await signingSecret(body, headerPairs(req.rawHeaders), ctx.secrets)) !== undefined,
   };
   const key = record.verdict.event?.idempotencyKey;
   if (key !== undefined) {
@@ -427,22 +496,7 @@ function listenError(error: unknown, what: string, host: string, port: number, f
 }
 
 function readForwardTo(value: string | undefined): URL | undefined {
-  if (value === undefined) return undefined;
-  // `localhost:3000/webhooks` is accepted as http://localhost:3000/webhooks.
-  const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new UsageError(
-      `--forward-to "${value}" is not a URL, e.g. http://127.0.0.1:3000/webhooks/mappa`,
-      "listen",
-    );
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new UsageError(`--forward-to must be http:// or https://, got ${url.protocol}`, "listen");
-  }
-  return url;
+  return value === undefined ? undefined : readHttpUrl("listen", "--forward-to", value);
 }
 
 function isLoopback(host: string): boolean {
@@ -476,6 +530,10 @@ export async function listen(argv: string[]): Promise<number> {
   const inspectorHost = values["inspector-host"] ?? "127.0.0.1";
   const keep =
     readNumber("listen", "keep", values.keep, { min: 1, max: 100_000, integer: true }) ?? 100;
+  const saveMaxMiB = readNumber("listen", "save-max", values["save-max"], { min: 0.001 }) ?? 100;
+  if (values.save === undefined && (values["save-max"] !== undefined || values["save-unsigned"])) {
+    throw new UsageError("--save-max and --save-unsigned need --save <file.jsonl>", "listen");
+  }
   if (
     values["no-inspector"] &&
     (values["inspector-port"] !== undefined || values["inspector-host"] !== undefined)
@@ -513,14 +571,35 @@ export async function listen(argv: string[]): Promise<number> {
     secret: secrets,
     // Remembers handled events, so a re-sent event shows as a duplicate, as a real receiver sees it.
     idempotency: createMemoryIdempotencyStore(),
+    // listen prints every delivery itself; the receiver's own failure lines would repeat them.
+    logger: false,
     ...(toleranceSec === undefined ? {} : { toleranceSec }),
   });
   const printer = values.json
     ? jsonPrinter()
     : humanPrinter(createStyle(colorEnabled(process.stdout)));
-  const store = new DeliveryStore(keep, values.save);
+  const store = new DeliveryStore(
+    keep,
+    values.save === undefined
+      ? undefined
+      : {
+          file: values.save,
+          unsigned: values["save-unsigned"] === true,
+          maxBytes: Math.round(saveMaxMiB * 1024 * 1024),
+          onFull: () => printer.saveFull(values.save as string, Math.round(saveMaxMiB * 1024 * 1024)),
+        },
+  );
+  await store.openSaveFile();
   store.addLoaded(loaded);
-  const ctx: Context = { webhooks, webhookPath, printer, store, forwardTo, forwardTimeoutMs };
+  const ctx: Context = {
+    webhooks,
+    webhookPath,
+    printer,
+    store,
+    forwardTo,
+    forwardTimeoutMs,
+    secrets,
+  };
 
   const server = createServer((req, res) => {
     receive(ctx, req, res).catch((error: unknown) => {
@@ -607,7 +686,7 @@ export async function listen(argv: string[]): Promise<number> {
   if (!values.json) {
     process.stdout.write(
       `${createStyle(colorEnabled(process.stdout)).dim(
-        `Send a test event: mappa-webhooks trigger report.completed --url ${receivingUrl}\nPress Ctrl+C to stop.`,
+        `Send a test event: ${RUN} trigger report.completed --url ${receivingUrl}\nPress Ctrl+C to stop.`,
       )}\n`,
     );
   }

@@ -66,6 +66,20 @@ export interface MappaWebhookErrorOptions {
   cause?: unknown;
   /** What probably went wrong, when it can be seen without revealing anything secret. */
   hint?: string;
+  /**
+   * The short fix, safe to send to the sender (never a secret or a stack trace). For
+   * `body_already_parsed` it defaults to the message's sentences after the first, the part that
+   * says what to change.
+   */
+  fix?: string;
+}
+
+// The first sentence says what happened, the rest how to fix it ("e.g. a" never ends one).
+const SENTENCE_END = /(?<!\be\.g)\.\s+(?=[A-Z`])/;
+
+function fixIn(message: string): string | undefined {
+  const end = SENTENCE_END.exec(message);
+  return end === null ? undefined : message.slice(end.index + end[0].length);
 }
 
 /**
@@ -93,6 +107,8 @@ export class MappaWebhookError extends Error {
   readonly status: number;
   /** A likely cause, when one can be seen (e.g. the body was re-serialised). */
   readonly hint: string | undefined;
+  /** What to change, safe to send to the sender; receivers add it to a `body_already_parsed` answer. */
+  readonly fix: string | undefined;
 
   constructor(
     code: MappaWebhookErrorCode,
@@ -108,6 +124,7 @@ export class MappaWebhookError extends Error {
     // A code from outside the union (plain JavaScript callers) must still give a valid status.
     this.status = isErrorCode(code) ? STATUS[code] : 500;
     this.hint = hint;
+    this.fix = options.fix ?? (code === "body_already_parsed" ? fixIn(message) : undefined);
   }
 }
 

@@ -59,7 +59,10 @@ describe.each(majors)("$name", ({ express }) => {
     const { headers, body } = await delivery();
     const response = await send(webhookUrl, { headers, body });
     expect(response.status).toBe(500);
-    expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+    expect(JSON.parse(response.body)).toEqual({
+      error: "body_already_parsed",
+      fix: "Mount `app.use(mappaWebhook(...))` before `express.json()`, or keep the raw bytes with `express.json({ verify: rawBodySaver })`.",
+    });
     expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
     expect(errors[0]?.message).toContain("before `express.json()`");
     expect(errors[0]?.message).toContain("rawBodySaver");
@@ -74,7 +77,10 @@ describe.each(majors)("$name", ({ express }) => {
     const { headers, body } = await delivery();
     const response = await send(webhookUrl, { headers, body });
     expect(response.status).toBe(500);
-    expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+    expect(JSON.parse(response.body)).toMatchObject({
+      error: "body_already_parsed",
+      fix: expect.stringContaining("before `express.json()`"),
+    });
   });
 
   it("reads the stream itself when a global express.json() skipped the content type", async () => {

@@ -261,7 +261,10 @@ describe("the app's hooks around the webhook route", () => {
     const { headers, body } = await delivery();
     const response = await send(`${base}/webhooks/mappa`, { headers, body });
     expect(response.status).toBe(500);
-    expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+    expect(JSON.parse(response.body)).toEqual({
+      error: "body_already_parsed",
+      fix: expect.stringMatching(/^Do not read the body in `onRequest` or `preParsing` hooks/),
+    });
     expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
     expect(errors[0]?.message).toContain("`preParsing`");
   });

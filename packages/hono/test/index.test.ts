@@ -263,7 +263,10 @@ describe("mappaWebhook (app.request)", () => {
     app.use("/webhooks/mappa", mappaWebhook({ secret: SECRET }));
     const res = await post(app, "/webhooks/mappa", reportCompleted());
     expect(res.status).toBe(500);
-    expect(await res.json()).toEqual({ error: "body_already_parsed" });
+    expect(await res.json()).toEqual({
+      error: "body_already_parsed",
+      fix: expect.stringMatching(/^Register mappaWebhook\(\) before that middleware/),
+    });
   });
 
   it("acks first and hands the handlers to c.executionCtx.waitUntil when present", async () => {
@@ -459,7 +462,10 @@ describe("a body read before mappaWebhook, over HTTP", () => {
     const body = utf8(reportCompleted());
     expect(await deliver(read, body)).toEqual({
       status: 500,
-      json: { error: "body_already_parsed" },
+      json: {
+        error: "body_already_parsed",
+        fix: expect.stringContaining("c.req.arrayBuffer()"),
+      },
     });
     expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
     expect(errors[0]?.message).toContain("c.req.arrayBuffer()");

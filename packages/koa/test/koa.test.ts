@@ -65,7 +65,10 @@ describe.each(majors)("$name", ({ Koa }) => {
       const { headers, body } = await delivery();
       const response = await send(webhookUrl, { headers, body });
       expect(response.status).toBe(500);
-      expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+      expect(JSON.parse(response.body)).toEqual({
+        error: "body_already_parsed",
+        fix: "Register `app.use(mappaWebhook(...))` before `app.use(bodyParser())`.",
+      });
       expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
       expect(errors[0]?.message).toContain("before `app.use(bodyParser())`");
       expect(seen).toHaveLength(0);

@@ -157,7 +157,10 @@ describe.each<Platform>(["express", "fastify"])("NestJS on %s", (platform) => {
       body: d.body,
     });
     expect(response.status).toBe(500);
-    expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+    expect(JSON.parse(response.body)).toEqual({
+      error: "body_already_parsed",
+      fix: expect.stringContaining("{ rawBody: true }"),
+    });
     expect(errors.map((e) => e.code)).toEqual(["body_already_parsed"]);
     expect(errors[0]?.message).toContain("rawBody: true");
     expect(errors[0]?.message).toContain("forRoot({ path })");

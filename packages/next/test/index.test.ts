@@ -157,7 +157,10 @@ describe("createMappaWebhookHandler over HTTP", () => {
         body,
       });
       expect(response.status).toBe(500);
-      expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+      expect(JSON.parse(response.body)).toEqual({
+        error: "body_already_parsed",
+        fix: expect.stringMatching(/^Do not call request\.json\(\)/),
+      });
       expect(errors.map((e) => [e.code, e.phase])).toEqual([["body_already_parsed", "request"]]);
       expect(errors[0]?.message).toMatch(/before handing the request to the Mappa handler/);
       expect(ran).toBe(0);
@@ -235,7 +238,10 @@ describe("createMappaPagesHandler over HTTP", () => {
         body,
       });
       expect(response.status).toBe(500);
-      expect(JSON.parse(response.body)).toEqual({ error: "body_already_parsed" });
+      expect(JSON.parse(response.body)).toEqual({
+        error: "body_already_parsed",
+        fix: "Add `export const config = { api: { bodyParser: false } }` to this API route.",
+      });
       expect(errors).toHaveLength(1);
       expect(errors[0]).toContain("export const config = { api: { bodyParser: false } }");
     } finally {

@@ -290,7 +290,11 @@ export function createHandler(ctx: ServerContext) {
     }
   }
 
-  async function upload(req: IncomingMessage, apiKey: string, bytes: Uint8Array): Promise<Reply> {
+  /** Parses an upload; its hash covers the parts, not the boundary (a retry may pick another). */
+  async function parseUpload(
+    req: IncomingMessage,
+    bytes: Uint8Array,
+  ): Promise<{ contentType: string; label: string; sizeBytes: number; hash: string }> {
     const type = req.headers["content-type"] ?? "";
     if (!/^multipart\/form-data/i.test(type)) {
       throw new ApiFailure(
@@ -327,13 +331,13 @@ export function createHandler(ctx: ServerContext) {
       issues.push({ path: "label", message: "must be at most 256 characters" });
     if (issues.length > 0) throw validation(issues);
     const blob = file as File;
-    const media: MediaFile = ctx.state.addFile({
-      contentType: blob.type || "application/octet-stream",
-      label,
-      sizeBytes: blob.size,
-      apiKey,
-    });
-    return { status: 201, body: media };
+    const content = new Uint8Array(await blob.arrayBuffer());
+    const contentType = blob.type || "application/octet-stream";
+    const hash = createHash("sha256")
+      .update(`${contentType}\n${label}\n${blob.name}\n`)
+      .update(content)
+      .digest("hex");
+    return { contentType, label, sizeBytes: blob.size, hash };
   }
 
   function createReport(body: Json): Reply {
@@ -505,11 +509,16 @@ export function createHandler(ctx: ServerContext) {
       const key =
         headerKey ?? (typeof body.idempotencyKey === "string" ? body.idempotencyKey : undefined);
       const { idempotencyKey: _ignored, ...rest } = body;
-      const hash = bytes === undefined ? hashOf(`${p1}\n${canonical(rest)}`) : hashOf(bytes);
+      const parsed = bytes === undefined ? undefined : await parseUpload(req, bytes);
+      const hash = parsed?.hash ?? hashOf(`${p1}\n${canonical(rest)}`);
       return idempotent(matched.name, apiKey, key === "" ? undefined : key, hash, async () => {
         switch (matched.name) {
           case "files.upload":
-            return upload(req, apiKey, bytes as Uint8Array);
+            if (parsed === undefined) throw new Error("unreachable: an upload is always parsed");
+            return {
+              status: 201,
+              body: ctx.state.addFile({ ...parsed, apiKey }) satisfies MediaFile,
+            };
           case "files.delete": {
             const record = liveFile(p1);
             ctx.state.deleteFile(record);

@@ -63,6 +63,9 @@ export interface JobRecord {
   events: StreamEvent[];
   listeners: Set<(event: StreamEvent) => void>;
   cancelTimer: (() => void) | undefined;
+  /** When the pending step was scheduled, and its share of the latency (to re-plan it). */
+  stepStartedAt: number;
+  stepShare: number;
   cost: number;
   stageIndex: number;
 }
@@ -196,6 +199,14 @@ export class EmulatorState {
 
   planJob(record: JobRecord, plan: JobPlan): void {
     record.plan = { ...record.plan, ...plan };
+    // A new latency applies to the stage under way too: its step moves to the new time.
+    if (plan.latencyMs !== undefined && record.cancelTimer !== undefined) {
+      record.cancelTimer();
+      const elapsed = this.clock.now() - record.stepStartedAt;
+      const remaining = Math.max(0, plan.latencyMs * record.stepShare - elapsed);
+      const task = this.clock.schedule(remaining, () => this.step(record));
+      record.cancelTimer = () => task.cancel();
+    }
   }
 
   private takePlan(label: string | undefined): JobPlan {
@@ -244,6 +255,8 @@ export class EmulatorState {
       events: [],
       listeners: new Set(),
       cancelTimer: undefined,
+      stepStartedAt: 0,
+      stepShare: 0,
       cost,
       stageIndex: -1,
     };
@@ -273,6 +286,8 @@ export class EmulatorState {
   }
 
   private scheduleStep(record: JobRecord, share: number): void {
+    record.stepStartedAt = this.clock.now();
+    record.stepShare = share;
     const task = this.clock.schedule(this.latencyOf(record) * share, () => this.step(record));
     record.cancelTimer = () => task.cancel();
   }

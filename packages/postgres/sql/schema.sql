@@ -30,3 +30,6 @@ CREATE TABLE IF NOT EXISTS "mappa_webhooks"."idempotency" (
   expires_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS "idempotency_expires_idx" ON "mappa_webhooks"."idempotency" (expires_at);
+
+-- The schema version, read by migrate() (which also checks the tables' columns).
+COMMENT ON TABLE "mappa_webhooks"."events" IS '@mappa-webhooks/postgres schema 1';

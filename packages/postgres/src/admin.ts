@@ -1,9 +1,19 @@
-import { MappaWebhookError } from "@mappa-webhooks/core";
-import { checkPool, errorMessage, hintFor, invalidOptions, type PgPoolLike } from "./pg.js";
 import {
+  checkPool,
+  errorMessage,
+  guardClient,
+  hintFor,
+  invalidOptions,
+  type PgPoolLike,
+  postgresError,
+} from "./pg.js";
+import {
+  EXPECTED_COLUMNS,
   type PostgresTablesOptions,
   type ResolvedTables,
   resolveTables,
+  SCHEMA_VERSION,
+  SCHEMA_VERSION_MARK,
   schemaSql,
 } from "./schema.js";
 
@@ -68,10 +78,10 @@ const MIGRATE_LOCK = "@mappa-webhooks/postgres:migrate";
 const PRUNE_BATCH = 5000;
 const MAX_PRUNE_BATCHES = 100_000;
 
-function adminError(what: string, error: unknown): MappaWebhookError {
-  return new MappaWebhookError(
+function adminError(what: string, error: unknown) {
+  return postgresError(
     "idempotency_store_failed",
-    `@mappa-webhooks/postgres: ${what} failed: ${errorMessage(error)}.${hintFor(error)}`,
+    `${what} failed: ${errorMessage(error)}.${hintFor(error)}`,
     { cause: error },
   );
 }
@@ -119,8 +129,11 @@ function toStoredEvent(row: EventRow): StoredEvent {
 
 /**
  * Creates the schema, the events table and the idempotency table (with their indexes), if they
- * do not exist yet. Safe to run at every start and from several processes at once (an advisory
- * lock serialises them). The SQL is {@link schemaSql}, also shipped as `schema.sql`.
+ * do not exist yet, records the schema version, and checks that existing tables have the
+ * columns this package needs (a table made by hand or by something else fails here, with the
+ * fix, instead of failing every delivery later). Safe to run at every start and from several
+ * processes at once (an advisory lock serialises them). The SQL is {@link schemaSql}, also
+ * shipped as `schema.sql`.
  *
  * @example
  * ```ts
@@ -128,11 +141,12 @@ function toStoredEvent(row: EventRow): StoredEvent {
  * import { migrate } from "@mappa-webhooks/postgres";
  *
  * const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+ * pool.on("error", (error) => console.error(`[postgres] ${error.message}`));
  * await migrate({ pool });
  * ```
  */
 export async function migrate(options: PostgresAdminOptions): Promise<void> {
-  prepare("migrate", options);
+  const t = prepare("migrate", options);
   const sql = schemaSql(options);
   let client: Awaited<ReturnType<PgPoolLike["connect"]>>;
   try {
@@ -140,17 +154,91 @@ export async function migrate(options: PostgresAdminOptions): Promise<void> {
   } catch (error) {
     throw adminError("migrate (connecting)", error);
   }
+  // A FATAL (a restart, pg_terminate_backend) between two statements must not crash the process.
+  guardClient(client);
+  let broken: Error | undefined;
+  const onError = (error: Error) => {
+    broken = error;
+  };
+  client.on?.("error", onError);
+  const release = (error?: Error) => {
+    client.removeListener?.("error", onError);
+    client.release(broken ?? error);
+  };
   try {
     await client.query("BEGIN");
     await client.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [MIGRATE_LOCK]);
+    const before = await client.query(
+      "SELECT obj_description(to_regclass($1), 'pg_class') AS comment",
+      [t.events],
+    );
+    const recorded = versionOf((before.rows[0] as { comment: string | null } | undefined)?.comment);
+    if (recorded !== undefined && recorded > SCHEMA_VERSION) {
+      throw postgresError(
+        "invalid_options",
+        `migrate: ${t.events} has schema ${recorded}, made by a newer @mappa-webhooks/postgres than this one (schema ${SCHEMA_VERSION}). Upgrade @mappa-webhooks/postgres in this app, or point it at another schema with \`{ schema }\`.`,
+      );
+    }
     await client.query(sql);
+    const problems = await shapeProblems(client, t);
+    if (problems.length > 0) {
+      throw postgresError(
+        "invalid_options",
+        `migrate: the existing tables do not have the shape of schema ${SCHEMA_VERSION}: ${problems.join("; ")}. They were made by hand, by something else or by an unfinished migration. Rename or drop them (if they hold nothing you need) and run migrate again, or point the package at another schema with \`{ schema }\`. The SQL it expects: \`mappa-webhooks-postgres migrate --print\`.`,
+      );
+    }
     await client.query("COMMIT");
-    client.release();
+    release();
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});
-    client.release(error instanceof Error ? error : true);
+    release(error instanceof Error ? error : new Error(String(error)));
+    if (isOwnError(error)) throw error;
     throw adminError("migrate", error);
   }
+}
+
+function isOwnError(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("@mappa-webhooks/postgres: migrate: ");
+}
+
+function versionOf(comment: string | null | undefined): number | undefined {
+  if (typeof comment !== "string" || !comment.startsWith(SCHEMA_VERSION_MARK)) return undefined;
+  const version = Number(comment.slice(SCHEMA_VERSION_MARK.length));
+  return Number.isInteger(version) ? version : undefined;
+}
+
+/** What differs between the tables and what this package needs, in words. */
+async function shapeProblems(
+  client: Awaited<ReturnType<PgPoolLike["connect"]>>,
+  t: ResolvedTables,
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const [name, table] of [
+    ["events", t.events],
+    ["idempotency", t.idempotency],
+  ] as const) {
+    const columns = await client.query(
+      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+         FROM pg_attribute a
+        WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+      [table],
+    );
+    const actual = new Map(
+      (columns.rows as Array<{ name: string; type: string }>).map((row) => [row.name, row.type]),
+    );
+    for (const [column, type] of Object.entries(EXPECTED_COLUMNS[name])) {
+      const found = actual.get(column);
+      if (found === undefined) problems.push(`${table} has no column ${column} (${type})`);
+      else if (found !== type) problems.push(`${table}.${column} is ${found}, not ${type}`);
+    }
+    const unique = await client.query(
+      `SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 AND a.attname = 'key'`,
+      [table],
+    );
+    if (unique.rows.length === 0) problems.push(`${table}.key is not its primary key`);
+  }
+  return problems;
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   type StoredEvent,
 } from "./admin.js";
 import { errorMessage, type PgPoolLike } from "./pg.js";
-import { schemaSql } from "./schema.js";
+import { resolveTables, schemaSql } from "./schema.js";
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -82,11 +82,43 @@ export interface CliIo {
 
 function positiveInteger(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1) {
+  // Decimal digits only: Number() would also take "0x10", "1e3" or " 7 ".
+  const number = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(number) || number < 1) {
     throw new UsageError(`${flag} needs a whole number of at least 1, got "${value}"`);
   }
   return number;
+}
+
+function days(value: string | undefined): number {
+  if (value === undefined) return 30;
+  const number = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isFinite(number)) {
+    throw new UsageError(`--days needs a number of days >= 0 (e.g. 30 or 0.5), got "${value}"`);
+  }
+  return number;
+}
+
+/** A connection string `pg` understands: a postgres:// URL (or a socket directory path). */
+function databaseUrl(value: string): string {
+  if (value.startsWith("/")) return value;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== "postgres:" && url.protocol !== "postgresql:")) {
+    throw new UsageError(
+      `--database-url (or DATABASE_URL) must be a postgres:// URL, e.g. postgres://user:password@127.0.0.1:5432/app, got "${value}"`,
+    );
+  }
+  return value;
+}
+
+/** Error messages without the brand prefix the core adds (the CLI prints its own `error:`). */
+function plain(error: unknown): string {
+  return errorMessage(error).replace(/^@mappa-webhooks: /, "");
 }
 
 async function defaultPool(
@@ -155,6 +187,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         ? {}
         : { idempotencyTable: values["idempotency-table"] }),
     };
+    try {
+      resolveTables(tables);
+    } catch (error) {
+      throw new UsageError(plain(error).replace(/^@mappa-webhooks\/postgres: /, ""));
+    }
     if (command === "migrate" && values.print === true) {
       io.out(schemaSql(tables).trimEnd());
       return EXIT_OK;
@@ -166,17 +203,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       throw new UsageError("replay takes keys or --all, not both");
     }
     const limit = positiveInteger("--limit", values.limit, 100);
-    let days = 30;
-    if (values.days !== undefined) {
-      days = Number(values.days);
-      if (!Number.isFinite(days) || days < 0 || values.days.trim() === "") {
-        throw new UsageError(`--days needs a number of days >= 0, got "${values.days}"`);
-      }
-    }
-    const url = values["database-url"] ?? io.env.DATABASE_URL;
-    if (url === undefined || url === "") {
+    const olderThanDays = days(values.days);
+    const given = values["database-url"] ?? io.env.DATABASE_URL;
+    if (given === undefined || given === "") {
       throw new UsageError("no database: pass --database-url <url> or set DATABASE_URL");
     }
+    const url = databaseUrl(given);
 
     const pool = await (io.createPool ?? defaultPool)(url);
     const options: PostgresAdminOptions = { pool, ...tables };
@@ -222,11 +254,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           return result.notFailed.length > 0 ? EXIT_FAILED : EXIT_OK;
         }
         default: {
-          const result = await prune({ ...options, olderThanDays: days });
+          const result = await prune({ ...options, olderThanDays });
           io.out(
             json
               ? JSON.stringify(result)
-              : `Deleted ${result.events} done event${result.events === 1 ? "" : "s"} older than ${days} days and ${result.idempotencyKeys} expired idempotency key${result.idempotencyKeys === 1 ? "" : "s"}.`,
+              : `Deleted ${result.events} done event${result.events === 1 ? "" : "s"} older than ${olderThanDays} days and ${result.idempotencyKeys} expired idempotency key${result.idempotencyKeys === 1 ? "" : "s"}.`,
           );
           return EXIT_OK;
         }
@@ -239,7 +271,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       io.err(`error: ${error.message}\nRun mappa-webhooks-postgres --help for usage.`);
       return EXIT_USAGE;
     }
-    const message = errorMessage(error);
+    const message = plain(error);
     io.err(json ? JSON.stringify({ error: message }) : `error: ${message}`);
     return EXIT_FAILED;
   }
@@ -261,7 +293,7 @@ if (isEntry) {
       process.exitCode = code;
     },
     (error: unknown) => {
-      process.stderr.write(`error: ${errorMessage(error)}\n`);
+      process.stderr.write(`error: ${plain(error)}\n`);
       process.exitCode = EXIT_FAILED;
     },
   );

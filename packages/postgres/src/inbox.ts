@@ -5,7 +5,6 @@ import {
   type MappaEvent,
   type MappaHandlerMap,
   type MappaUnknownEvent,
-  MappaWebhookError,
 } from "@mappa-webhooks/core";
 import {
   countEvents,
@@ -19,12 +18,13 @@ import {
   type StoredEvent,
 } from "./admin.js";
 import {
+  checkDuration,
   checkPool,
-  checkPositive,
   errorMessage,
   hintFor,
   invalidOptions,
   type PgPoolLike,
+  postgresError,
   withTimeout,
 } from "./pg.js";
 import { type PostgresTablesOptions, resolveTables } from "./schema.js";
@@ -130,7 +130,7 @@ export function createInbox(options: InboxOptions): Inbox {
   if (options === null || typeof options !== "object")
     throw invalidOptions(api, "needs `{ pool }`.");
   checkPool(api, options.pool);
-  checkPositive(api, "timeoutMs", options.timeoutMs);
+  checkDuration(api, "timeoutMs", options.timeoutMs);
   const { pool } = options;
   const t = resolveTables(options);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -167,9 +167,9 @@ export function createInbox(options: InboxOptions): Inbox {
     event: MappaEvent,
     cause: unknown,
   ) =>
-    new MappaWebhookError(
+    postgresError(
       code,
-      `@mappa-webhooks/postgres: could not store event ${event.idempotencyKey ?? event.type} in the inbox: ${errorMessage(cause)}.${hintFor(cause)} Answered ${code === "handler_failed" ? 500 : 503} so Mappa retries the delivery.`,
+      `could not store event ${event.idempotencyKey ?? event.type} in the inbox: ${errorMessage(cause)}.${hintFor(cause)} Answered ${code === "handler_failed" ? 500 : 503} so Mappa retries the delivery.`,
       { cause },
     );
 
@@ -216,9 +216,9 @@ export function createInbox(options: InboxOptions): Inbox {
         );
         return result.rows.length > 0 ? { status: "completed" } : { status: "claimed", token: key };
       } catch (cause) {
-        throw new MappaWebhookError(
+        throw postgresError(
           "idempotency_store_failed",
-          `@mappa-webhooks/postgres: could not look up event ${key} in the inbox: ${errorMessage(cause)}.${hintFor(cause)} Answered 503 so Mappa retries the delivery.`,
+          `could not look up event ${key} in the inbox: ${errorMessage(cause)}.${hintFor(cause)} Answered 503 so Mappa retries the delivery.`,
           { cause },
         );
       }

@@ -1,4 +1,4 @@
-import { MappaWebhookError } from "@mappa-webhooks/core";
+import { MappaWebhookError, type MappaWebhookErrorCode } from "@mappa-webhooks/core";
 
 /**
  * What a query resolves with: the part of `pg`'s `QueryResult` this package reads.
@@ -107,11 +107,135 @@ export function hintFor(error: unknown): string {
   return "";
 }
 
+const PREFIX = "@mappa-webhooks/postgres: ";
+
+/**
+ * A `MappaWebhookError` whose message carries one prefix, this package's name (the core's
+ * constructor adds its own, which would read `@mappa-webhooks: @mappa-webhooks/postgres: …`).
+ */
+export function postgresError(
+  code: MappaWebhookErrorCode,
+  message: string,
+  options: { cause?: unknown } = {},
+): MappaWebhookError {
+  const text = message.startsWith(PREFIX) ? message : `${PREFIX}${message}`;
+  const error = new MappaWebhookError(code, text, options);
+  const at = error.message.indexOf(PREFIX);
+  if (at > 0) error.message = error.message.slice(at);
+  return error;
+}
+
 export function invalidOptions(api: string, message: string): MappaWebhookError {
-  return new MappaWebhookError("invalid_options", `${api}: ${message}`);
+  return postgresError("invalid_options", api === "" ? message : `${api}: ${message}`);
+}
+
+/** Text Postgres can store: a NUL byte (which `text` rejects) becomes `\\u0000`; at most `max` characters. */
+export function storableText(text: string, max = 2000): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the NUL byte is what is replaced.
+  const clean = text.replace(/\u0000/g, "\\u0000");
+  if (clean.length <= max) return clean;
+  // Never cut a surrogate pair in half.
+  const end = /[\uD800-\uDBFF]/.test(clean.charAt(max - 1)) ? max - 1 : max;
+  return `${clean.slice(0, end)}…`;
+}
+
+/** The largest timer and Postgres timeout: 2^31 - 1 ms (about 24.8 days). */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** A duration option: positive, finite, at most {@link MAX_TIMEOUT_MS}. */
+export function checkDuration(api: string, name: string, value: number | undefined): void {
+  checkPositive(api, name, value);
+  if (value !== undefined && Math.ceil(value) > MAX_TIMEOUT_MS) {
+    throw invalidOptions(
+      api,
+      `\`${name}\` is ${value} ms, above the longest timer Node and Postgres accept (${MAX_TIMEOUT_MS} ms, about 24.8 days); pick a smaller value.`,
+    );
+  }
+}
+
+/** A duration for a Postgres timeout setting: a whole number of ms in 1 .. 2^31 - 1. */
+export function pgTimeoutMs(ms: number): number {
+  if (!Number.isFinite(ms)) return MAX_TIMEOUT_MS;
+  return Math.min(MAX_TIMEOUT_MS, Math.max(1, Math.ceil(ms)));
+}
+
+/** SQLSTATE classes and messages of a lost connection (as opposed to a failed statement). */
+export function isConnectionError(error: unknown): boolean {
+  const state = sqlState(error) ?? "";
+  if (state.startsWith("08") || state === "57P01" || state === "57P02" || state === "57P03") {
+    return true;
+  }
+  const message = errorMessage(error);
+  return /Connection terminated|not queryable|ECONNRESET|ECONNREFUSED|EPIPE|socket hang up/i.test(
+    message,
+  );
+}
+
+interface EmitterLike {
+  on?(event: string, listener: (...args: never[]) => void): unknown;
+  listenerCount?(event: string): number;
+}
+
+const guardedPools = new WeakSet<object>();
+const guardedClients = new WeakSet<object>();
+let warnedNoPoolListener = false;
+const ignoreClientError = () => {
+  // The client is marked unusable by the driver; its next query fails and it is released
+  // with the error, so nothing is lost by not crashing here.
+};
+
+/**
+ * Gives `client` an `error` listener of its own, for good: a connection that fails while no
+ * one else listens (a FATAL between two queries) must never crash the process.
+ */
+export function guardClient(client: unknown): void {
+  const emitter = client as EmitterLike | null;
+  if (emitter === null || typeof emitter !== "object" || typeof emitter.on !== "function") return;
+  if (guardedClients.has(emitter)) return;
+  guardedClients.add(emitter);
+  emitter.on("error", ignoreClientError);
+}
+
+function warn(message: string): void {
+  const node = (globalThis as { process?: { emitWarning?: (m: string, o: object) => void } })
+    .process;
+  if (typeof node?.emitWarning === "function") {
+    node.emitWarning(message, { code: "MAPPA_POSTGRES_POOL_ERROR_LISTENER" });
+  } else console.warn(message);
+}
+
+/**
+ * Makes the pool's clients safe from connection faults: every new client gets an `error`
+ * listener the moment it connects. `pg`'s Pool takes its own listener off a client it hands
+ * out before the caller can add one, so a FATAL that arrives with the connection's first
+ * ReadyForQuery (e.g. `pg_terminate_backend`, a Postgres restart) would otherwise be an
+ * unhandled `error` event. Warns once when the pool itself has no `error` listener: idle
+ * clients report their failures there, and without one Node ends the process.
+ */
+export function guardPool(pool: unknown): void {
+  const emitter = pool as EmitterLike | null;
+  if (emitter === null || typeof emitter !== "object" || guardedPools.has(emitter)) return;
+  guardedPools.add(emitter);
+  if (typeof emitter.on !== "function") return;
+  emitter.on("connect", ((client: unknown) => guardClient(client)) as (...args: never[]) => void);
+  if (
+    !warnedNoPoolListener &&
+    typeof emitter.listenerCount === "function" &&
+    emitter.listenerCount("error") === 0
+  ) {
+    warnedNoPoolListener = true;
+    warn(
+      `${PREFIX}the pg Pool has no "error" listener: when an idle connection fails (a Postgres restart, pg_terminate_backend, a network cut) Node ends the process. Add one, e.g. pool.on("error", (error) => console.error(error.message)).`,
+    );
+  }
 }
 
 export function checkPool(api: string, pool: unknown): void {
+  checkPoolShape(api, pool);
+  guardPool(pool);
+}
+
+function checkPoolShape(api: string, pool: unknown): void {
   const candidate = pool as Partial<PgPoolLike> | null | undefined;
   if (
     candidate == null ||

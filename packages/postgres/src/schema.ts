@@ -64,14 +64,11 @@ const MAX_IDENTIFIER_BYTES = 63;
  */
 export function quoteIdentifier(name: string): string {
   if (typeof name !== "string" || name === "" || name.includes("\0")) {
-    throw invalidOptions(
-      "@mappa-webhooks/postgres",
-      `${JSON.stringify(name)} is not a usable name for a schema or table.`,
-    );
+    throw invalidOptions("", `${JSON.stringify(name)} is not a usable name for a schema or table.`);
   }
   if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
     throw invalidOptions(
-      "@mappa-webhooks/postgres",
+      "",
       `the name ${JSON.stringify(name)} is longer than Postgres' ${MAX_IDENTIFIER_BYTES} bytes; pick a shorter one.`,
     );
   }
@@ -133,7 +130,7 @@ export function resolveTables(options: PostgresTablesOptions = {}): ResolvedTabl
  */
 export function schemaSql(options: PostgresTablesOptions = {}): string {
   const t = resolveTables(options);
-  return `-- @mappa-webhooks/postgres schema (version 1). migrate() runs exactly this, with your names.
+  return `-- @mappa-webhooks/postgres schema (version ${SCHEMA_VERSION}). migrate() runs exactly this, with your names.
 -- Every statement is idempotent. Needs PostgreSQL 11 or later.
 
 CREATE SCHEMA IF NOT EXISTS ${t.schema};
@@ -165,5 +162,37 @@ CREATE TABLE IF NOT EXISTS ${t.idempotency} (
   expires_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ${t.indexes.expires} ON ${t.idempotency} (expires_at);
+
+-- The schema version, read by migrate() (which also checks the tables' columns).
+COMMENT ON TABLE ${t.events} IS '${SCHEMA_VERSION_MARK}${SCHEMA_VERSION}';
 `;
 }
+
+/** The version of the tables' shape this package creates and expects. */
+export const SCHEMA_VERSION = 1;
+/** How the version is recorded: the events table's comment. */
+export const SCHEMA_VERSION_MARK = "@mappa-webhooks/postgres schema ";
+
+/** Columns this package reads and writes, with their types as `format_type` names them. */
+export const EXPECTED_COLUMNS: Readonly<Record<"events" | "idempotency", Record<string, string>>> =
+  Object.freeze({
+    events: {
+      key: "text",
+      event_id: "text",
+      type: "text",
+      payload: "json",
+      status: "text",
+      attempts: "integer",
+      run_at: "timestamp with time zone",
+      last_error: "text",
+      received_at: "timestamp with time zone",
+      done_at: "timestamp with time zone",
+      updated_at: "timestamp with time zone",
+    },
+    idempotency: {
+      key: "text",
+      token: "text",
+      completed: "boolean",
+      expires_at: "timestamp with time zone",
+    },
+  });

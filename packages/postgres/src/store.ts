@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { type ClaimResult, type IdempotencyStore, MappaWebhookError } from "@mappa-webhooks/core";
+import { type ClaimResult, type IdempotencyStore, isMappaWebhookError } from "@mappa-webhooks/core";
 import {
+  checkDuration,
   checkPool,
-  checkPositive,
   errorMessage,
   hintFor,
   invalidOptions,
   type PgPoolLike,
+  postgresError,
   withTimeout,
 } from "./pg.js";
 import { type PostgresTablesOptions, resolveTables } from "./schema.js";
@@ -51,10 +52,10 @@ export interface PostgresIdempotencyStore extends Required<IdempotencyStore> {
 const DEFAULT_TIMEOUT_MS = 5000;
 const CLAIM_TRIES = 3;
 
-function storeError(message: string, cause?: unknown): MappaWebhookError {
-  return new MappaWebhookError(
+function storeError(message: string, cause?: unknown) {
+  return postgresError(
     "idempotency_store_failed",
-    `Postgres idempotency store: ${message}${hintFor(cause)} Answered 503 so Mappa retries the delivery.`,
+    `idempotency store: ${message}${hintFor(cause)} Answered 503 so Mappa retries the delivery.`,
     cause === undefined ? {} : { cause },
   );
 }
@@ -89,7 +90,7 @@ export function createPostgresIdempotencyStore(
   if (options === null || typeof options !== "object")
     throw invalidOptions(api, "needs `{ pool }`.");
   checkPool(api, options.pool);
-  checkPositive(api, "timeoutMs", options.timeoutMs);
+  checkDuration(api, "timeoutMs", options.timeoutMs);
   if (options.now !== undefined && typeof options.now !== "function") {
     throw invalidOptions(api, "`now` must be a function returning milliseconds.");
   }
@@ -130,7 +131,7 @@ export function createPostgresIdempotencyStore(
         storeError(`Postgres did not answer the ${name} of event ${key} within ${timeoutMs} ms.`),
       );
     } catch (error) {
-      if (error instanceof MappaWebhookError) throw error;
+      if (isMappaWebhookError(error)) throw error;
       throw storeError(`the ${name} of event ${key} failed: ${errorMessage(error)}.`, error);
     }
   };

@@ -7,10 +7,14 @@ import {
 import {
   connectWithin,
   errorMessage,
+  guardClient,
   hintFor,
   type PgClientLike,
   type PgPoolLike,
+  pgTimeoutMs,
+  postgresError,
   sqlState,
+  withTimeout,
 } from "./pg.js";
 import type { ResolvedTables } from "./schema.js";
 
@@ -45,9 +49,9 @@ export type BeginResult<TClient extends PgClientLike> =
   | { status: "completed" };
 
 export function storeError(message: string, cause?: unknown): MappaWebhookError {
-  return new MappaWebhookError(
+  return postgresError(
     "idempotency_store_failed",
-    `@mappa-webhooks/postgres: ${message}${cause === undefined ? "" : hintFor(cause)} Answered 503 so Mappa retries the delivery.`,
+    `${message}${cause === undefined ? "" : hintFor(cause)} Answered 503 so Mappa retries the delivery.`,
     cause === undefined ? {} : { cause },
   );
 }
@@ -86,7 +90,8 @@ export function lockNameFor(t: ResolvedTables, key: string): string {
  * Opens a transaction for an event: BEGIN (read committed, so each statement sees the latest
  * commits), an advisory lock on the key (a concurrent duplicate gets `in_flight` at once), then
  * the event's row, locked: `done` means `completed`. The session ends itself after `leaseMs`
- * idle inside the transaction, so a frozen process never holds the event for ever.
+ * idle inside the transaction, so a frozen process never holds the event for ever, and each
+ * statement is bounded by `statementTimeoutMs` (a handler stuck in the database).
  */
 export async function beginEventTransaction<TClient extends PgClientLike>(
   pool: PgPoolLike<TClient>,
@@ -94,6 +99,7 @@ export async function beginEventTransaction<TClient extends PgClientLike>(
   key: string | undefined,
   leaseMs: number,
   timeoutMs: number,
+  statementTimeoutMs: number,
 ): Promise<BeginResult<TClient>> {
   const sql = transactionSql(t);
   let client: TClient;
@@ -115,15 +121,17 @@ export async function beginEventTransaction<TClient extends PgClientLike>(
       tx.broken = error;
     },
   };
+  guardClient(client);
   client.on?.("error", tx.onError);
   const giveBack = async () => {
     await client.query("ROLLBACK").catch(() => {});
     endTransaction(tx);
   };
   try {
-    const idleMs = Math.max(1, Math.ceil(leaseMs));
+    // Both within Postgres' range whatever the receiver's `leaseMs` (2^31 - 1 ms at most).
+    const idleMs = pgTimeoutMs(leaseMs);
     await client.query(
-      `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${idleMs}`,
+      `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${idleMs}; SET LOCAL statement_timeout = ${pgTimeoutMs(statementTimeoutMs)}`,
     );
     if (key === undefined) return { status: "claimed", tx };
     const lock = await client.query(sql.lock, [lockNameFor(t, key)]);
@@ -167,6 +175,28 @@ export function endTransaction<TClient extends PgClientLike>(
   tx.client.removeListener?.("error", tx.onError);
   const failure = tx.broken ?? (error instanceof Error ? error : undefined);
   tx.client.release(failure);
+}
+
+/**
+ * Ends a transaction whose handler may still be running: the backend is terminated (a
+ * statement such as `pg_sleep` would otherwise keep its locks), the connection closed.
+ */
+export async function destroyTransaction<TClient extends PgClientLike>(
+  pool: PgPoolLike,
+  tx: EventTransaction<TClient>,
+  reason: Error,
+): Promise<void> {
+  if (tx.released) return;
+  tx.state = "rolled_back";
+  const pid = (tx.client as { processID?: unknown }).processID;
+  if (typeof pid === "number") {
+    await withTimeout(
+      pool.query("SELECT pg_terminate_backend($1)", [pid]),
+      10_000,
+      () => new Error("no answer"),
+    ).catch(() => {});
+  }
+  endTransaction(tx, reason);
 }
 
 /** Rolls back and gives the connection back; never throws. */

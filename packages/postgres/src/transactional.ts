@@ -6,25 +6,32 @@ import {
   type MappaEvent,
   type MappaHandlerMap,
   type MappaUnknownEvent,
-  MappaWebhookError,
 } from "@mappa-webhooks/core";
 import {
+  checkDuration,
   checkPool,
-  checkPositive,
   errorMessage,
   invalidOptions,
+  isConnectionError,
   type PgClientLike,
   type PgPoolLike,
   type PoolClientOf,
+  pgTimeoutMs,
+  postgresError,
+  sqlState,
+  storableText,
+  withTimeout,
 } from "./pg.js";
 import { type PostgresTablesOptions, resolveTables } from "./schema.js";
 import {
   beginEventTransaction,
+  destroyTransaction,
   type EventTransaction,
   endTransaction,
   eventValues,
   handlerFor,
   rollbackTransaction,
+  storeError,
   transactionSql,
 } from "./transaction.js";
 
@@ -50,6 +57,14 @@ export interface TransactionalHandlersOptions<TPool extends PgPoolLike = PgPoolL
   onUnknown?: (event: MappaUnknownEvent, client: PoolClientOf<TPool>) => unknown;
   /** Longest wait for a connection and the lock queries; then 503 and Mappa retries. Default 5000 ms. */
   timeoutMs?: number;
+  /**
+   * Longest run of one handler. Past it the delivery fails with `handler_timeout` (answered
+   * 500, so Mappa retries): the transaction is rolled back, its connection (and the backend,
+   * should it still run the handler's statement) ended, the lock freed for the retry, and the
+   * failure recorded. Each statement of the transaction is also bounded by it
+   * (`statement_timeout`). Default 25 000 ms, under Mappa's request timeout; at most 2^31 - 1.
+   */
+  handlerTimeoutMs?: number;
   /**
    * Record a failed attempt in the events table (`status = 'failed'`, `attempts`,
    * `last_error`), outside the rolled-back transaction, so it can be listed and replayed even
@@ -95,6 +110,9 @@ export interface TransactionalHandlers {
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
+const DEFAULT_HANDLER_TIMEOUT_MS = 25_000;
+const RECORD_TIMEOUT_MS = 10_000;
+const ABORTED = "25P02";
 
 /**
  * Transactional handlers: each delivery opens a transaction, locks the event (a concurrent
@@ -136,7 +154,8 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
   if (options === null || typeof options !== "object")
     throw invalidOptions(api, "needs `{ pool }`.");
   checkPool(api, options.pool);
-  checkPositive(api, "timeoutMs", options.timeoutMs);
+  checkDuration(api, "timeoutMs", options.timeoutMs);
+  checkDuration(api, "handlerTimeoutMs", options.handlerTimeoutMs);
   const on = (options.on ?? {}) as MappaHandlerMap<TClient>;
   const onUnknown = options.onUnknown as
     | ((event: MappaUnknownEvent, client: TClient) => unknown)
@@ -153,6 +172,7 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
   const t = resolveTables(options);
   const sql = transactionSql(t);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const handlerTimeoutMs = pgTimeoutMs(options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS);
   const recordFailures = options.recordFailures ?? true;
   /** Transactions opened by `claim`, waiting for the handler wrapper, by event key. */
   const open = new Map<string, EventTransaction<TClient> & { token: string }>();
@@ -164,17 +184,77 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
 
   const recordFailure = async (event: MappaEvent, key: string, error: unknown) => {
     if (!recordFailures) return;
-    await pool
-      .query(sql.recordFailure, [...eventValues(event, key), errorMessage(error).slice(0, 2000)])
-      .catch(() => {});
+    await withTimeout(
+      pool.query(sql.recordFailure, [
+        ...eventValues(event, key),
+        storableText(errorMessage(error)),
+      ]),
+      RECORD_TIMEOUT_MS,
+      () => new Error("no answer"),
+    ).catch(() => {});
+  };
+
+  /** The error to answer with when a statement of the event's own transaction failed. */
+  const transactionFailure = (key: string, error: unknown): unknown => {
+    if (sqlState(error) === ABORTED) {
+      return postgresError(
+        "handler_failed",
+        `the handler of event ${key} returned normally, but a statement of its transaction had failed, which aborted the transaction (SQLSTATE 25P02); everything is rolled back and Mappa retries. Let database errors propagate out of the handler, or use a SAVEPOINT around statements that may fail.`,
+        { cause: error },
+      );
+    }
+    if (isConnectionError(error)) {
+      return storeError(
+        `the database connection of event ${key} failed before its done mark committed: ${errorMessage(error)}. Everything is rolled back.`,
+        error,
+      );
+    }
+    return error;
+  };
+
+  type Settled = { kind: "ok" } | { kind: "threw"; error: unknown } | { kind: "timeout" };
+
+  /** Runs the handler, at most `handlerTimeoutMs`. */
+  const runHandler = async (event: MappaEvent, client: TClient): Promise<Settled> => {
+    const handler = handlerFor(on, onUnknown, event);
+    if (handler === undefined) return { kind: "ok" };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        (async (): Promise<Settled> => {
+          await handler(event, client);
+          return { kind: "ok" };
+        })().catch((error: unknown): Settled => ({ kind: "threw", error })),
+        new Promise<Settled>((resolve) => {
+          timer = setTimeout(() => resolve({ kind: "timeout" }), handlerTimeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
   /** Runs the handler in `tx`, marks the event done and commits; rolls back on any failure. */
   const execute = async (event: MappaEvent, tx: EventTransaction<TClient>, key: string) => {
     tx.state = "running";
+    const settled = await runHandler(event, tx.client);
+    if (settled.kind === "timeout") {
+      const error = postgresError(
+        "handler_timeout",
+        `the handler of event ${key} did not settle within handlerTimeoutMs (${handlerTimeoutMs} ms); its transaction was rolled back and its connection closed, and Mappa retries the delivery. Make the handler finish sooner, or raise \`handlerTimeoutMs\` (keep it under Mappa's request timeout).`,
+      );
+      forget(tx);
+      await destroyTransaction(pool, tx, error);
+      await recordFailure(event, key, error);
+      throw error;
+    }
+    if (settled.kind === "threw") {
+      forget(tx);
+      await rollbackTransaction(tx);
+      await recordFailure(event, key, settled.error);
+      throw settled.error;
+    }
     try {
-      const handler = handlerFor(on, onUnknown, event);
-      if (handler !== undefined) await handler(event, tx.client);
       tx.state = "committing";
       await tx.client.query(sql.markDone, eventValues(event, key));
       await tx.client.query("COMMIT");
@@ -184,8 +264,9 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
     } catch (error) {
       forget(tx);
       await rollbackTransaction(tx);
-      await recordFailure(event, key, error);
-      throw error;
+      const failure = transactionFailure(key, error);
+      await recordFailure(event, key, failure);
+      throw failure;
     }
   };
 
@@ -203,12 +284,13 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
       event.idempotencyKey,
       DEFAULT_LEASE_MS,
       timeoutMs,
+      handlerTimeoutMs,
     );
     if (begun.status === "completed") return "duplicate";
     if (begun.status === "in_flight") {
-      throw new MappaWebhookError(
+      throw postgresError(
         "event_in_flight",
-        `Event ${key} is being handled by another transaction right now; retry later.`,
+        `event ${key} is being handled by another transaction right now; retry later.`,
       );
     }
     await execute(event, begun.tx, key);
@@ -223,7 +305,7 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
 
   const idempotency: Required<IdempotencyStore> = {
     async claim(key, { leaseMs }) {
-      const begun = await beginEventTransaction(pool, t, key, leaseMs, timeoutMs);
+      const begun = await beginEventTransaction(pool, t, key, leaseMs, timeoutMs, handlerTimeoutMs);
       if (begun.status !== "claimed") return begun;
       const token = randomUUID();
       open.set(key, Object.assign(begun.tx, { token }));
@@ -241,7 +323,7 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
         endTransaction(tx);
       } catch (error) {
         await rollbackTransaction(tx);
-        throw error;
+        throw transactionFailure(key, error);
       }
     },
     async release(key, token) {
@@ -256,7 +338,7 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
       if (tx.state === "committing" || tx.state === "committed") return true;
       if (tx.state !== "open" && tx.state !== "running") return false;
       try {
-        const idleMs = Math.max(1, Math.ceil(leaseMs));
+        const idleMs = pgTimeoutMs(leaseMs);
         await tx.client.query(`SET LOCAL idle_in_transaction_session_timeout = ${idleMs}`);
         return true;
       } catch {

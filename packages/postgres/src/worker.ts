@@ -2,19 +2,28 @@ import {
   type MappaEvent,
   type MappaHandlerMap,
   type MappaUnknownEvent,
-  MappaWebhookError,
   parseEvent,
 } from "@mappa-webhooks/core";
 import {
+  checkDuration,
   checkPool,
   checkPositive,
+  connectWithin,
   errorMessage,
+  guardClient,
   hintFor,
   invalidOptions,
+  isConnectionError,
+  MAX_TIMEOUT_MS,
   type PgClientLike,
   type PgNotification,
   type PgPoolLike,
   type PoolClientOf,
+  pgTimeoutMs,
+  postgresError,
+  sqlState,
+  storableText,
+  withTimeout,
 } from "./pg.js";
 import { type PostgresTablesOptions, quoteIdentifier, resolveTables } from "./schema.js";
 import { handlerFor } from "./transaction.js";
@@ -74,7 +83,9 @@ export interface InboxWorkerOptions<TPool extends PgPoolLike = PgPoolLike>
   /**
    * Events each slot takes and commits together (each handler in a savepoint of its own, so a
    * failure still affects only its event). More than 1 saves commits (WAL flushes) when
-   * handlers are quick; a crash then rolls the whole batch back, to be taken again. Default 1.
+   * handlers are quick; a crash then rolls the whole batch back, to be taken again. Only
+   * first attempts are batched: a retried event always runs alone, so an event that crashes
+   * its worker never takes its batch-mates down with it twice. Default 1.
    */
   batchSize?: number;
   /** Attempts before an event is parked as failed. Default 10. */
@@ -91,9 +102,17 @@ export interface InboxWorkerOptions<TPool extends PgPoolLike = PgPoolLike>
   /**
    * A worker whose transaction sits idle this long (a frozen or cut-off process) is ended by
    * Postgres, which releases its event to another worker. Handlers that work outside the
-   * database for longer need a larger value. Default 300 000 ms (5 min).
+   * database for longer need a larger value. Default 300 000 ms (5 min); at most 2^31 - 1.
    */
   lockTimeoutMs?: number;
+  /**
+   * Longest run of one handler. Past it the attempt fails with `handler_timeout`: the
+   * transaction is rolled back, its connection (and the backend, should it still run the
+   * handler's statement) ended, the slot freed, `onError` told, and the event retried after the
+   * backoff or parked after `maxAttempts`. Each statement of the event's transaction is also
+   * bounded by it (`statement_timeout`). Default 300 000 ms (5 min); at most 2^31 - 1.
+   */
+  handlerTimeoutMs?: number;
   /** Every failure: handler errors (with what happens next) and database errors. Never throws back. */
   onError?: (error: Error, info: InboxWorkerErrorInfo) => void;
 }
@@ -129,7 +148,11 @@ export interface InboxWorker {
   /** Resolves once the worker listens for NOTIFY (or at once with `listen: false`). */
   readonly ready: Promise<void>;
   readonly stats: Readonly<InboxWorkerStats>;
-  /** Stops taking events, waits for the ones running, gives the connections back. */
+  /**
+   * Stops taking events, waits for the ones running (each at most `handlerTimeoutMs`), gives
+   * the worker's connections back. Resolves within a bounded time; it does not end your pool:
+   * call `pool.end()` after it.
+   */
   close(): Promise<void>;
 }
 
@@ -148,23 +171,54 @@ export function exponentialBackoff(baseMs = 1000, maxMs = 15 * 60 * 1000): Inbox
 const DEFAULT_MAX_ATTEMPTS = 10;
 const DEFAULT_POLL_MS = 1000;
 const DEFAULT_LOCK_TIMEOUT_MS = 300_000;
-const MAX_ERROR_LENGTH = 2000;
+const DEFAULT_HANDLER_TIMEOUT_MS = 300_000;
+/**
+ * How long a taken event stays out of other workers' reach before its row is locked. The row
+ * lock (held until the outcome commits) keeps others off while the handler runs; this only
+ * covers the moment between the take and the lock, and it is how long an event waits after the
+ * worker that took it died.
+ */
+const TAKE_LEASE_MS = 5000;
+/** Longest wait for one of the worker's own statements (a frozen server or a cut network). */
+const QUERY_TIMEOUT_MS = 60_000;
 
-interface PickedRow {
+interface TakenRow {
   key: string;
   payload: unknown;
+  /** Attempts counted so far, this one included. */
   attempts: number;
+  /** `failed`: parked at the take, its earlier attempts never recorded an outcome. */
+  status: "pending" | "failed";
+  last_error: string | null;
 }
+
+/** The outcome of one event, once known; applied to the stats and reported after the commit. */
+interface Outcome {
+  row: TakenRow;
+  kind: "done" | "retry" | "failed" | "released";
+  error?: Error;
+  event?: MappaEvent;
+  delayMs?: number;
+  message?: string;
+}
+
+/** A statement of the event's transaction failed, or the handler left it unusable. */
+class BrokenTransaction extends Error {}
+
+const ABORTED = "25P02";
 
 /**
  * A worker for the inbox: takes due events with `FOR UPDATE SKIP LOCKED` (any number of
  * workers share the table, none takes an event another holds), woken by `LISTEN`/`NOTIFY` with
- * polling as the fallback. Each event runs in one transaction: the handler gets its client,
- * and its writes commit together with the done mark. A handler that throws rolls its writes
- * back; the event is retried after the backoff, and parked as failed after `maxAttempts`
- * (list and replay them with {@link listFailed} / {@link replayFailed} or the CLI). A worker
- * that dies mid-event leaves nothing behind: Postgres rolls its transaction back and the event
- * is taken by another worker at once.
+ * polling as the fallback. Each attempt is counted when the event is taken, before its handler
+ * runs; then the event runs in one transaction: the handler gets its client, and its writes
+ * commit together with the done mark. A handler that throws, times out (`handlerTimeoutMs`)
+ * or leaves its transaction aborted rolls its writes back; the event is retried after the
+ * backoff, and parked as failed after `maxAttempts` (list and replay them with
+ * {@link listFailed} / {@link replayFailed} or the CLI). A worker that dies mid-event (a crash,
+ * a kill, `process.exit` in a handler) loses only that attempt: Postgres rolls its transaction
+ * back, another worker takes the event a few seconds later, and an event that keeps killing
+ * its worker is parked after `maxAttempts` instead of blocking the others.
  *
  * @example
  * ```ts
@@ -172,6 +226,7 @@ interface PickedRow {
  * import { createInboxWorker } from "@mappa-webhooks/postgres";
  *
  * const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 5 });
+ * pool.on("error", (error) => console.error(`[postgres] ${error.message}`));
  * const worker = createInboxWorker({
  *   pool,
  *   concurrency: 4,
@@ -181,7 +236,10 @@ interface PickedRow {
  *     },
  *   },
  * });
- * process.on("SIGTERM", () => worker.close());
+ * process.on("SIGTERM", async () => {
+ *   await worker.close();
+ *   await pool.end();
+ * });
  * ```
  */
 export function createInboxWorker<TPool extends PgPoolLike>(
@@ -192,14 +250,11 @@ export function createInboxWorker<TPool extends PgPoolLike>(
   if (options === null || typeof options !== "object")
     throw invalidOptions(api, "needs `{ pool }`.");
   checkPool(api, options.pool);
-  for (const name of [
-    "concurrency",
-    "batchSize",
-    "maxAttempts",
-    "pollIntervalMs",
-    "lockTimeoutMs",
-  ] as const) {
+  for (const name of ["concurrency", "batchSize", "maxAttempts"] as const) {
     checkPositive(api, name, options[name]);
+  }
+  for (const name of ["pollIntervalMs", "lockTimeoutMs", "handlerTimeoutMs"] as const) {
+    checkDuration(api, name, options[name]);
   }
   const concurrency = Math.floor(options.concurrency ?? 1);
   const maxAttempts = Math.floor(options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
@@ -223,28 +278,67 @@ export function createInboxWorker<TPool extends PgPoolLike>(
   const t = resolveTables(options);
   const backoff = options.backoff ?? exponentialBackoff();
   const pollMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
-  const lockTimeoutMs = Math.ceil(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  const lockTimeoutMs = pgTimeoutMs(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  const handlerTimeoutMs = pgTimeoutMs(options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS);
   const stats: InboxWorkerStats = { done: 0, retried: 0, failed: 0 };
 
+  const abandoned = `'attempt ' || (e.attempts + 1) || ' recorded no outcome: the worker stopped (a crash, a kill, process.exit in the handler) or lost its database connection while the handler ran'`;
   const SQL = {
-    begin: `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${lockTimeoutMs}`,
-    pick: `SELECT key, payload, attempts FROM ${t.events}
-            WHERE status = 'pending' AND run_at <= clock_timestamp()
-            ORDER BY run_at
-            LIMIT $1
+    // The take commits at once (no WAL flush wait: a worker crash never loses it), so the
+    // attempt counts even if the handler then kills the process. A retried event is taken
+    // alone: if it is the one that crashes its worker, it takes no other event down with it.
+    beginTake: "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off",
+    take: `WITH candidates AS (
+             SELECT key, attempts, run_at FROM ${t.events}
+              WHERE status = 'pending' AND run_at <= clock_timestamp()
+              ORDER BY run_at
+              LIMIT $1
+              FOR UPDATE SKIP LOCKED
+           ), ranked AS (
+             SELECT key, attempts, row_number() OVER (ORDER BY run_at, key) AS n FROM candidates
+           ), chosen AS (
+             SELECT key FROM ranked
+              WHERE n = 1 OR (attempts = 0 AND (SELECT attempts FROM ranked WHERE n = 1) = 0)
+           )
+           UPDATE ${t.events} AS e
+              SET attempts = CASE WHEN e.attempts >= $2 THEN e.attempts ELSE e.attempts + 1 END,
+                  status = CASE WHEN e.attempts >= $2 THEN 'failed' ELSE 'pending' END,
+                  last_error = CASE WHEN e.attempts >= $2 THEN e.last_error ELSE ${abandoned} END,
+                  run_at = clock_timestamp() + $3::double precision * interval '1 millisecond',
+                  updated_at = clock_timestamp()
+             FROM chosen
+            WHERE e.key = chosen.key
+        RETURNING e.key, e.payload, e.attempts, e.status, e.last_error`,
+    begin: `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${lockTimeoutMs}; SET LOCAL statement_timeout = ${handlerTimeoutMs}`,
+    // Still ours: pending with the attempt we counted, and not locked by another worker.
+    lock: `SELECT key, attempts FROM ${t.events}
+            WHERE key = ANY($1::text[]) AND status = 'pending'
             FOR UPDATE SKIP LOCKED`,
     done: `UPDATE ${t.events}
-              SET status = 'done', attempts = attempts + 1, last_error = NULL,
+              SET status = 'done', last_error = NULL,
                   done_at = clock_timestamp(), updated_at = clock_timestamp()
             WHERE key = $1`,
     retry: `UPDATE ${t.events}
-               SET attempts = attempts + 1, last_error = $2, updated_at = clock_timestamp(),
+               SET last_error = $2, updated_at = clock_timestamp(),
                    run_at = clock_timestamp() + $3::double precision * interval '1 millisecond'
              WHERE key = $1`,
     fail: `UPDATE ${t.events}
-              SET status = 'failed', attempts = attempts + 1, last_error = $2,
-                  updated_at = clock_timestamp()
+              SET status = 'failed', last_error = $2, updated_at = clock_timestamp()
             WHERE key = $1`,
+    // Outside the event's transaction (it was lost): only while the row is still as we took it.
+    retryAlone: `UPDATE ${t.events}
+                    SET last_error = $3, updated_at = clock_timestamp(),
+                        run_at = clock_timestamp() + $4::double precision * interval '1 millisecond'
+                  WHERE key = $1 AND status = 'pending' AND attempts = $2`,
+    failAlone: `UPDATE ${t.events}
+                   SET status = 'failed', last_error = $3, updated_at = clock_timestamp()
+                 WHERE key = $1 AND status = 'pending' AND attempts = $2`,
+    // A batch-mate whose handler ran in a transaction another event broke: due again at once,
+    // its attempt given back.
+    releaseAlone: `UPDATE ${t.events}
+                      SET attempts = attempts - 1, last_error = NULL, updated_at = clock_timestamp(),
+                          run_at = clock_timestamp()
+                    WHERE key = $1 AND status = 'pending' AND attempts = $2`,
   };
 
   const report = (error: unknown, info: InboxWorkerErrorInfo) => {
@@ -276,84 +370,314 @@ export function createInboxWorker<TPool extends PgPoolLike>(
       sleepers.add(done);
     });
 
-  /** Handles one picked row inside the open transaction; what to count and report after the commit. */
-  const handleRow = async (client: TClient, row: PickedRow): Promise<() => void> => {
-    const attempts = row.attempts + 1;
+  /** Decides what a failed attempt leads to: another attempt after the backoff, or parked. */
+  const failedAttempt = (row: TakenRow, error: Error, event?: MappaEvent): Outcome => {
+    const message = storableText(errorMessage(error));
+    if (row.attempts >= maxAttempts) {
+      return { row, kind: "failed", error, message, ...(event ? { event } : {}) };
+    }
+    let delayMs = 0;
+    try {
+      delayMs = Math.min(MAX_TIMEOUT_MS, Math.max(0, Number(backoff(row.attempts)) || 0));
+    } catch {
+      // A throwing backoff retries at once rather than stopping the worker.
+    }
+    return { row, kind: "retry", error, message, delayMs, ...(event ? { event } : {}) };
+  };
+
+  const apply = (outcome: Outcome) => {
+    const { row, kind, error, event } = outcome;
+    if (kind === "done") stats.done++;
+    else if (kind === "retry") stats.retried++;
+    else if (kind === "failed") stats.failed++;
+    if (kind === "retry" || kind === "failed") {
+      report(error, {
+        key: row.key,
+        ...(event ? { event } : {}),
+        attempts: row.attempts,
+        outcome: kind,
+      });
+    }
+  };
+
+  /** Records an outcome in the open transaction. */
+  const recordIn = async (client: TClient, outcome: Outcome) => {
+    const { row, kind } = outcome;
+    if (kind === "done") await client.query(SQL.done, [row.key]);
+    else if (kind === "retry") {
+      await client.query(SQL.retry, [row.key, outcome.message, outcome.delayMs]);
+    } else if (kind === "failed") await client.query(SQL.fail, [row.key, outcome.message]);
+  };
+
+  /**
+   * Records outcomes on a connection of their own, after the event's transaction was lost.
+   * Only rows still as this worker took them change; nothing is recorded twice.
+   */
+  const recordAlone = async (outcomes: Outcome[]) => {
+    for (const outcome of outcomes) {
+      const { row, kind } = outcome;
+      const values: unknown[] = [row.key, row.attempts];
+      let sql = SQL.releaseAlone;
+      if (kind === "retry") {
+        sql = SQL.retryAlone;
+        values.push(outcome.message, outcome.delayMs);
+      } else if (kind === "failed") {
+        sql = SQL.failAlone;
+        values.push(outcome.message);
+      }
+      try {
+        const result = await withTimeout(
+          pool.query(sql, values),
+          QUERY_TIMEOUT_MS,
+          () => new Error(`no answer within ${QUERY_TIMEOUT_MS} ms`),
+        );
+        if ((result.rowCount ?? 0) > 0) apply(outcome);
+      } catch (error) {
+        // The attempt is counted already: the event comes back after its lease, and is
+        // parked after `maxAttempts` if this keeps happening.
+        report(
+          postgresError(
+            "idempotency_store_failed",
+            `the worker could not record the outcome of event ${row.key} (attempt ${row.attempts}): ${errorMessage(error)}.${hintFor(error)} The attempt is counted; the event is taken again in ${TAKE_LEASE_MS} ms.`,
+            { cause: error },
+          ),
+          { key: row.key, attempts: row.attempts, outcome: "worker" },
+        );
+      }
+    }
+  };
+
+  /** Ends a backend that may still be running a handler's statement, then its connection. */
+  const destroy = async (client: TClient, reason: Error) => {
+    const pid = (client as { processID?: unknown }).processID;
+    if (typeof pid === "number") {
+      await withTimeout(
+        pool.query("SELECT pg_terminate_backend($1)", [pid]),
+        QUERY_TIMEOUT_MS,
+        () => new Error("no answer"),
+      ).catch(() => {});
+    }
+    client.release(reason);
+  };
+
+  type Settled = { kind: "ok" } | { kind: "threw"; error: unknown } | { kind: "timeout" };
+
+  /** Runs the handler, at most `handlerTimeoutMs`. */
+  const runHandler = async (event: MappaEvent, client: TClient): Promise<Settled> => {
+    const handler = handlerFor(on, onUnknown, event);
+    if (handler === undefined) return { kind: "ok" };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        (async (): Promise<Settled> => {
+          await handler(event, client);
+          return { kind: "ok" };
+        })().catch((error: unknown): Settled => ({ kind: "threw", error })),
+        new Promise<Settled>((resolve) => {
+          timer = setTimeout(() => resolve({ kind: "timeout" }), handlerTimeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /**
+   * Handles one taken row inside the open transaction. Resolves its outcome (recorded in the
+   * transaction), or rejects with {@link BrokenTransaction} when the transaction can no longer
+   * be trusted (the outcome to record elsewhere is attached).
+   */
+  const handleRow = async (
+    client: TClient,
+    handlerClient: TClient,
+    row: TakenRow,
+  ): Promise<Outcome> => {
     let event: MappaEvent;
     try {
       event = parseEvent(JSON.stringify(row.payload));
     } catch (error) {
       // Retrying cannot help an event that does not parse: park it at once.
-      const message = `not a Mappa event: ${errorMessage(error)}`;
-      await client.query(SQL.fail, [row.key, message.slice(0, MAX_ERROR_LENGTH)]);
-      return () => {
-        stats.failed++;
-        report(error, { key: row.key, attempts, outcome: "failed" });
-      };
+      const message = storableText(`not a Mappa event: ${errorMessage(error)}`);
+      const outcome: Outcome = { row, kind: "failed", error: error as Error, message };
+      await client.query(SQL.fail, [row.key, message]);
+      return outcome;
     }
     await client.query("SAVEPOINT mappa_handler");
-    try {
-      const handler = handlerFor(on, onUnknown, event);
-      if (handler !== undefined) await handler(event, client);
-    } catch (error) {
-      // The handler's writes go; the row lock stays, so the failure is recorded before any
-      // other worker can see the event again.
-      await client.query("ROLLBACK TO SAVEPOINT mappa_handler");
-      if (batchSize > 1) await client.query("RELEASE SAVEPOINT mappa_handler");
-      const message = errorMessage(error).slice(0, MAX_ERROR_LENGTH);
-      if (attempts >= maxAttempts) {
-        await client.query(SQL.fail, [row.key, message]);
-        return () => {
-          stats.failed++;
-          report(error, { key: row.key, event, attempts, outcome: "failed" });
-        };
-      }
-      const delay = Math.max(0, Number(backoff(attempts)) || 0);
-      await client.query(SQL.retry, [row.key, message, delay]);
-      return () => {
-        stats.retried++;
-        report(error, { key: row.key, event, attempts, outcome: "retry" });
-      };
+    const settled = await runHandler(event, handlerClient);
+    if (settled.kind === "timeout") {
+      const error = postgresError(
+        "handler_timeout",
+        `the handler of event ${row.key} did not settle within handlerTimeoutMs (${handlerTimeoutMs} ms), attempt ${row.attempts} of ${maxAttempts}; its transaction was rolled back and its connection closed. Make the handler finish sooner, or raise \`handlerTimeoutMs\`.`,
+      );
+      throw Object.assign(new BrokenTransaction(error.message), {
+        outcome: failedAttempt(row, error, event),
+        timedOut: true,
+      });
     }
-    if (batchSize > 1) await client.query("RELEASE SAVEPOINT mappa_handler");
-    await client.query(SQL.done, [row.key]);
-    return () => {
-      stats.done++;
-    };
+    if (settled.kind === "ok") {
+      try {
+        // Fails when the handler left the transaction aborted, ended it, or broke the connection.
+        await client.query("RELEASE SAVEPOINT mappa_handler");
+      } catch (error) {
+        if (sqlState(error) !== ABORTED) {
+          const cause = handlerBroke(row, error);
+          throw Object.assign(new BrokenTransaction(cause.message), {
+            outcome: failedAttempt(row, cause, event),
+          });
+        }
+        const aborted = postgresError(
+          "handler_failed",
+          `the handler of event ${row.key} returned normally, but a statement of its transaction had failed, which aborted the transaction (SQLSTATE 25P02); its writes are rolled back and the attempt counts as failed. Let database errors propagate out of the handler, or use a SAVEPOINT around statements that may fail.`,
+          { cause: error },
+        );
+        return rollbackAndRecord(client, failedAttempt(row, aborted, event));
+      }
+      const outcome: Outcome = { row, kind: "done", event };
+      await client.query(SQL.done, [row.key]);
+      return outcome;
+    }
+    const error = settled.error instanceof Error ? settled.error : new Error(String(settled.error));
+    return rollbackAndRecord(client, failedAttempt(row, error, event));
   };
 
-  /** Takes up to `batchSize` due events and handles them in one transaction; false when none was due. */
+  const handlerBroke = (row: TakenRow, error: unknown) =>
+    isConnectionError(error)
+      ? postgresError(
+          "idempotency_store_failed",
+          `the database connection of event ${row.key} failed during attempt ${row.attempts}: ${errorMessage(error)}. The handler's writes are rolled back; the event is retried.`,
+          { cause: error },
+        )
+      : postgresError(
+          "handler_failed",
+          `the handler of event ${row.key} left its transaction unusable (${errorMessage(error)}): never run COMMIT, ROLLBACK or RELEASE on the client you are given. Its writes are rolled back and the attempt counts as failed.`,
+          { cause: error },
+        );
+
+  /** The handler's writes go; the row lock stays, so the failure is recorded before anyone sees the event again. */
+  const rollbackAndRecord = async (client: TClient, outcome: Outcome): Promise<Outcome> => {
+    try {
+      await client.query("ROLLBACK TO SAVEPOINT mappa_handler; RELEASE SAVEPOINT mappa_handler");
+      await recordIn(client, outcome);
+    } catch (error) {
+      // The transaction is not ours any more (the handler ended it, or the connection broke):
+      // the handler's failure is recorded on a connection of its own.
+      throw Object.assign(new BrokenTransaction(handlerBroke(outcome.row, error).message), {
+        outcome,
+      });
+    }
+    return outcome;
+  };
+
+  /** Takes due events (their attempt counted) and handles them in one transaction; false when none was due. */
   const processBatch = async (): Promise<boolean> => {
-    const client = (await pool.connect()) as TClient;
+    const client = await connectWithin(
+      pool,
+      QUERY_TIMEOUT_MS,
+      () =>
+        new Error(`no connection from the pool within ${QUERY_TIMEOUT_MS} ms (is it exhausted?)`),
+    );
+    guardClient(client);
     let broken: Error | undefined;
     const onClientError = (error: Error) => {
       broken = error;
     };
     client.on?.("error", onClientError);
-    let failure: unknown;
-    try {
-      await client.query(SQL.begin);
-      const picked = await client.query(SQL.pick, [batchSize]);
-      const rows = picked.rows as PickedRow[];
-      if (rows.length === 0) {
-        await client.query("COMMIT");
-        return false;
-      }
-      const outcomes: Array<() => void> = [];
-      for (const row of rows) outcomes.push(await handleRow(client, row));
-      await client.query("COMMIT");
-      // Counted and reported once the outcomes are durable.
-      for (const outcome of outcomes) outcome();
-      return true;
-    } catch (error) {
-      failure = error;
-      await client.query("ROLLBACK").catch(() => {});
-      throw error;
-    } finally {
+    let released = false;
+    const release = (error?: Error) => {
+      if (released) return;
+      released = true;
       client.removeListener?.("error", onClientError);
-      const closeWith = broken ?? (failure instanceof Error ? failure : undefined);
-      client.release(closeWith);
+      client.release(broken ?? error);
+    };
+    const q = (sql: string, values?: unknown[]) =>
+      withTimeout(
+        client.query(sql, values),
+        QUERY_TIMEOUT_MS,
+        () => new Error(`Postgres did not answer within ${QUERY_TIMEOUT_MS} ms`),
+      );
+    // The worker's own statements are bounded; the handler gets the client itself.
+    const own = { query: q, release: () => {} } as TClient;
+    let taken: TakenRow[];
+    try {
+      await q(SQL.beginTake);
+      const result = await q(SQL.take, [batchSize, maxAttempts, TAKE_LEASE_MS]);
+      await q("COMMIT");
+      taken = result.rows as TakenRow[];
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      release(error instanceof Error ? error : new Error(String(error)));
+      throw error;
     }
+    if (taken.length === 0) {
+      release();
+      return false;
+    }
+    // Parked at the take: their earlier attempts all ended without an outcome.
+    for (const row of taken.filter((row) => row.status === "failed")) {
+      apply({
+        row,
+        kind: "failed",
+        error: postgresError(
+          "handler_failed",
+          `event ${row.key} was parked as failed after ${row.attempts} attempts that recorded no outcome (the last: ${row.last_error ?? "unknown"}). Fix the handler, then replay it.`,
+        ),
+      });
+    }
+    const rows = taken.filter((row) => row.status === "pending");
+    if (rows.length === 0) {
+      release();
+      return true;
+    }
+    const outcomes: Outcome[] = [];
+    let index = 0;
+    try {
+      await q(SQL.begin);
+      const locked = await q(SQL.lock, [rows.map((row) => row.key)]);
+      const ours = new Map(
+        (locked.rows as Array<{ key: string; attempts: number }>).map((r) => [r.key, r.attempts]),
+      );
+      for (; index < rows.length; index++) {
+        const row = rows[index] as TakenRow;
+        // Another worker took it meanwhile (our take's lease ran out): it is theirs now.
+        if (ours.get(row.key) !== row.attempts) continue;
+        outcomes.push(await handleRow(own, client, row));
+      }
+      await q("COMMIT");
+    } catch (error) {
+      // The transaction is lost: nothing of it committed. Record what is known on a connection
+      // of its own; give the batch-mates their attempt back.
+      const current = (error as { outcome?: Outcome }).outcome;
+      const failure = error instanceof Error ? error : new Error(String(error));
+      if ((error as { timedOut?: boolean }).timedOut === true || broken !== undefined) {
+        released = true;
+        client.removeListener?.("error", onClientError);
+        await destroy(client, broken ?? failure);
+      } else {
+        await client.query("ROLLBACK").catch(() => {});
+        release(failure);
+      }
+      const lost: Outcome[] = [];
+      for (const row of rows) {
+        if (current !== undefined && row === current.row) lost.push(current);
+        else lost.push({ row, kind: "released" });
+      }
+      if (current === undefined) {
+        report(
+          postgresError(
+            "idempotency_store_failed",
+            `the inbox worker lost the transaction of ${rows.length} event${rows.length === 1 ? "" : "s"}: ${errorMessage(error)}.${hintFor(error)} Their handlers' writes are rolled back; they are taken again.`,
+            { cause: error },
+          ),
+          { outcome: "worker" },
+        );
+      }
+      await recordAlone(lost);
+      return true;
+    }
+    release();
+    // Counted and reported once the outcomes are durable.
+    for (const outcome of outcomes) apply(outcome);
+    return true;
   };
 
   const slot = async () => {
@@ -368,9 +692,9 @@ export function createInboxWorker<TPool extends PgPoolLike>(
       } catch (error) {
         errorsInARow++;
         report(
-          new MappaWebhookError(
+          postgresError(
             "idempotency_store_failed",
-            `@mappa-webhooks/postgres: the inbox worker could not take an event: ${errorMessage(error)}.${hintFor(error)} It tries again.`,
+            `the inbox worker could not take an event: ${errorMessage(error)}.${hintFor(error)} It tries again.`,
             { cause: error },
           ),
           { outcome: "worker" },
@@ -384,44 +708,68 @@ export function createInboxWorker<TPool extends PgPoolLike>(
 
   // LISTEN on a connection of its own; on failure, polling carries on and it reconnects.
   let listener: TClient | undefined;
+  let releaseListener: (() => void) | undefined;
   const onNotification = (_message: PgNotification) => wakeAll();
   const listen = async (): Promise<void> => {
     if (closing) return;
     let client: TClient | undefined;
+    let released = false;
+    const retryLater = () => {
+      if (!closing) setTimeout(() => void listen(), Math.max(pollMs, 1000)).unref?.();
+    };
     try {
-      client = await pool.connect();
+      client = await connectWithin(pool, QUERY_TIMEOUT_MS, () => new Error("no connection"));
+      guardClient(client);
       const held = client;
       const onListenerError = (error: Error) => {
         held.removeListener?.("notification", onNotification);
         held.removeListener?.("error", onListenerError);
-        held.release(error);
-        if (listener === held) listener = undefined;
+        if (!released) {
+          released = true;
+          held.release(error);
+        }
+        if (listener !== held) return;
+        listener = undefined;
         report(
-          new MappaWebhookError(
+          postgresError(
             "idempotency_store_failed",
-            `@mappa-webhooks/postgres: the worker's LISTEN connection failed: ${errorMessage(error)}. Polling every ${pollMs} ms until it reconnects.`,
+            `the worker's LISTEN connection failed: ${errorMessage(error)}. Polling every ${pollMs} ms until it reconnects.`,
             { cause: error },
           ),
           { outcome: "worker" },
         );
-        if (!closing) setTimeout(() => void listen(), Math.max(pollMs, 1000)).unref?.();
+        retryLater();
       };
       client.on?.("error", onListenerError);
       client.on?.("notification", onNotification);
-      await client.query(`LISTEN ${quoteIdentifier(t.channel)}`);
+      await withTimeout(
+        client.query(`LISTEN ${quoteIdentifier(t.channel)}`),
+        QUERY_TIMEOUT_MS,
+        () => new Error(`no answer within ${QUERY_TIMEOUT_MS} ms`),
+      );
+      if (released) throw new Error("the connection failed");
       listener = client;
+      releaseListener = () => {
+        if (released) return;
+        released = true;
+        held.release(true);
+      };
       if (closing) await stopListening();
     } catch (error) {
-      client?.release(error instanceof Error ? error : true);
+      if (client !== undefined && !released) {
+        released = true;
+        client.removeListener?.("notification", onNotification);
+        client.release(error instanceof Error ? error : true);
+      }
       report(
-        new MappaWebhookError(
+        postgresError(
           "idempotency_store_failed",
-          `@mappa-webhooks/postgres: the worker could not LISTEN: ${errorMessage(error)}.${hintFor(error)} Polling every ${pollMs} ms meanwhile.`,
+          `the worker could not LISTEN: ${errorMessage(error)}.${hintFor(error)} Polling every ${pollMs} ms meanwhile.`,
           { cause: error },
         ),
         { outcome: "worker" },
       );
-      if (!closing) setTimeout(() => void listen(), Math.max(pollMs, 1000)).unref?.();
+      retryLater();
     }
   };
   const stopListening = async () => {
@@ -430,7 +778,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     if (client === undefined) return;
     client.removeListener?.("notification", onNotification);
     // Closed rather than pooled: the connection still has the LISTEN.
-    client.release(true);
+    releaseListener?.();
   };
 
   const ready = options.listen === false ? Promise.resolve() : listen();

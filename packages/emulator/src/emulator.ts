@@ -119,6 +119,8 @@ export interface MappaEmulator {
   resend(eventId: string): Promise<WebhookAttempt>;
   /** Sends the events held back by `reorder` faults now. */
   releaseHeld(): void;
+  /** Open SSE streams (all, or one job's). */
+  openStreams(jobId?: string): number;
   /** Closes open SSE streams (all, or one job's) without a terminal event, as a dropped connection. */
   dropStreams(jobId?: string): number;
   /** Forgets every job, file, entity, plan and delivery. */
@@ -288,6 +290,7 @@ export async function startMappaEmulator(
         pendingTasks: clock.pendingTasks(),
         jobs: state.jobs.size,
         deliveries: webhooks.list().length,
+        streams: streams.size,
         credits: state.credits,
       }),
     },
@@ -352,6 +355,7 @@ export async function startMappaEmulator(
       return attempt;
     },
     releaseHeld: () => webhooks.releaseHeld(),
+    openStreams: (jobId) => [...streams].filter((s) => jobId === undefined || s.jobId === jobId).length,
     dropStreams,
     reset,
     close: () => {

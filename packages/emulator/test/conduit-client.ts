@@ -119,7 +119,7 @@ const array =
   (item: Check, min = 0): Check =>
   (v, p) => {
     if (!Array.isArray(v) || v.length < min) fail(p, `array of >= ${min}`);
-    (v as unknown[]).forEach((x, i) => item(x, `${p}[${i}]`));
+    for (const [i, x] of (v as unknown[]).entries()) item(x, `${p}[${i}]`);
   };
 const any: Check = () => {};
 /** An object with `required` and `optional` keys; `strict` rejects any other key. */

@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
+import { runProcess, startProcess } from "@mappa-webhooks/tooling/test-helpers";
 
 export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 export const DEMO = fileURLToPath(new URL("../dist/demo.js", import.meta.url));
@@ -27,7 +28,7 @@ export function testEnv(extra: Record<string, string | undefined> = {}): NodeJS.
 }
 
 /** Runs `node <script> ...args` to completion (bounded by `timeoutMs`). */
-export async function run(
+export function run(
   args: string[],
   options: {
     env?: Record<string, string | undefined>;
@@ -36,23 +37,12 @@ export async function run(
     timeoutMs?: number;
   } = {},
 ): Promise<RunResult> {
-  const child = spawn(process.execPath, [options.script ?? CLI, ...args], {
+  return runProcess({
+    args: [options.script ?? CLI, ...args],
     env: testEnv(options.env),
-    stdio: ["pipe", "pipe", "pipe"],
+    ...(options.input === undefined ? {} : { input: options.input }),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  child.stdin.end(options.input ?? "");
-  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 30_000);
-  const [code] = (await once(child, "close")) as [number | null];
-  clearTimeout(timer);
-  return { code, stdout, stderr };
 }
 
 /** A long-running CLI process (e.g. `listen`) whose output is read line by line. */
@@ -70,54 +60,19 @@ export interface Running {
 }
 
 export function start(args: string[], env: Record<string, string | undefined> = {}): Running {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: testEnv(env),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const lines: string[] = [];
-  let err = "";
-  let buffered = "";
-  const waiters = new Set<() => void>();
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-    buffered += chunk;
-    const parts = buffered.split("\n");
-    buffered = parts.pop() ?? "";
-    lines.push(...parts);
-    for (const wake of waiters) wake();
-  });
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    err += chunk;
-  });
-  const exited = once(child, "close");
+  // A graceful stop may take a while on a busy machine: SIGKILL only long after SIGTERM.
+  const child = startProcess({ args: [CLI, ...args], env: testEnv(env), killAfterMs: 60_000 });
   return {
-    child,
-    lines,
-    stderr: () => err,
+    child: child.process,
+    lines: child.stdout,
+    stderr: child.stderr,
     async waitFor(match, from = 0, timeoutMs = 10_000) {
       const test = typeof match === "function" ? match : (line: string) => match.test(line);
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = lines.slice(from).find(test);
-        if (found !== undefined) return found;
-        if (child.exitCode !== null) throw new Error(`process exited: ${err}`);
-        const left = deadline - Date.now();
-        if (left <= 0)
-          throw new Error(`no line matching ${String(match)} in:\n${lines.join("\n")}\n${err}`);
-        await new Promise<void>((wake) => {
-          const done = () => {
-            clearTimeout(timer);
-            waiters.delete(done);
-            wake();
-          };
-          const timer = setTimeout(done, Math.min(left, 200));
-          waiters.add(done);
-        });
-      }
+      return child.waitForMatch(test, { timeoutMs, from, stream: "stdout" });
     },
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const [code] = (await exited) as [number | null];
-      return code;
+      await child.kill("SIGTERM");
+      return child.exited;
     },
   };
 }
@@ -136,14 +91,7 @@ export async function startListen(
 }
 
 /** A port nothing listens on: bound once, then released. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort } from "@mappa-webhooks/tooling/test-helpers";
 
 export interface Recorded {
   headers: Record<string, string | string[] | undefined>;

@@ -1,6 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
+import { type Child, startProcess } from "@mappa-webhooks/tooling/test-helpers";
 import pg from "pg";
 import { migrate } from "../src/index.js";
 
@@ -43,32 +43,9 @@ export async function createTestDatabase(
   };
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Waits until `check` is true, polling every `everyMs`, at most `timeoutMs`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  everyMs = 25,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(everyMs);
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
-}
-
 /** A child process running a script, with what it printed. */
-export interface Child {
-  process: ChildProcess;
-  output: string[];
-  /** Resolves with the first printed line matching `pattern`; rejects on exit or timeout. */
-  waitForLine(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
-  /** Resolves once the process exited. */
-  exited: Promise<number | null>;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
+export type { Child } from "@mappa-webhooks/tooling/test-helpers";
+export { sleep, waitFor } from "@mappa-webhooks/tooling/test-helpers";
 
 /** Starts `node test/fixtures/<script>` with `env` added to this process's environment. */
 export function startFixture(script: string, env: Record<string, string>): Child {
@@ -90,77 +67,11 @@ export function startScript(
       );
     }
   }
-  const script = path.split("/").pop() ?? path;
-  const child = spawn(process.execPath, [path, ...args], {
+  return startProcess({
+    args: [path, ...args],
     env: { ...process.env, DATABASE_URL, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
     ...(cwd === undefined ? {} : { cwd }),
   });
-  const output: string[] = [];
-  const listeners = new Set<() => void>();
-  let buffered = "";
-  const onData = (chunk: Buffer) => {
-    buffered += chunk.toString("utf8");
-    const lines = buffered.split("\n");
-    buffered = lines.pop() ?? "";
-    output.push(...lines);
-    for (const listener of [...listeners]) listener();
-  };
-  child.stdout?.on("data", onData);
-  child.stderr?.on("data", onData);
-  const exited = new Promise<number | null>((resolve) =>
-    child.once("exit", (code) => {
-      if (buffered !== "") output.push(buffered);
-      resolve(code);
-    }),
-  );
-  exited.then(() => {
-    for (const listener of [...listeners]) listener();
-  });
-  return {
-    process: child,
-    output,
-    exited,
-    waitForLine(pattern, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          for (const line of output) {
-            const match = line.match(pattern);
-            if (match !== null) {
-              done();
-              resolve(match);
-              return;
-            }
-          }
-          if (child.exitCode !== null || child.signalCode !== null) {
-            done();
-            reject(new Error(`${script} exited before printing ${pattern}:\n${output.join("\n")}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(
-            new Error(
-              `${script} did not print ${pattern} within ${timeoutMs} ms:\n${output.join("\n")}`,
-            ),
-          );
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          listeners.delete(check);
-        };
-        listeners.add(check);
-        check();
-      });
-    },
-    async kill(signal = "SIGTERM") {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
 }
 
 /** Resolves the webhook URL a child printed as `listening on http://127.0.0.1:<port>`. */

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -8,6 +7,7 @@ import {
   type MappaWebhooksOptions,
   readBodyWithLimit,
 } from "@mappa-webhooks/core";
+import { type Child, startProcess } from "@mappa-webhooks/tooling/test-helpers";
 import { Redis } from "ioredis";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -63,21 +63,7 @@ export function messageChain(error: unknown): string {
   return messages.join(" <- ");
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Waits until `check` is true, polling every `everyMs`, at most `timeoutMs`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  everyMs = 25,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(everyMs);
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms`);
-}
+export { sleep, waitFor } from "@mappa-webhooks/tooling/test-helpers";
 
 /** A receiver on plain node:http through the core's `handle` (the smallest adapter there is). */
 export async function startNodeReceiver(
@@ -112,15 +98,7 @@ export function bullConnection(): { host: string; port: number } {
 }
 
 /** A child process running one of the fixtures, with what it printed. */
-export interface Child {
-  process: ChildProcess;
-  output: string[];
-  /** Resolves with the first printed line matching `pattern`; rejects on exit or timeout. */
-  waitForLine(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
-  /** Resolves once the process exited. */
-  exited: Promise<number | null>;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
+export type { Child } from "@mappa-webhooks/tooling/test-helpers";
 
 /** Starts `node test/fixtures/<script>` with `env` added to this process's environment. */
 export function startFixture(script: string, env: Record<string, string>): Child {
@@ -141,71 +119,5 @@ export function startScript(path: string, env: Record<string, string>, args: str
       );
     }
   }
-  const script = path.split("/").pop() ?? path;
-  const child = spawn(process.execPath, [path, ...args], {
-    env: { ...process.env, REDIS_URL, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const output: string[] = [];
-  const listeners = new Set<() => void>();
-  let buffered = "";
-  const onData = (chunk: Buffer) => {
-    buffered += chunk.toString("utf8");
-    const lines = buffered.split("\n");
-    buffered = lines.pop() ?? "";
-    output.push(...lines);
-    for (const listener of [...listeners]) listener();
-  };
-  child.stdout?.on("data", onData);
-  child.stderr?.on("data", onData);
-  const exited = new Promise<number | null>((resolve) =>
-    child.once("exit", (code) => resolve(code)),
-  );
-  exited.then(() => {
-    for (const listener of [...listeners]) listener();
-  });
-  return {
-    process: child,
-    output,
-    exited,
-    waitForLine(pattern, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          for (const line of output) {
-            const match = line.match(pattern);
-            if (match !== null) {
-              done();
-              resolve(match);
-              return;
-            }
-          }
-          if (child.exitCode !== null || child.signalCode !== null) {
-            done();
-            reject(new Error(`${script} exited before printing ${pattern}:\n${output.join("\n")}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(
-            new Error(
-              `${script} did not print ${pattern} within ${timeoutMs} ms:\n${output.join("\n")}`,
-            ),
-          );
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          listeners.delete(check);
-        };
-        listeners.add(check);
-        check();
-      });
-    },
-    async kill(signal = "SIGTERM") {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  return startProcess({ args: [path, ...args], env: { ...process.env, REDIS_URL, ...env } });
 }

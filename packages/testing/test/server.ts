@@ -46,11 +46,4 @@ export async function startServer(
 }
 
 /** A port nothing listens on: bound once, then released. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort } from "@mappa-webhooks/tooling/test-helpers";

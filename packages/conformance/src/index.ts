@@ -11,6 +11,7 @@ import {
 } from "@mappa-webhooks/core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { abortMidBody, type SentResponse, send, stallMidBody, streamOversized } from "./http.js";
+import { describeTelemetry } from "./telemetry-case.js";
 
 export { describeExampleApp, type RunningExample, startExample } from "./example.js";
 export {
@@ -920,5 +921,6 @@ export function describeConformance(
     describeDeliveries(factory, resolved);
     if (resolved.brokenClients) describeBrokenClients(factory);
     if (resolved.ackFirst) describeAckFirst(factory);
+    describeTelemetry(factory);
   });
 }

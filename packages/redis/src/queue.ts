@@ -14,6 +14,7 @@ import {
   Worker,
   type WorkerOptions,
 } from "bullmq";
+import { checkCount, checkMs } from "./options.js";
 
 /** What a hand-off job carries: the verified event as Mappa sent it. */
 export interface MappaJobData {
@@ -35,16 +36,21 @@ export interface QueueHandoffOptions {
   queue: MappaQueueLike;
   /**
    * How often the worker tries each event (BullMQ stores this with the job, so it survives
-   * restarts). Default 10.
+   * restarts). Every try counts: one that threw, one that timed out (`handlerTimeoutMs`) and one
+   * whose worker died mid-handler. After the last, the job is parked in BullMQ's failed set.
+   * Default 10.
    */
   attempts?: number;
-  /** Wait between tries. Default `{ type: "exponential", delay: 1000 }` (1 s, 2 s, 4 s, ...). */
+  /**
+   * Wait between tries (after a throw or a timeout; a crashed try is taken over once its lock
+   * expires). Default `{ type: "exponential", delay: 1000 }` (1 s, 2 s, 4 s, ...).
+   */
   backoff?: JobsOptions["backoff"];
   /** More BullMQ job options, merged over the defaults (`removeOnComplete` 24 h, `removeOnFail` 7 d). */
   jobOptions?: JobsOptions;
   /**
    * Longest wait for Redis to accept the job; then the delivery is answered 500 and Mappa
-   * retries. Default 5000 ms.
+   * retries. Default 5000 ms; 1 to 2^31−1.
    */
   timeoutMs?: number;
 }
@@ -64,6 +70,24 @@ const DEFAULT_ATTEMPTS = 10;
 const DEFAULT_BACKOFF = { type: "exponential", delay: 1000 } as const;
 const DEFAULT_TIMEOUT_MS = 5000;
 const DAY_SECONDS = 24 * 60 * 60;
+
+/** The time and count options of BullMQ job options, checked once at creation. */
+function checkJobOptions(where: string, options: JobsOptions): void {
+  checkCount(where, "jobOptions.attempts", options.attempts, 1);
+  checkMs(where, "jobOptions.delay", options.delay, 0, 0);
+  const { backoff } = options;
+  if (typeof backoff === "number") {
+    checkMs(where, "backoff", backoff, 0, 0);
+  } else if (backoff !== undefined) {
+    if (backoff === null || typeof backoff !== "object" || typeof backoff.type !== "string") {
+      throw new MappaWebhookError(
+        "invalid_options",
+        `${where}: \`backoff\` must be a number of milliseconds or \`{ type: "fixed" | "exponential", delay }\`, got ${JSON.stringify(backoff)}.`,
+      );
+    }
+    checkMs(where, "backoff.delay", backoff.delay, 0, 0);
+  }
+}
 
 /**
  * The BullMQ job id of an event: its idempotency key, percent-encoding what BullMQ rejects
@@ -108,15 +132,17 @@ export function createQueueHandoff(options: QueueHandoffOptions): QueueHandoff {
       "createQueueHandoff needs `{ queue }`: a BullMQ Queue.",
     );
   }
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const where = "createQueueHandoff";
+  const timeoutMs = checkMs(where, "timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
   const defaults: JobsOptions = {
-    attempts: options.attempts ?? DEFAULT_ATTEMPTS,
+    attempts: checkCount(where, "attempts", options.attempts, DEFAULT_ATTEMPTS),
     backoff: options.backoff ?? DEFAULT_BACKOFF,
     // Kept long enough that a late re-delivery still finds the job and is deduplicated.
     removeOnComplete: { age: DAY_SECONDS },
     removeOnFail: { age: 7 * DAY_SECONDS },
     ...options.jobOptions,
   };
+  checkJobOptions(where, defaults);
 
   const enqueue = async (event: MappaEvent): Promise<string | undefined> => {
     const jobOptions: JobsOptions =
@@ -158,6 +184,25 @@ export function createQueueHandoff(options: QueueHandoffOptions): QueueHandoff {
   return { handlers: { on, onUnknown: enqueueVoid }, enqueue };
 }
 
+/** What {@link MappaWorkerOptions.onError} is told besides the error. */
+export type MappaWorkerErrorInfo =
+  | {
+      /**
+       * An attempt failed: the handler threw or timed out, the job held no event, or attempts
+       * cut short by a dying worker used every try.
+       */
+      phase: "handler";
+      job: Job<MappaJobData>;
+      /** The event, when the job held one. */
+      event?: MappaEvent;
+      /** True when no try is left: the job is parked in BullMQ's failed set (replayable). */
+      final: boolean;
+    }
+  | {
+      /** Trouble outside a handler, e.g. a lost Redis connection (BullMQ reconnects by itself). */
+      phase: "worker";
+    };
+
 /** Options of {@link createMappaWorker}. */
 export interface MappaWorkerOptions {
   /** The queue the hand-off enqueues to (`queue.name`). */
@@ -171,18 +216,88 @@ export interface MappaWorkerOptions {
   /** Jobs handled at once by this worker. Default 1. */
   concurrency?: number;
   /**
-   * More BullMQ worker options, e.g. `lockDuration` (default 30 s: how long a job stays
-   * claimed without a heartbeat before it is considered stalled) and `stalledInterval`.
+   * Longest run of one handler. Past it the attempt fails with `handler_timeout`, its
+   * concurrency slot is freed, `onError` is told, and BullMQ retries the job after its backoff
+   * (or parks it after the last attempt). A JavaScript function cannot be stopped from outside:
+   * the abandoned handler keeps running in the background and its result is ignored, so give
+   * your own I/O a timeout too. Default 300 000 (5 minutes); 1 to 2^31−1.
+   */
+  handlerTimeoutMs?: number;
+  /**
+   * Longest time `worker.close()` waits for running handlers. Past it their attempts fail with
+   * `handler_timeout` (BullMQ records them and retries the jobs after their backoff, on any
+   * worker), and the worker closes. Default 20 000 (20 s, inside the usual 30 s grace period
+   * before SIGKILL); 1 to 2^31−1.
+   */
+  closeTimeoutMs?: number;
+  /**
+   * Told about every failed attempt (`phase: "handler"`: `handler_failed`, `handler_timeout`,
+   * or `invalid_event` for a job that holds no event) and about worker trouble such as a lost
+   * connection (`phase: "worker"`: BullMQ's or ioredis' own error). Never throws back.
+   */
+  onError?: (error: Error, info: MappaWorkerErrorInfo) => void;
+  /**
+   * More BullMQ worker options, e.g. `lockDuration` (default 30 s: how long a job stays claimed
+   * without a heartbeat before it is considered stalled), `stalledInterval`, `prefix`.
+   * `maxStalledCount` defaults to no limit of its own here (BullMQ's default is 1): a try cut
+   * short by a dying worker counts against the job's `attempts` instead.
    */
   workerOptions?: Omit<WorkerOptions, "connection" | "concurrency">;
 }
 
+const DEFAULT_HANDLER_TIMEOUT_MS = 5 * 60 * 1000;
+const DEFAULT_CLOSE_TIMEOUT_MS = 20_000;
+// Crashed tries are counted against `attempts` by the processor; BullMQ's own stall limit
+// (default 1) would park a job after two crashes whatever its `attempts` say.
+const DEFAULT_MAX_STALLED_COUNT = Number.MAX_SAFE_INTEGER;
+const REPLAY = '`job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true })`';
+
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function isUnrecoverable(error: unknown): boolean {
+  return (
+    error instanceof UnrecoverableError ||
+    (error instanceof Error && error.name === "UnrecoverableError")
+  );
+}
+
+/** The worker options of {@link createMappaWorker}, checked once at creation. */
+function checkWorkerOptions(options: MappaWorkerOptions): void {
+  const where = "createMappaWorker";
+  const bull = options.workerOptions ?? {};
+  if (typeof bull !== "object" || bull === null) {
+    throw new MappaWebhookError(
+      "invalid_options",
+      `${where}: \`workerOptions\` must be an object.`,
+    );
+  }
+  checkMs(where, "workerOptions.lockDuration", bull.lockDuration, 0);
+  checkMs(where, "workerOptions.lockRenewTime", bull.lockRenewTime, 0);
+  checkMs(where, "workerOptions.stalledInterval", bull.stalledInterval, 0);
+  checkCount(where, "workerOptions.maxStalledCount", bull.maxStalledCount, 0, 0);
+}
+
 /**
  * A BullMQ worker that runs a typed handler map on the events a {@link createQueueHandoff}
- * enqueued. A handler that throws fails the attempt; BullMQ retries it with the hand-off's
- * `attempts` and `backoff`. A worker that dies mid-job loses its lock, and BullMQ's stalled-job
- * check hands the job to another worker, so handlers must be safe to run again for an event
- * (use `event.idempotencyKey` or `job.id` as the key of their own writes).
+ * enqueued. What it guarantees:
+ *
+ * - A handler that throws fails the attempt; BullMQ retries it with the hand-off's `attempts`
+ *   and `backoff`, then parks it in the failed set.
+ * - A handler that never settles fails its attempt with `handler_timeout` after
+ *   `handlerTimeoutMs`, freeing its slot; it is retried or parked like a throw.
+ * - A worker that dies mid-job (crash, SIGKILL, out of memory) loses its lock; BullMQ's
+ *   stalled-job check hands the job to another worker after `lockDuration`. That cut-short try
+ *   counts against `attempts`, so a job that kills every worker running it is parked after its
+ *   last attempt instead of crashing workers forever.
+ * - A lost Redis connection never crashes the process: BullMQ reconnects and carries on
+ *   (`onError` hears about it).
+ * - `worker.close()` resolves within `closeTimeoutMs` (plus Redis round trips) even with a hung
+ *   handler.
+ *
+ * Handlers may therefore run more than once for an event: make their writes idempotent, keyed
+ * by `event.idempotencyKey` or `job.id`.
  *
  * @example
  * ```ts
@@ -192,41 +307,191 @@ export interface MappaWorkerOptions {
  *   queueName: "mappa-webhooks",
  *   connection: { host: "127.0.0.1", port: 6379 },
  *   concurrency: 5,
+ *   handlerTimeoutMs: 60_000,
  *   on: { "report.completed": async (event) => saveReport(event.data.reportId) },
+ *   onError: (error, info) => console.error(info.phase, error.message),
  * });
  * process.on("SIGTERM", () => worker.close());
  * ```
  */
 export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobData> {
-  if (options == null || typeof options.queueName !== "string" || options.queueName === "") {
+  if (
+    options == null ||
+    typeof options.queueName !== "string" ||
+    options.queueName === "" ||
+    options.connection == null
+  ) {
     throw new MappaWebhookError(
       "invalid_options",
       "createMappaWorker needs `queueName` (the hand-off queue's name) and `connection`.",
     );
   }
+  const where = "createMappaWorker";
+  const concurrency = checkCount(where, "concurrency", options.concurrency, 1);
+  const handlerTimeoutMs = checkMs(
+    where,
+    "handlerTimeoutMs",
+    options.handlerTimeoutMs,
+    DEFAULT_HANDLER_TIMEOUT_MS,
+  );
+  const closeTimeoutMs = checkMs(
+    where,
+    "closeTimeoutMs",
+    options.closeTimeoutMs,
+    DEFAULT_CLOSE_TIMEOUT_MS,
+  );
+  checkWorkerOptions(options);
+  const { onError } = options;
+  if (onError !== undefined && typeof onError !== "function") {
+    throw new MappaWebhookError("invalid_options", `${where}: \`onError\` must be a function.`);
+  }
+  const report = (error: Error, info: MappaWorkerErrorInfo) => {
+    try {
+      onError?.(error, info);
+    } catch {
+      // onError must never break the worker.
+    }
+  };
   const handlers = options.on ?? {};
+  // Rejects the running attempts at once, for a close that waited long enough.
+  const running = new Set<() => void>();
+
+  const runHandler = async (
+    handler: () => unknown,
+    job: Job<MappaJobData>,
+    event: MappaEvent,
+  ): Promise<void> => {
+    const what = `the handler of job ${job.id ?? "?"} (${event.type} ${event.idempotencyKey ?? ""})`;
+    const call = Promise.resolve().then(handler);
+    // A handler that settles after its attempt was given up must not become unhandled.
+    call.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let abort: (() => void) | undefined;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new MappaWebhookError(
+              "handler_timeout",
+              `${what} did not settle within ${handlerTimeoutMs} ms (\`handlerTimeoutMs\`), so the attempt failed and its slot was freed; the handler keeps running in the background and its result is ignored. Give its I/O a timeout, or raise \`handlerTimeoutMs\`.`,
+            ),
+          ),
+        handlerTimeoutMs,
+      );
+      abort = () =>
+        reject(
+          new MappaWebhookError(
+            "handler_timeout",
+            `${what} had not settled when the worker closed (waited \`closeTimeoutMs\`, ${closeTimeoutMs} ms), so the attempt failed; BullMQ retries the job after its backoff.`,
+          ),
+        );
+      running.add(abort);
+    });
+    try {
+      await Promise.race([call, limit]);
+    } finally {
+      clearTimeout(timer);
+      if (abort !== undefined) running.delete(abort);
+    }
+  };
+
   const processor = async (job: Job<MappaJobData>): Promise<void> => {
+    const attempts = Math.max(1, job.opts.attempts ?? 1);
+    // `attemptsStarted` counts this start; a start that neither failed nor completed was cut
+    // short: its worker died or lost the lock, and BullMQ's stalled check gave the job back.
+    const started = typeof job.attemptsStarted === "number" ? job.attemptsStarted : undefined;
+    const interrupted = started === undefined ? 0 : Math.max(0, started - 1 - job.attemptsMade);
+    if (started !== undefined && interrupted > 0 && started - 1 >= attempts) {
+      const message = `@mappa-webhooks/redis: job ${job.id ?? "?"} was started ${started - 1} times and ${interrupted} of them never finished (its worker died or lost the job's lock mid-handler), so all ${attempts} attempts are used: the job is parked in the failed set instead of being run again. Fix the cause, then replay it with ${REPLAY}.`;
+      const parked = new UnrecoverableError(message);
+      report(
+        new MappaWebhookError("handler_failed", message.replace(/^@mappa-webhooks\/redis: /, "")),
+        { phase: "handler", job, final: true },
+      );
+      throw parked;
+    }
+
     let event: MappaEvent;
     try {
       event = parseEvent(JSON.stringify(job.data.event));
     } catch (cause) {
       // Retrying a job that cannot be parsed would fail the same way every time.
-      throw new UnrecoverableError(
-        `@mappa-webhooks/redis: job ${job.id ?? "?"} does not hold a Mappa event: ${cause instanceof Error ? cause.message : String(cause)}`,
-      );
+      const message = `job ${job.id ?? "?"} does not hold a Mappa event: ${reasonOf(cause)}`;
+      report(new MappaWebhookError("invalid_event", `${message}. It is parked without retries.`), {
+        phase: "handler",
+        job,
+        final: true,
+      });
+      throw new UnrecoverableError(`@mappa-webhooks/redis: ${message}`);
     }
+    let handler: (() => unknown) | undefined;
     if (event.known) {
-      const handler = handlers[event.type] as
+      const known = handlers[event.type] as
         | ((event: MappaEvent, job: Job<MappaJobData>) => unknown)
         | undefined;
-      if (handler !== undefined) await handler(event, job);
+      if (known !== undefined) handler = () => known(event, job);
     } else if (options.onUnknown !== undefined) {
-      await options.onUnknown(event, job);
+      const onUnknown = options.onUnknown;
+      handler = () => onUnknown(event as MappaUnknownEvent, job);
+    }
+    if (handler === undefined) return;
+
+    try {
+      await runHandler(handler, job, event);
+    } catch (error) {
+      // The last try: BullMQ parks it now, or (with tries cut short) the next start would.
+      const final = isUnrecoverable(error) || (started !== undefined ? started >= attempts : false);
+      if (error instanceof MappaWebhookError && error.code === "handler_timeout") {
+        report(error, { phase: "handler", job, event, final });
+      } else {
+        const next = final
+          ? "That was its last attempt: the job is parked in the failed set."
+          : "BullMQ retries it after its backoff.";
+        report(
+          new MappaWebhookError(
+            "handler_failed",
+            `The ${event.type} handler of job ${job.id ?? "?"} threw: ${reasonOf(error)}. ${next}`,
+            { cause: error },
+          ),
+          { phase: "handler", job, event, final },
+        );
+      }
+      if (final && interrupted > 0 && !isUnrecoverable(error)) {
+        // BullMQ alone would retry (it does not count the cut-short tries): park it now.
+        throw new UnrecoverableError(
+          `${reasonOf(error)} (attempt ${started} of ${attempts}, ${interrupted} cut short by a dying worker; parked, replay with ${REPLAY})`,
+        );
+      }
+      throw error;
     }
   };
-  return new Worker<MappaJobData>(options.queueName, processor, {
+
+  const worker = new Worker<MappaJobData>(options.queueName, processor, {
+    maxStalledCount: DEFAULT_MAX_STALLED_COUNT,
     ...options.workerOptions,
     connection: options.connection,
-    concurrency: options.concurrency ?? 1,
+    concurrency,
   });
+  if (onError !== undefined) {
+    worker.on("error", (error) => report(error, { phase: "worker" }));
+  }
+
+  // BullMQ's close waits for every running processor; past closeTimeoutMs the hung ones are
+  // failed (and recorded while the connection is still open), so close always finishes.
+  const bullClose = worker.close.bind(worker);
+  let closing: Promise<void> | undefined;
+  worker.close = (force = false) => {
+    closing ??= (async () => {
+      const timer = setTimeout(() => {
+        for (const abort of [...running]) abort();
+      }, closeTimeoutMs);
+      try {
+        await bullClose(force);
+      } finally {
+        clearTimeout(timer);
+      }
+    })();
+    return closing;
+  };
+  return worker;
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type ClaimResult, type IdempotencyStore, MappaWebhookError } from "@mappa-webhooks/core";
+import { checkMs } from "./options.js";
 import {
   CLAIM_SCRIPT,
   COMPLETE_SCRIPT,
@@ -45,7 +46,7 @@ export interface RedisIdempotencyStoreOptions {
   prefix?: string;
   /**
    * How long one Redis call may take before the store gives up with
-   * `idempotency_store_failed` (503, so Mappa retries). Default 2000 ms.
+   * `idempotency_store_failed` (503, so Mappa retries). Default 2000 ms; 1 to 2^31−1.
    */
   timeoutMs?: number;
 }
@@ -140,10 +141,12 @@ export function createRedisIdempotencyStore(
   if (typeof prefix !== "string" || prefix === "" || /[{}]/.test(prefix)) {
     throw invalidOptions("`prefix` must be a non-empty string without `{` or `}`.");
   }
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  if (!(typeof timeoutMs === "number" && Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    throw invalidOptions("`timeoutMs` must be a positive number.");
-  }
+  const timeoutMs = checkMs(
+    "createRedisIdempotencyStore",
+    "timeoutMs",
+    options.timeoutMs,
+    DEFAULT_TIMEOUT_MS,
+  );
 
   const keyFor = (eventKey: string) => `${prefix}:{${eventKey}}`;
 

@@ -159,6 +159,14 @@ export function pgTimeoutMs(ms: number): number {
   return Math.min(MAX_TIMEOUT_MS, Math.max(1, Math.ceil(ms)));
 }
 
+/**
+ * The `statement_timeout` that backs up a handler deadline: a little later than the deadline,
+ * so the deadline (which also ends the backend) is what a stuck handler meets first.
+ */
+export function statementTimeoutFor(handlerTimeoutMs: number): number {
+  return pgTimeoutMs(handlerTimeoutMs + Math.max(5000, handlerTimeoutMs / 10));
+}
+
 /** SQLSTATE classes and messages of a lost connection (as opposed to a failed statement). */
 export function isConnectionError(error: unknown): boolean {
   const state = sqlState(error) ?? "";

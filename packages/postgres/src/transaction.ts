@@ -14,6 +14,7 @@ import {
   pgTimeoutMs,
   postgresError,
   sqlState,
+  statementTimeoutFor,
   withTimeout,
 } from "./pg.js";
 import type { ResolvedTables } from "./schema.js";
@@ -131,7 +132,7 @@ export async function beginEventTransaction<TClient extends PgClientLike>(
     // Both within Postgres' range whatever the receiver's `leaseMs` (2^31 - 1 ms at most).
     const idleMs = pgTimeoutMs(leaseMs);
     await client.query(
-      `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${idleMs}; SET LOCAL statement_timeout = ${pgTimeoutMs(statementTimeoutMs)}`,
+      `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${idleMs}; SET LOCAL statement_timeout = ${statementTimeoutFor(statementTimeoutMs)}`,
     );
     if (key === undefined) return { status: "claimed", tx };
     const lock = await client.query(sql.lock, [lockNameFor(t, key)]);

@@ -61,8 +61,8 @@ export interface TransactionalHandlersOptions<TPool extends PgPoolLike = PgPoolL
    * Longest run of one handler. Past it the delivery fails with `handler_timeout` (answered
    * 500, so Mappa retries): the transaction is rolled back, its connection (and the backend,
    * should it still run the handler's statement) ended, the lock freed for the retry, and the
-   * failure recorded. Each statement of the transaction is also bounded by it
-   * (`statement_timeout`). Default 25 000 ms, under Mappa's request timeout; at most 2^31 - 1.
+   * failure recorded. Each statement of the transaction is also bounded, a little later, by
+   * `statement_timeout` (should ending the backend fail). Default 25 000 ms, under Mappa's request timeout; at most 2^31 - 1.
    */
   handlerTimeoutMs?: number;
   /**

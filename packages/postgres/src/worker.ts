@@ -22,6 +22,7 @@ import {
   pgTimeoutMs,
   postgresError,
   sqlState,
+  statementTimeoutFor,
   storableText,
   withTimeout,
 } from "./pg.js";
@@ -110,7 +111,7 @@ export interface InboxWorkerOptions<TPool extends PgPoolLike = PgPoolLike>
    * transaction is rolled back, its connection (and the backend, should it still run the
    * handler's statement) ended, the slot freed, `onError` told, and the event retried after the
    * backoff or parked after `maxAttempts`. Each statement of the event's transaction is also
-   * bounded by it (`statement_timeout`). Default 300 000 ms (5 min); at most 2^31 - 1.
+   * bounded, a little later, by `statement_timeout` (should ending the backend fail). Default 300 000 ms (5 min); at most 2^31 - 1.
    */
   handlerTimeoutMs?: number;
   /** Every failure: handler errors (with what happens next) and database errors. Never throws back. */
@@ -309,7 +310,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
              FROM chosen
             WHERE e.key = chosen.key
         RETURNING e.key, e.payload, e.attempts, e.status, e.last_error`,
-    begin: `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${lockTimeoutMs}; SET LOCAL statement_timeout = ${handlerTimeoutMs}`,
+    begin: `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${lockTimeoutMs}; SET LOCAL statement_timeout = ${statementTimeoutFor(handlerTimeoutMs)}`,
     // Still ours: pending with the attempt we counted, and not locked by another worker.
     lock: `SELECT key, attempts FROM ${t.events}
             WHERE key = ANY($1::text[]) AND status = 'pending'

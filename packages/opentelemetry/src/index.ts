@@ -16,8 +16,8 @@ import type {
 import {
   type Attributes,
   type Context,
-  context as contextApi,
   type Counter,
+  context as contextApi,
   createNoopMeter,
   type Histogram,
   isSpanContextValid,

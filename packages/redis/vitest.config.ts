@@ -19,11 +19,13 @@ const inProcess = [
   "test/unreachable.test.ts",
   "test/cluster.test.ts",
   "test/queue.test.ts",
+  "test/worker-timeout.test.ts",
+  "test/options.test.ts",
 ];
 const matrix = [
   { ioredis: 5, bullmq: 5, include: inProcess },
   { ioredis: 6, bullmq: 6, include: inProcess },
-  { ioredis: 6, bullmq: 5, include: ["test/queue.test.ts"] },
+  { ioredis: 6, bullmq: 5, include: ["test/queue.test.ts", "test/worker-timeout.test.ts"] },
 ];
 
 export default defineConfig({

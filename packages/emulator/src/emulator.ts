@@ -355,7 +355,8 @@ export async function startMappaEmulator(
       return attempt;
     },
     releaseHeld: () => webhooks.releaseHeld(),
-    openStreams: (jobId) => [...streams].filter((s) => jobId === undefined || s.jobId === jobId).length,
+    openStreams: (jobId) =>
+      [...streams].filter((s) => jobId === undefined || s.jobId === jobId).length,
     dropStreams,
     reset,
     close: () => {

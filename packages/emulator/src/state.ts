@@ -409,6 +409,7 @@ export class EmulatorState {
         terminal.matchingId = job.matchingId;
       }
       this.emit(record, "terminal", terminal);
+      this.evictJobs();
       this.sendWebhook(record, {
         jobId: job.id,
         ...(job.reportId === undefined
@@ -433,6 +434,7 @@ export class EmulatorState {
         status: "failed",
         error: { code: error.code, message: error.message },
       });
+      this.evictJobs();
       this.sendWebhook(record, {
         jobId: job.id,
         status: "failed",
@@ -457,6 +459,7 @@ export class EmulatorState {
     job.updatedAt = iso(this.clock.now());
     this.release(record);
     this.emit(record, "terminal", { status: "canceled" });
+    this.evictJobs();
   }
 
   private sendWebhook(record: JobRecord, data: Record<string, unknown>): void {

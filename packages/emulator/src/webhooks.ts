@@ -199,6 +199,7 @@ export class WebhookSender {
     if (attempt.ok) {
       record.state = "delivered";
       if (faults.duplicate) await this.send(state, "duplicate", undefined);
+      this.evict();
       return;
     }
     const next = index + 1;
@@ -206,6 +207,7 @@ export class WebhookSender {
       this.scheduleAttempt(state, next, this.options.schedule[next] as number);
     } else {
       record.state = "abandoned";
+      this.evict();
     }
   }
 

@@ -661,6 +661,17 @@ export function verifyConduitWebhook(
   secret: string,
   nowSec = Math.floor(Date.now() / 1000),
 ) {
+  verifySignatureScheme(body, header, secret, nowSec);
+  return checkEnvelope(body);
+}
+
+/** The signature scheme both SDKs share (wire format: "Signature"), without the envelope checks. */
+export function verifySignatureScheme(
+  body: string,
+  header: string | undefined,
+  secret: string,
+  nowSec = Math.floor(Date.now() / 1000),
+): void {
   if (header === undefined) throw new ConduitError("webhook_signature_missing", "missing");
   const parts = new Map<string, string>();
   for (const entry of header.split(",")) {
@@ -682,6 +693,9 @@ export function verifyConduitWebhook(
   if (expected.length !== v1.length || !timingSafeEqual(Buffer.from(expected), Buffer.from(v1))) {
     throw new ConduitError("webhook_signature_invalid", "mismatch");
   }
+}
+
+function checkEnvelope(body: string) {
   const event = JSON.parse(body) as Record<string, unknown>;
   object({ id: str, type: str, createdAt: str, timestamp: str, data: any })(event, "$");
   if (

@@ -90,6 +90,7 @@ describe("GET /v1/jobs/:id/stream", () => {
   it("resumes after Last-Event-ID: the current status, then only the events missed", async () => {
     const { emulator, client, jobId } = await setup();
     const first = collect(client, jobId);
+    await until(() => first.events.length === 1, 30_000, "the opening status");
     await emulator.advance(20_000); // queued → transcoding → extracting
     await until(
       () => first.events.filter((e) => e.event !== "heartbeat").length === 3,
@@ -113,7 +114,7 @@ describe("GET /v1/jobs/:id/stream", () => {
       ["4", "stage"],
       ["5", "stage"],
     ]);
-    expect((real()[0]?.data as { stage: string }).stage).toBe("rendering");
+    expect((real()[0] as SseEvent).data).toMatchObject({ stage: "rendering" });
     await emulator.advance(100_000);
     await until(second.ended, 30_000, "terminal");
     expect(
@@ -140,8 +141,8 @@ describe("GET /v1/jobs/:id/stream", () => {
       ["heartbeat", "1"],
     ]);
     expect(
-      Date.parse((beats[1]?.data as { timestamp: string }).timestamp) -
-        Date.parse((beats[0]?.data as { timestamp: string }).timestamp),
+      Date.parse(((beats[1] as SseEvent).data as { timestamp: string }).timestamp) -
+        Date.parse(((beats[0] as SseEvent).data as { timestamp: string }).timestamp),
     ).toBe(15_000);
     await stream.stop();
   });

@@ -1,5 +1,6 @@
 import { EXIT_OK, EXIT_USAGE, UsageError } from "./args.js";
 import { DOCTOR_HELP, doctor } from "./commands/doctor.js";
+import { EMULATOR_HELP, emulator } from "./commands/emulator.js";
 import { LISTEN_HELP, listen } from "./commands/listen.js";
 import { TRIGGER_HELP, trigger } from "./commands/trigger.js";
 import { VERIFY_HELP, verify } from "./commands/verify.js";
@@ -18,6 +19,7 @@ Commands
   listen                Receive deliveries locally: verify, forward to your app, inspect in a browser
   verify                Explain why a captured delivery does or does not verify
   doctor <url>          Check a deployed endpoint before Mappa delivers to it
+  emulator              Run a local Mappa API that creates jobs and sends their webhooks
 
 Options
   -h, --help            Show help (also: mappa-webhooks <command> --help)
@@ -37,6 +39,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   listen: { run: listen, help: LISTEN_HELP },
   verify: { run: verify, help: VERIFY_HELP },
   doctor: { run: doctor, help: DOCTOR_HELP },
+  emulator: { run: emulator, help: EMULATOR_HELP },
 };
 
 /** Runs the CLI and resolves with the exit code; errors are printed, never thrown. */

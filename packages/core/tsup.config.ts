@@ -8,7 +8,14 @@ const webChannel = fileURLToPath(new URL("./src/diagnostics/web.ts", import.meta
 // bundles never see node:crypto. package.json `exports` conditions choose between them.
 export default [
   {
-    ...packageConfig({ entry: { index: "src/index.ts" }, outDir: "dist/node", platform: "node" }),
+    // `node` (the Node request path, `@mappa-webhooks/core/node`) shares one chunk with
+    // `index`, so both see the same MappaWebhookError class.
+    ...packageConfig({
+      entry: { index: "src/index.ts", node: "src/node.ts" },
+      outDir: "dist/node",
+      platform: "node",
+    }),
+    splitting: true,
     clean: true,
   },
   {

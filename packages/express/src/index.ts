@@ -2,13 +2,15 @@ import type { IncomingMessage } from "node:http";
 import {
   createMappaWebhooks,
   type MappaEvent,
-  MappaWebhookError,
   type MappaWebhooksOptions,
-  payloadTooLarge,
-  readBodyWithLimit,
-  requestAborted,
-  type WebhookResponse,
 } from "@mappa-webhooks/core";
+import {
+  adapterMode,
+  DEFAULT_WEBHOOK_PATH,
+  passesToNext,
+  receiveNodeRequest,
+  writeNodeResponse,
+} from "@mappa-webhooks/core/node";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 
 declare global {
@@ -72,7 +74,7 @@ export interface MappaExpressOptions extends MappaWebhooksOptions<MappaExpressCo
  * console.log(`Point Mappa at https://your.host${DEFAULT_WEBHOOK_PATH}`);
  * ```
  */
-export const DEFAULT_WEBHOOK_PATH = "/webhooks/mappa";
+export { DEFAULT_WEBHOOK_PATH };
 
 const BODY_ALREADY_PARSED =
   "The request body was consumed by another body parser (e.g. a global `express.json()`) before `mappaWebhook`, so the raw bytes the signature covers are gone. Mount `app.use(mappaWebhook(...))` before `express.json()`, or keep the raw bytes with `express.json({ verify: rawBodySaver })`.";
@@ -93,33 +95,11 @@ export function rawBodySaver(req: IncomingMessage, _res: unknown, buffer: Buffer
   (req as IncomingMessage & { rawBody?: Buffer }).rawBody = buffer;
 }
 
-/** True once something read the request stream (a body parser), so it cannot be read again. */
-function streamConsumed(req: Request): boolean {
-  const flagged = req as Request & { _body?: unknown };
-  return (
-    req.readableEnded ||
-    req.readableDidRead ||
-    (req.complete && !req.readable) ||
-    flagged._body === true
-  );
-}
-
-/**
- * The raw body, or an error when it is gone; reads the stream within the limit and the
- * deadline when unread.
- */
-async function rawBodyOf(req: Request, limit: number, timeoutMs: number): Promise<Uint8Array> {
+/** The raw bytes a parser's `verify` hook (or `express.raw()`) kept, when the stream is read. */
+function keptRawBody(req: Request): Uint8Array | undefined {
   if (Buffer.isBuffer(req.rawBody)) return req.rawBody;
   if (Buffer.isBuffer(req.body)) return req.body;
-  if (streamConsumed(req)) throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
-  // The client left before anything read the stream: no event will ever come from it.
-  if (req.destroyed) throw requestAborted();
-  const declared = Number(req.headers["content-length"]);
-  if (declared > limit) throw payloadTooLarge(limit);
-  const bytes = await readBodyWithLimit(req, limit, { timeoutMs });
-  // Later middleware (mode "next") can still get at the bytes the stream no longer has.
-  req.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return bytes;
+  return undefined;
 }
 
 /**
@@ -129,14 +109,6 @@ async function rawBodyOf(req: Request, limit: number, timeoutMs: number): Promis
 function isRouteHandler(req: Request, middleware: RequestHandler): boolean {
   const route = req.route as { stack?: ReadonlyArray<{ handle?: unknown }> } | undefined;
   return route?.stack?.some((layer) => layer.handle === middleware) ?? false;
-}
-
-function send(res: Response, result: WebhookResponse): void {
-  // A handler may have answered through `res` itself; a client that went away gets nothing.
-  if (res.headersSent || res.destroyed || result.error?.code === "request_aborted") return;
-  res.statusCode = result.status;
-  for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
-  res.end(result.body);
 }
 
 /**
@@ -169,12 +141,10 @@ function send(res: Response, result: WebhookResponse): void {
 export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
   const {
     path = DEFAULT_WEBHOOK_PATH,
-    mode = "respond",
+    mode: modeOption,
     ...coreOptions
   } = options ?? ({} as MappaExpressOptions);
-  if (mode !== "respond" && mode !== "next") {
-    throw new MappaWebhookError("invalid_options", '`mode` must be "respond" or "next".');
-  }
+  const mode = adapterMode(modeOption);
   const webhooks = createMappaWebhooks<MappaExpressContext>(coreOptions);
   const pathWithSlash = path.endsWith("/") ? path : `${path}/`;
 
@@ -183,40 +153,31 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
       next();
       return;
     }
-    if (req.method.toUpperCase() !== "POST") {
-      send(res, await webhooks.handle({ method: req.method, headers: req.headers, rawBody: "" }));
-      return;
-    }
-    let rawBody: Uint8Array;
-    try {
-      rawBody = await rawBodyOf(req, webhooks.maxBodyBytes, webhooks.bodyTimeoutMs);
-    } catch (error) {
-      // Reported once to onError; a client that went away (request_aborted) is not answered.
-      send(res, webhooks.errorResponse(error));
-      return;
-    }
-    const result = await webhooks.handle({
-      method: req.method,
-      headers: req.headers,
-      rawBody,
+    const result = await receiveNodeRequest(webhooks, req, {
+      consumedMessage: BODY_ALREADY_PARSED,
+      rawBody: keptRawBody(req),
+      // Later middleware (mode "next") can still get at the bytes the stream no longer has.
+      onRawBody: (bytes) => {
+        req.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      },
       context: { req, res },
       // Set before handlers run, so they and later middleware see it.
       onVerified: (event) => {
         req.mappaEvent = event;
       },
     });
-    if (mode === "next" && result.status === 200 && result.duplicate !== true) {
+    if (passesToNext(mode, result)) {
       next();
       return;
     }
-    send(res, result);
+    writeNodeResponse(req, res, result);
   };
 
   // Every failure is answered here as JSON: nothing reaches Express's default error handler,
   // whose HTML page carries a stack trace.
   const middleware: RequestHandler = (req, res, next) => {
     handle(req, res, next).catch((error: unknown) => {
-      send(res, webhooks.errorResponse(error));
+      writeNodeResponse(req, res, webhooks.errorResponse(error));
     });
   };
   return middleware;

@@ -170,5 +170,39 @@ describe("mappa-webhooks-postgres", () => {
     ]);
     expect(missing.code).toBe(1);
     expect(JSON.parse(missing.stderr).error).toMatch(/mappa-webhooks-postgres migrate/);
+    // One prefix, the package's.
+    expect(JSON.parse(missing.stderr).error).toMatch(
+      /^@mappa-webhooks\/postgres: listFailed failed: /,
+    );
+    expect(down.stderr).toMatch(/^error: @mappa-webhooks\/postgres: countEvents failed: /);
+  });
+
+  it("refuses a connection string that is not a URL, numbers that are not decimal, and empty names, with exit 2", async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [["stats", "--database-url", "not a url"], /must be a postgres:\/\/ URL.*got "not a url"/],
+      [["stats", "--database-url", "mysql://root@127.0.0.1/test"], /must be a postgres:\/\/ URL/],
+      [
+        ["prune", "--days", "0x10", "--database-url", DATABASE_URL],
+        /--days needs a number.*"0x10"/,
+      ],
+      [["prune", "--days", "1e3", "--database-url", DATABASE_URL], /--days needs a number.*"1e3"/],
+      [
+        ["failed", "--limit", "0x10", "--database-url", DATABASE_URL],
+        /--limit needs a whole number.*"0x10"/,
+      ],
+      [["stats", "--schema", "", "--database-url", DATABASE_URL], /"" is not a usable name/],
+      [["migrate", "--print", "--events-table", ""], /"" is not a usable name/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await cli(args);
+      expect(result.code, args.join(" ")).toBe(2);
+      expect(result.stderr, args.join(" ")).toMatch(message);
+      expect(result.stderr, args.join(" ")).toMatch(
+        /^error: [^@].*\nRun mappa-webhooks-postgres --help for usage\.\n$/,
+      );
+    }
+    const env = await cli(["stats"], { DATABASE_URL: "not a url" });
+    expect(env.code).toBe(2);
+    expect(env.stderr).toMatch(/DATABASE_URL\) must be a postgres:\/\/ URL/);
   });
 });

@@ -1,12 +1,16 @@
 import {
   createMappaWebhooks,
   type MappaEvent,
-  MappaWebhookError,
   type MappaWebhooksOptions,
-  payloadTooLarge,
-  readBodyWithLimit,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
+import {
+  adapterMode,
+  DEFAULT_WEBHOOK_PATH,
+  lingerAfterEarlyAnswer,
+  passesToNext,
+  receiveNodeRequest,
+} from "@mappa-webhooks/core/node";
 import type { Context, Middleware, Next } from "koa";
 
 // The event types and the error class, so apps need no direct dependency on the core.
@@ -66,7 +70,7 @@ export interface MappaKoaOptions extends MappaWebhooksOptions<Context> {
  * console.log(`Point Mappa at https://your.host${DEFAULT_WEBHOOK_PATH}`);
  * ```
  */
-export const DEFAULT_WEBHOOK_PATH = "/webhooks/mappa";
+export { DEFAULT_WEBHOOK_PATH };
 
 const BODY_ALREADY_PARSED =
   "The request body was read by a body parser (e.g. `koa-bodyparser` or `@koa/bodyparser`) before `mappaWebhook`, so the raw bytes the signature covers are gone (a parser's `rawBody` is decoded text, not the bytes). Register `app.use(mappaWebhook(...))` before `app.use(bodyParser())`.";
@@ -85,13 +89,9 @@ function isRouteHandler(ctx: Context, middleware: Middleware): boolean {
   );
 }
 
-/** True once something read the request stream, so its bytes cannot be read again. */
-function streamConsumed(ctx: Context): boolean {
-  const req = ctx.req;
-  return req.readableEnded || req.readableDidRead || (req.complete && !req.readable);
-}
-
 function send(ctx: Context, result: WebhookResponse): void {
+  // Koa writes the answer; a rejected body still arriving is drained, not reset.
+  lingerAfterEarlyAnswer(ctx.req);
   ctx.status = result.status;
   ctx.set(result.headers);
   ctx.body = result.body;
@@ -127,52 +127,29 @@ function send(ctx: Context, result: WebhookResponse): void {
 export function mappaWebhook(options: MappaKoaOptions): Middleware {
   const {
     path = DEFAULT_WEBHOOK_PATH,
-    mode = "respond",
+    mode: modeOption,
     ...coreOptions
   } = options ?? ({} as MappaKoaOptions);
-  if (mode !== "respond" && mode !== "next") {
-    throw new MappaWebhookError("invalid_options", '`mode` must be "respond" or "next".');
-  }
+  const mode = adapterMode(modeOption);
   const webhooks = createMappaWebhooks<Context>(coreOptions);
   const pathWithSlash = path.endsWith("/") ? path : `${path}/`;
-
-  const readRawBody = async (ctx: Context): Promise<Uint8Array> => {
-    if (streamConsumed(ctx))
-      throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
-    const declared = Number(ctx.get("content-length") || Number.NaN);
-    if (declared > webhooks.maxBodyBytes) throw payloadTooLarge(webhooks.maxBodyBytes);
-    return readBodyWithLimit(ctx.req, webhooks.maxBodyBytes, { timeoutMs: webhooks.bodyTimeoutMs });
-  };
 
   const middleware: Middleware = async (ctx: Context, next: Next) => {
     if (!isRouteHandler(ctx, middleware) && ctx.path !== path && ctx.path !== pathWithSlash) {
       await next();
       return;
     }
-    if (ctx.method.toUpperCase() !== "POST") {
-      send(ctx, await webhooks.handle({ method: ctx.method, headers: ctx.headers, rawBody: "" }));
-      return;
-    }
-    let rawBody: Uint8Array;
-    try {
-      rawBody = await readRawBody(ctx);
-    } catch (error) {
-      // Typed errors (413, 408, a client gone mid-body, a consumed body) get the core's answer;
-      // Koa does not write to a request whose client went away.
-      send(ctx, webhooks.errorResponse(error));
-      return;
-    }
-    const result = await webhooks.handle({
-      method: ctx.method,
-      headers: ctx.headers,
-      rawBody,
+    // Typed failures (405, 413, 408, a client gone, a consumed body) get the core's answer;
+    // Koa does not write to a request whose client went away.
+    const result = await receiveNodeRequest(webhooks, ctx.req, {
+      consumedMessage: BODY_ALREADY_PARSED,
       context: ctx,
       // Set before handlers run, so they and later middleware see it.
       onVerified: (event) => {
         ctx.state.mappaEvent = event;
       },
     });
-    if (mode === "next" && result.status === 200 && result.duplicate !== true) {
+    if (passesToNext(mode, result)) {
       // The stream is read: later body parsers must not wait for it, and get the parsed JSON.
       const request = ctx.request as Context["request"] & { body?: unknown };
       if (request.body === undefined) request.body = result.event?.raw;

@@ -167,7 +167,17 @@ export function createRedisIdempotencyStore(
     }
   };
 
-  const run = async (script: RedisScript, eventKey: string, args: string[]): Promise<unknown> => {
+  /**
+   * Runs one script within `timeoutMs`. `late` hears the result of a call that Redis answered
+   * only after the store gave up on it: ioredis keeps unsent and unanswered commands and sends
+   * them again once it reconnects, so a call that timed out may still run.
+   */
+  const run = async (
+    script: RedisScript,
+    eventKey: string,
+    args: string[],
+    late?: (result: unknown) => void,
+  ): Promise<unknown> => {
     if (ioredis !== undefined && DISCONNECTED_STATES.has(ioredis.status)) {
       throw storeError(
         `Redis is not connected (client status "${ioredis.status}"), so the ${script.name} of event ${eventKey} did not run.`,
@@ -180,19 +190,24 @@ export function createRedisIdempotencyStore(
         ? Promise.resolve().then(() => runner.runScript(script, [key], args))
         : runIoRedis(ioredis as IoRedisLikeClient, script, key, args);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let timedOut = false;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            storeError(
-              `Redis did not answer the ${script.name} of event ${eventKey} within ${timeoutMs} ms.`,
-            ),
+      timer = setTimeout(() => {
+        timedOut = true;
+        reject(
+          storeError(
+            `Redis did not answer the ${script.name} of event ${eventKey} within ${timeoutMs} ms.`,
           ),
-        timeoutMs,
-      );
+        );
+      }, timeoutMs);
     });
     // A late answer after the timeout must not become an unhandled rejection.
-    call.catch(() => {});
+    call.then(
+      (result) => {
+        if (timedOut) late?.(result);
+      },
+      () => {},
+    );
     try {
       return await Promise.race([call, timeout]);
     } catch (error) {
@@ -209,7 +224,12 @@ export function createRedisIdempotencyStore(
     keyFor,
     async claim(key, { leaseMs }): Promise<ClaimResult> {
       const token = randomUUID();
-      const result = await run(CLAIM_SCRIPT, key, [token, positiveInteger(leaseMs)]);
+      // A claim that lands after this delivery gave up (503) would hold the event for a whole
+      // lease, answering Mappa's retries 409: give it back as soon as it shows up.
+      const releaseLate = (result: unknown) => {
+        if (result === "claimed") run(RELEASE_SCRIPT, key, [token]).catch(() => {});
+      };
+      const result = await run(CLAIM_SCRIPT, key, [token, positiveInteger(leaseMs)], releaseLate);
       if (result === "claimed") return { status: "claimed", token };
       if (result === "completed") return { status: "completed" };
       if (result === "in_flight") return { status: "in_flight" };

@@ -161,6 +161,6 @@ describe("createMappaWorker", () => {
       workerOptions: { prefix, lockDuration: 30_000, stalledInterval: 30_000, autorun: false },
     });
     await worker.close();
-    expect(worker.closed).toBe(true);
+    expect(worker.isRunning()).toBe(false);
   });
 });

@@ -152,7 +152,7 @@ describe("worker.close()", () => {
     const closeMs = performance.now() - closeStarted;
     expect(closeMs).toBeGreaterThanOrEqual(950);
     expect(closeMs).toBeLessThan(30_000);
-    expect(worker.closed).toBe(true);
+    expect(worker.isRunning()).toBe(false);
     // Recorded while the connection was still open: waiting for its retry, not stuck "active".
     expect(await queue.getJobState(jobId)).toBe("delayed");
     const job = await queue.getJob(jobId);

@@ -10,6 +10,7 @@ import {
   signPayload,
 } from "@mappa-webhooks/core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describeEmulatorDeliveries } from "./emulator-case.js";
 import { abortMidBody, type SentResponse, send, stallMidBody, streamOversized } from "./http.js";
 import { describeTelemetry } from "./telemetry-case.js";
 
@@ -921,6 +922,7 @@ export function describeConformance(
     describeDeliveries(factory, resolved);
     if (resolved.brokenClients) describeBrokenClients(factory);
     if (resolved.ackFirst) describeAckFirst(factory);
+    describeEmulatorDeliveries(factory);
     describeTelemetry(factory);
   });
 }

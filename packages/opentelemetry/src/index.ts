@@ -499,25 +499,20 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): MappaInstrume
     }
   }
   const telemetry = new Telemetry(options);
-  const baseAttributes = (): Attributes => {
-    const attributes: Attributes = {
-      ...telemetry.spanAttributes,
-      [ATTR.MESSAGING_SYSTEM]: "mappa",
-      [ATTR.MESSAGING_OPERATION_TYPE]: "process",
-      [ATTR.MESSAGING_OPERATION_NAME]: "process",
-      [ATTR.MESSAGING_DESTINATION_NAME]: DESTINATION,
-    };
-    return attributes;
-  };
+  // Built once: the SDK copies a span's attributes, so every delivery can pass the same object.
+  const base: Attributes = Object.freeze({
+    ...telemetry.spanAttributes,
+    [ATTR.MESSAGING_SYSTEM]: "mappa",
+    [ATTR.MESSAGING_OPERATION_TYPE]: "process",
+    [ATTR.MESSAGING_OPERATION_NAME]: "process",
+    [ATTR.MESSAGING_DESTINATION_NAME]: DESTINATION,
+  });
+  const deliveryOptions = { kind: SpanKind.CONSUMER, attributes: base };
 
   return {
     startDelivery(_start: MappaDeliveryStart): MappaDeliveryScope {
       const parent = contextApi.active();
-      const span = telemetry.tracer.startSpan(
-        `process ${DESTINATION}`,
-        { kind: SpanKind.CONSUMER, attributes: baseAttributes() },
-        parent,
-      );
+      const span = telemetry.tracer.startSpan(`process ${DESTINATION}`, deliveryOptions, parent);
       return new DeliverySpan(telemetry, span, parent);
     },
 
@@ -526,7 +521,7 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): MappaInstrume
       const links: Link[] = [];
       const stored = spanContextFromCarrier(start.carrier);
       if (stored !== undefined) links.push({ context: stored });
-      const attributes = baseAttributes();
+      const attributes: Attributes = { ...base };
       attributes[ATTR.HANDOFF] = start.handoff;
       if (start.attempt !== undefined) attributes[ATTR.ATTEMPT] = start.attempt;
       if (start.recovered !== undefined) attributes[ATTR.RECOVERED] = start.recovered;

@@ -16,7 +16,15 @@ import { createTestEvent } from "@mappa-webhooks/testing";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { publishedPackages, type Quickstart, quickstarts } from "./readmes.js";
+import { PRELUDES } from "./preludes.js";
+import {
+  codeBlocks,
+  publishedPackages,
+  type Quickstart,
+  quickstarts,
+  readmeOf,
+  root,
+} from "./readmes.js";
 
 const run = promisify(execFile);
 const all = quickstarts();
@@ -27,7 +35,16 @@ const MYSQL_URL = process.env.MYSQL_URL ?? "mysql://root@127.0.0.1:3306/test";
 // What the project needs besides the READMEs' install lines: the TypeScript the repository
 // builds with (the READMEs say `typescript`; the check must not change with each new major),
 // and React's types, which a Next app made by create-next-app has (else `next dev` installs them).
-const TOOLS = ["typescript@~5.9.3", "@types/react", "@types/react-dom"];
+// The excerpts' other libraries: Kysely (the Postgres README's query builder), @koa/router (the
+// Koa README's routes).
+const TOOLS = [
+  "typescript@~5.9.3",
+  "@types/react",
+  "@types/react-dom",
+  "kysely",
+  "@koa/router",
+  "@types/koa__router",
+];
 
 // The tsconfig a quick start gets unless its README states one: what `tsc --init` users have
 // for Node ESM, in strict mode.
@@ -68,7 +85,15 @@ function freePort(): Promise<number> {
   });
 }
 
+// While editing READMEs, MAPPA_QUICKSTARTS_PROJECT=<dir> reuses a project this test installed
+// (kept, not deleted): the set-up is skipped, every check still runs.
+const reused = process.env.MAPPA_QUICKSTARTS_PROJECT;
+
 beforeAll(async () => {
+  if (reused) {
+    project = reused;
+    return;
+  }
   const started = Date.now();
   project = mkdtempSync(join(tmpdir(), "mappa-quickstarts-"));
   const tarballs = join(project, "tarballs");
@@ -118,7 +143,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (timings.length > 0) console.log(`quickstarts: ${timings.join("; ")}`);
-  if (project) rmSync(project, { recursive: true, force: true });
+  if (project && !reused) rmSync(project, { recursive: true, force: true });
 });
 
 /** A process started for one quick start; killed with its whole group at the end. */
@@ -384,6 +409,50 @@ describe("README quick starts, installed from packed tarballs", () => {
         await stop(server);
         timings.push(`${quickstart.slug}: ${Date.now() - began} ms`);
       }
+    });
+  }
+});
+
+// The README's other snippets are excerpts: each is checked as its own module, with a prelude
+// declaring what it takes from the reader's code (preludes.ts), against the installed packages.
+const excerpts = [
+  "README.md",
+  ...publishedPackages().map((p) => `${p.dir.slice(root.length + 1)}/README.md`),
+]
+  .filter((path) => existsSync(join(root, path)))
+  .map((path) => ({
+    path,
+    text: readmeOf(path),
+  }))
+  .map(({ path, text }) => ({
+    path,
+    snippets: codeBlocks(text)
+      .filter((b) => b.lang === "ts" && b.marker === undefined)
+      .map((b) => b.code),
+    tsconfig: codeBlocks(text).find((b) => b.marker === "quickstart tsconfig")?.code,
+  }))
+  .filter((doc) => doc.snippets.length > 0);
+
+describe("README excerpts, against the installed packages", () => {
+  for (const doc of excerpts) {
+    it(`${doc.path}: each of its ${doc.snippets.length} other TypeScript snippets type-checks`, async () => {
+      const dir = join(project, "excerpts", doc.path.replace(/\//g, "_").replace(/\.md$/, ""));
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "prelude.d.ts"), PRELUDES[doc.path] ?? "export {};\n");
+      for (const [i, code] of doc.snippets.entries()) {
+        writeFileSync(join(dir, `snippet${i + 1}.ts`), `${code}\nexport {};\n`);
+      }
+      const base = JSON.parse(doc.tsconfig ?? DEFAULT_TSCONFIG) as { compilerOptions: object };
+      // NestJS excerpts (in the root README too) need what its README's tsconfig states.
+      const nest = doc.snippets.some((code) => code.includes('from "@nestjs/'));
+      const decorators = nest ? { experimentalDecorators: true, emitDecoratorMetadata: true } : {};
+      writeFileSync(
+        join(dir, "tsconfig.json"),
+        JSON.stringify({
+          compilerOptions: { ...base.compilerOptions, ...decorators, noEmit: true },
+        }),
+      );
+      await typecheck(dir, "server");
     });
   }
 });

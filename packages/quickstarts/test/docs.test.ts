@@ -1,0 +1,188 @@
+// What a new user meets first, checked without installing anything: commands that work as
+// written, one version line, a quick start in every package README, and the signature scheme as
+// the core's README words it.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import {
+  COMMAND_LINE_PACKAGES,
+  codeBlocks,
+  documents,
+  importedPackages,
+  installedPackages,
+  publishedPackages,
+  quickstartSection,
+  readmeOf,
+  root,
+} from "./readmes.js";
+
+// `npx mappa-webhooks` (or `npx mappa-webhooks-postgres`) runs the unscoped package of that name
+// from the registry, which is not ours. The working forms name the scoped package:
+// `npx @mappa-webhooks/cli …` or `npx -p @mappa-webhooks/<pkg> <bin> …`.
+const UNSCOPED_RUN =
+  /\b(?:npx(?:\s+(?:-y|--yes))?|pnpm\s+dlx|yarn\s+dlx|bunx)\s+mappa-webhooks(?:-[a-z]+)*(?![\w/-])/g;
+
+describe("commands in the docs", () => {
+  it("finds the bad form where it is (the check itself)", () => {
+    const found = (text: string) => [...text.matchAll(UNSCOPED_RUN)].map((m) => m[0]);
+    expect(found("npx mappa-webhooks listen")).toEqual(["npx mappa-webhooks"]);
+    expect(found("run `npx -y mappa-webhooks-postgres replay`")).toEqual([
+      "npx -y mappa-webhooks-postgres",
+    ]);
+    expect(found("pnpm dlx mappa-webhooks trigger")).toEqual(["pnpm dlx mappa-webhooks"]);
+    expect(found("npx @mappa-webhooks/cli listen")).toEqual([]);
+    expect(found("npx -p @mappa-webhooks/postgres mappa-webhooks-postgres replay")).toEqual([]);
+  });
+
+  it.each(documents())("%s runs the CLIs by their scoped package names", (path) => {
+    const text = readmeOf(path);
+    const bad = text
+      .split("\n")
+      .map((line, i) => ({ line: i + 1, text: line.trim() }))
+      .filter(({ text: line }) => new RegExp(UNSCOPED_RUN.source).test(line));
+    expect(
+      bad,
+      "use `npx @mappa-webhooks/cli …` or `npx -p @mappa-webhooks/<pkg> <bin> …`",
+    ).toEqual([]);
+  });
+});
+
+describe("versions", () => {
+  it("every published package is on one version line", () => {
+    const versions = Object.fromEntries(publishedPackages().map((p) => [p.name, p.version]));
+    const core = versions["@mappa-webhooks/core"];
+    expect(core).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(
+      Object.entries(versions).filter(([, version]) => version !== core),
+      `every package.json "version" equals the core's (${core}); the changesets "fixed" group keeps them together`,
+    ).toEqual([]);
+  });
+
+  it("the changesets config keeps every published package in one fixed group", () => {
+    const config = JSON.parse(readFileSync(join(root, ".changeset/config.json"), "utf8")) as {
+      fixed: string[][];
+    };
+    expect(config.fixed).toEqual([["@mappa-webhooks/*"]]);
+  });
+});
+
+describe("package READMEs", () => {
+  const packages = publishedPackages().filter((p) => !COMMAND_LINE_PACKAGES.has(p.name));
+
+  it.each(packages.map((p) => [p.name, p]))(
+    "%s: the quick start is a marked, complete file whose imports the install lines name",
+    (_name, pkg) => {
+      const path = `${pkg.dir.slice(root.length + 1)}/README.md`;
+      const text = readmeOf(path);
+      expect(text.startsWith(`# ${pkg.name}\n`), "the README starts with the package's name").toBe(
+        true,
+      );
+      const section = quickstartSection(text);
+      expect(
+        section,
+        'a "## Quick start" section whose first code block is the quick start',
+      ).toBeDefined();
+      expect(
+        section?.marker,
+        "`<!-- quickstart -->` (or `quickstart next|lambda|client`) on the line before its fence",
+      ).toMatch(/^quickstart(\s+(next|lambda|client))?$/);
+      expect(section?.lang).toBe("ts");
+      const block = codeBlocks(text).find((b) => b.marker === section?.marker) as {
+        code: string;
+      };
+      const installs = installedPackages(text);
+      expect(installs, "an `npm install` line").toContain(pkg.name);
+      expect(
+        importedPackages(block.code).filter((name) => !installs.includes(name)),
+        "every package the quick start imports is on an `npm install` line",
+      ).toEqual([]);
+      expect(block.code, "takes the secret from the environment").toContain(
+        "process.env.MAPPA_WEBHOOK_SECRET",
+      );
+    },
+  );
+});
+
+// The core README's "signature scheme" section, followed to the letter: its words name the
+// headers, the format, the signed text, the HMAC and the tolerance, and its code, run as written,
+// agrees with every shared vector.
+describe("the signature scheme in the core README", () => {
+  const readme = readmeOf("packages/core/README.md");
+  const start = readme.indexOf("## The signature scheme");
+  const section = readme.slice(start, readme.indexOf("\n## ", start + 1));
+
+  it("says what is signed, how, and for how long", () => {
+    expect(start).toBeGreaterThan(0);
+    for (const words of [
+      "`conduit-signature`",
+      "`mappa-signature`",
+      "`t=<unix>,v1=<hex>`",
+      'The signed text is `"<t>." + raw body`',
+      "HMAC-SHA256",
+      "keyed with the secret's UTF-8 bytes",
+      "lowercase hex",
+      "within 300 seconds",
+      "in the past or the future",
+    ]) {
+      expect(section.replace(/\s+/g, " ")).toContain(words);
+    }
+  });
+
+  it("its code, run as written, agrees with every shared signature vector", async () => {
+    const code = codeBlocks(section).find((b) => b.lang === "ts")?.code ?? "";
+    expect(code).toContain('createHmac("sha256"');
+    const dir = join(root, "packages/quickstarts/node_modules/.cache");
+    const { mkdirSync, writeFileSync } = await import("node:fs");
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, "readme-verify.ts");
+    writeFileSync(file, code);
+    const { verify } = (await import(file)) as {
+      verify: (
+        header: string,
+        body: Buffer,
+        secret: string,
+        now?: number,
+        toleranceSec?: number,
+      ) => boolean;
+    };
+    const vectors = JSON.parse(
+      readFileSync(join(root, "packages/core/test/fixtures/signature.json"), "utf8"), // the shared vectors
+    ) as {
+      now: number;
+      secret: string;
+      toleranceSec: number;
+      cases: {
+        name: string;
+        bodyBase64: string;
+        headers?: Record<string, string | string[]>;
+        secrets?: string[];
+        toleranceSec?: number;
+        now?: number;
+        expect: string;
+      }[];
+    };
+    const outcomes = vectors.cases.map((c) => {
+      // "The header is `conduit-signature` … or `mappa-signature`" (names in any case).
+      const entry = Object.entries(c.headers ?? {}).find(([name]) =>
+        ["conduit-signature", "mappa-signature"].includes(name.toLowerCase()),
+      );
+      const value = Array.isArray(entry?.[1]) ? entry[1][0] : entry?.[1];
+      const secrets = c.secrets ?? [vectors.secret];
+      const ok =
+        value !== undefined &&
+        value.trim() !== "" &&
+        secrets.some((secret) =>
+          verify(
+            value,
+            Buffer.from(c.bodyBase64, "base64"),
+            secret,
+            c.now ?? vectors.now,
+            c.toleranceSec ?? vectors.toleranceSec,
+          ),
+        );
+      return { name: c.name, ok };
+    });
+    expect(outcomes.length).toBeGreaterThan(30);
+    expect(outcomes).toEqual(vectors.cases.map((c) => ({ name: c.name, ok: c.expect === "ok" })));
+  });
+});

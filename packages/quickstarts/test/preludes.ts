@@ -1,0 +1,85 @@
+// What each README's excerpts take from the reader's own code (the app they mount on, the
+// secret, their handlers, the raw body they read) or from the quick start above them. Global
+// declarations, one script per README, typed with the installed packages' own types.
+const common = `
+declare const secret: string;
+/** The reader's handlers: typed with \`MappaHandlerMap\`, usable with any adapter. */
+declare const on: import("@mappa-webhooks/core").MappaHandlerMap;
+declare const idempotency: import("@mappa-webhooks/core").IdempotencyStore;
+declare const rawBody: Uint8Array;
+declare const payload: string;
+declare const headers: Headers;
+`;
+
+const express = `
+declare const app: import("express").Express;
+declare const mappaWebhook: typeof import("@mappa-webhooks/express").mappaWebhook;
+`;
+
+export const PRELUDES: Record<string, string> = {
+  "README.md": `${common}${express}
+declare const saveReport: (reportId: string) => Promise<void>;
+`,
+  "packages/core/README.md": common,
+  "packages/express/README.md": `${common}${express}`,
+  "packages/fastify/README.md": `${common}
+declare const app: import("fastify").FastifyInstance;
+declare const mappaWebhookPlugin: typeof import("@mappa-webhooks/fastify").mappaWebhookPlugin;
+declare const usSecret: string;
+declare const euSecret: string;
+`,
+  "packages/hono/README.md": `${common}
+declare const Hono: typeof import("hono").Hono;
+declare const mappaWebhook: typeof import("@mappa-webhooks/hono").mappaWebhook;
+/** Cloudflare's, from @cloudflare/workers-types. */
+interface ExecutionContext {
+  waitUntil(promise: Promise<unknown>): void;
+  passThroughOnException(): void;
+  props: unknown;
+}
+`,
+  "packages/koa/README.md": `${common}
+declare const app: import("koa");
+declare const mappaWebhook: typeof import("@mappa-webhooks/koa").mappaWebhook;
+declare const Router: typeof import("@koa/router").default;
+declare const router: import("@koa/router").default;
+`,
+  "packages/nestjs/README.md": `${common}
+declare const MappaWebhookModule: typeof import("@mappa-webhooks/nestjs").MappaWebhookModule;
+declare const NestFactory: typeof import("@nestjs/core").NestFactory;
+declare class AppModule {}
+/** From @nestjs/config. */
+declare class ConfigModule {}
+declare class ConfigService {
+  getOrThrow<T = string>(key: string): T;
+}
+`,
+  "packages/next/README.md": `${common}
+declare const createMappaWebhookHandler: typeof import("@mappa-webhooks/next").createMappaWebhookHandler;
+`,
+  "packages/postgres/README.md": `${common}${express}
+declare const pool: import("pg").Pool;
+declare const saveReport: (client: import("pg").PoolClient, reportId: string) => Promise<void>;
+`,
+  "packages/redis/README.md": `${common}${express}
+declare const connection: { host: string; port: number };
+declare const saveReport: (reportId: string) => Promise<void>;
+/** A node-redis client. */
+declare const client: {
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+};
+declare const createRedisIdempotencyStore: typeof import("@mappa-webhooks/redis").createRedisIdempotencyStore;
+`,
+  "packages/testing/README.md": `${common}
+declare const createTestEvent: typeof import("@mappa-webhooks/testing").createTestEvent;
+/** An app with a Fetch handler (Hono, ...). */
+declare const app: { fetch(request: Request): Response | Promise<Response> };
+declare const fastify: import("fastify").FastifyInstance;
+/** supertest's request(). */
+declare function request(app: unknown): {
+  post(path: string): {
+    set(headers: Record<string, string>): { send(body: string): { expect(status: number): Promise<unknown> } };
+  };
+};
+`,
+};

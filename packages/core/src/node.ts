@@ -99,7 +99,9 @@ export function passesToNext(mode: "respond" | "next", result: WebhookResponse):
  * if (isRequestConsumed(req)) console.warn("a body parser ran before the webhook");
  * ```
  */
-export function isRequestConsumed(req: NodeWebhookRequest): boolean {
+export function isRequestConsumed(
+  req: Pick<NodeWebhookRequest, "readableEnded" | "readableDidRead" | "complete" | "readable">,
+): boolean {
   return (
     req.readableEnded === true ||
     req.readableDidRead === true ||
@@ -124,6 +126,8 @@ export interface ReadNodeRequestOptions {
   consumedMessage: string;
   /** The framework knows the body was parsed already (e.g. a `req.body` it set). */
   consumed?: boolean;
+  /** The stream to read instead of `req` (Fastify's `preParsing` payload); `req` gives the headers. */
+  stream?: Pick<NodeWebhookRequest, Exclude<keyof NodeWebhookRequest, "headers" | "method">>;
 }
 
 /**
@@ -143,14 +147,15 @@ export function readNodeRequestBody(
   limits: Pick<MappaWebhooks<never>, "maxBodyBytes" | "bodyTimeoutMs">,
   options: ReadNodeRequestOptions,
 ): Promise<Uint8Array> {
-  if (options.consumed === true || isRequestConsumed(req)) {
+  const stream = options.stream ?? req;
+  if (options.consumed === true || isRequestConsumed(stream)) {
     return Promise.reject(new MappaWebhookError("body_already_parsed", options.consumedMessage));
   }
   // The client left before anything read the stream: no event will ever come from it.
-  if (req.destroyed === true) return Promise.reject(requestAborted());
+  if (stream.destroyed === true) return Promise.reject(requestAborted());
   const limit = limits.maxBodyBytes;
   if (declaredLength(req.headers) > limit) return Promise.reject(payloadTooLarge(limit));
-  return readBodyWithLimit(req as unknown as AsyncIterable<Uint8Array>, limit, {
+  return readBodyWithLimit(stream as unknown as AsyncIterable<Uint8Array>, limit, {
     timeoutMs: limits.bodyTimeoutMs,
   });
 }
@@ -166,8 +171,6 @@ export interface ReceiveNodeRequestOptions<TContext>
    * a platform's `rawBody`); the stream is then not read.
    */
   rawBody?: Uint8Array | undefined;
-  /** Stream to read instead of `req` (Fastify's `preParsing` payload). */
-  stream?: NodeWebhookRequest;
   /** Called with the bytes read from the stream, before the delivery is handled. */
   onRawBody?: (rawBody: Uint8Array) => void;
 }
@@ -197,7 +200,7 @@ export async function receiveNodeRequest<TContext>(
   try {
     if (options.rawBody !== undefined) rawBody = options.rawBody;
     else {
-      rawBody = await readNodeRequestBody(options.stream ?? req, webhooks, options);
+      rawBody = await readNodeRequestBody(req, webhooks, options);
       options.onRawBody?.(rawBody);
     }
   } catch (error) {

@@ -1,14 +1,17 @@
 import {
   createMappaWebhooks,
   type MappaEvent,
-  MappaWebhookError,
   type MappaWebhooks,
   type MappaWebhooksOptions,
-  payloadTooLarge,
-  readBodyWithLimit,
-  requestAborted,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
+import {
+  canAnswer,
+  DEFAULT_WEBHOOK_PATH,
+  lingerAfterEarlyAnswer,
+  type ReceiveNodeRequestOptions,
+  receiveNodeRequest,
+} from "@mappa-webhooks/core/node";
 import type {
   FastifyInstance,
   FastifyPluginAsync,
@@ -64,34 +67,17 @@ export interface MappaFastifyOptions extends MappaWebhooksOptions<MappaFastifyCo
  * app.log.info(`Point Mappa at https://your.host${DEFAULT_WEBHOOK_PATH}`);
  * ```
  */
-export const DEFAULT_WEBHOOK_PATH = "/webhooks/mappa";
-
-const EMPTY_BODY = new Uint8Array(0);
+export { DEFAULT_WEBHOOK_PATH };
 
 const BODY_ALREADY_PARSED =
   "A hook read the request stream before the webhook route could read the raw bytes the signature covers. Do not read the body in `onRequest` or `preParsing` hooks for this route (skip them where `request.routeOptions.url` is the webhook's path), or return a stream of the same bytes from `preParsing`.";
 
 function send(reply: FastifyReply, result: WebhookResponse): void {
   // A client that went away gets nothing; a handler may have answered through `reply` itself.
-  if (result.error?.code === "request_aborted" || reply.sent) return;
+  if (reply.sent || !canAnswer(reply.raw, result)) return;
+  // A rejected body still arriving is drained, not reset.
+  lingerAfterEarlyAnswer(reply.request.raw);
   reply.code(result.status).headers(result.headers).send(result.body);
-}
-
-/** The raw bytes as they arrive: within the size limit and the deadline, or a typed error. */
-async function readRawBody(
-  request: FastifyRequest,
-  payload: RequestPayload,
-  webhooks: MappaWebhooks<MappaFastifyContext>,
-): Promise<Uint8Array> {
-  // Only the stream counts: a `request.body` set by a hook is not what the signature covers.
-  if (payload.readableEnded || payload.readableDidRead) {
-    throw new MappaWebhookError("body_already_parsed", BODY_ALREADY_PARSED);
-  }
-  // The client left before the stream was read: no event will ever come from it.
-  if (request.raw.destroyed) throw requestAborted();
-  const declared = Number(request.headers["content-length"]);
-  if (declared > webhooks.maxBodyBytes) throw payloadTooLarge(webhooks.maxBodyBytes);
-  return readBodyWithLimit(payload, webhooks.maxBodyBytes, { timeoutMs: webhooks.bodyTimeoutMs });
 }
 
 /** Answers one request to the webhook route, whatever its method, content type or body. */
@@ -101,26 +87,10 @@ async function receive(
   reply: FastifyReply,
   payload: RequestPayload,
 ): Promise<void> {
-  if (request.method !== "POST") {
-    const rejected = await webhooks.handle({
-      method: request.method,
-      headers: request.headers,
-      rawBody: EMPTY_BODY,
-    });
-    send(reply, rejected);
-    return;
-  }
-  let rawBody: Uint8Array;
-  try {
-    rawBody = await readRawBody(request, payload, webhooks);
-  } catch (error) {
-    send(reply, webhooks.errorResponse(error));
-    return;
-  }
-  const result = await webhooks.handle({
-    method: request.method,
-    headers: request.headers,
-    rawBody,
+  // Only the stream counts: a `request.body` set by a hook is not what the signature covers.
+  const result = await receiveNodeRequest(webhooks, request.raw, {
+    stream: payload as unknown as NonNullable<ReceiveNodeRequestOptions<unknown>["stream"]>,
+    consumedMessage: BODY_ALREADY_PARSED,
     context: { request, reply },
     onVerified: (event) => {
       request.mappaEvent = event;

@@ -8,4 +8,10 @@ export {
   type StartProcessOptions,
   startProcess,
 } from "./process.js";
+export {
+  runSoakDeliveries,
+  type SoakDeliveriesOptions,
+  type SoakPlan,
+  soakPlanFor,
+} from "./soak.js";
 export { sleep, waitFor } from "./wait.js";

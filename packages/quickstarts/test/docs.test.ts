@@ -1,8 +1,11 @@
 // What a new user meets first, checked without installing anything: commands that work as
 // written, one version line, a quick start in every package README, and the signature scheme as
 // the core's README words it.
-import { readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import {
   COMMAND_LINE_PACKAGES,
@@ -185,4 +188,40 @@ describe("the signature scheme in the core README", () => {
     expect(outcomes.length).toBeGreaterThan(30);
     expect(outcomes).toEqual(vectors.cases.map((c) => ({ name: c.name, ok: c.expect === "ok" })));
   });
+});
+
+// `pnpm demo`'s first screen: turbo's progress, without its telemetry banner (shown once per
+// machine unless TURBO_TELEMETRY_DISABLED is set, so the script sets it itself) or cache hashes.
+describe("the demo's first screen", () => {
+  const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+    scripts: Record<string, string>;
+  };
+  const build = manifest.scripts.demo?.split(" && ")[0] ?? "";
+
+  it("builds with the telemetry banner off and only errors' logs", () => {
+    expect(build).toMatch(/^TURBO_TELEMETRY_DISABLED=1 turbo run build /);
+    expect(build).toContain("--output-logs=errors-only");
+  });
+
+  it("shows progress, and no banner or hash, on a machine that never ran turbo", async () => {
+    // A fresh turbo config dir is a machine that has not seen the banner; the environment is
+    // the user's, without the telemetry variable this repository's tools export.
+    const config = mkdtempSync(join(tmpdir(), "mappa-demo-turbo-"));
+    const env: NodeJS.ProcessEnv = { ...process.env, TURBO_CONFIG_DIR_PATH: config };
+    delete env.TURBO_TELEMETRY_DISABLED;
+    delete env.DO_NOT_TRACK;
+    try {
+      const { stdout, stderr } = await promisify(execFile)("sh", ["-c", build], {
+        cwd: root,
+        env: { ...env, PATH: `${join(root, "node_modules/.bin")}:${env.PATH ?? ""}` },
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      const screen = `${stdout}${stderr}`;
+      expect(screen).toMatch(/Tasks:\s+\d+ successful/);
+      expect(screen).not.toMatch(/telemetry/i);
+      expect(screen).not.toMatch(/\b[0-9a-f]{16}\b/);
+    } finally {
+      rmSync(config, { recursive: true, force: true });
+    }
+  }, 600_000);
 });

@@ -103,3 +103,46 @@ export function readNumber(
   }
   return number;
 }
+
+/** How to run the CLI without a global install: the package's real name on npm. */
+export const RUN = "npx @mappa-webhooks/cli";
+
+/**
+ * An http(s) URL from a flag, the same forms for every command: `http://…` and `https://…`, or
+ * a bare `host:port[/path]` (`localhost:3000/webhooks/mappa`, `127.0.0.1:3000`, `[::1]:3000`)
+ * taken as `http://`. Anything else (`htp:/bad`, `ftp://…`, `http:/one-slash`, no host) is a
+ * {@link UsageError} with an example.
+ */
+export function readHttpUrl(
+  command: string,
+  flag: string,
+  value: string,
+  example = "http://127.0.0.1:3000/webhooks/mappa",
+): URL {
+  const text = value.trim();
+  const bad = (why: string) =>
+    new UsageError(`${flag} "${value}" ${why}, e.g. ${example}`, command);
+  let href: string;
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(text)?.[1]?.toLowerCase();
+  if (/^(?:\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+(?:[/?#]|$)/i.test(text)) {
+    // host:port with no scheme: `localhost:3000/x` would otherwise read as scheme "localhost:".
+    href = `http://${text}`;
+  } else if (scheme === "http" || scheme === "https") {
+    if (!/^https?:\/\/[^/?#]/i.test(text)) throw bad(`is not a URL: write ${scheme}://<host>…`);
+    href = text;
+  } else if (scheme !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+    throw bad(`must be http:// or https://, not ${scheme}://`);
+  } else if (scheme !== undefined) {
+    throw bad("is not an http(s) URL");
+  } else {
+    throw bad("is not a URL: give http(s)://… or host:port/path");
+  }
+  let url: URL;
+  try {
+    url = new URL(href);
+  } catch {
+    throw bad("is not a URL");
+  }
+  if (url.hostname === "" || /\s/.test(text)) throw bad("is not a URL");
+  return url;
+}

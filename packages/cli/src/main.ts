@@ -1,4 +1,4 @@
-import { EXIT_OK, EXIT_USAGE, UsageError } from "./args.js";
+import { EXIT_OK, EXIT_USAGE, RUN, UsageError } from "./args.js";
 import { DOCTOR_HELP, doctor } from "./commands/doctor.js";
 import { EMULATOR_HELP, emulator } from "./commands/emulator.js";
 import { LISTEN_HELP, listen } from "./commands/listen.js";
@@ -12,7 +12,11 @@ export const VERSION: string = typeof __CLI_VERSION__ === "string" ? __CLI_VERSI
 export const HELP = `mappa-webhooks: send, receive, inspect and explain Mappa webhooks locally, and check a deployed endpoint.
 
 Usage
-  mappa-webhooks <command> [options]
+  ${RUN} <command> [options]
+
+Run it as \`${RUN} <command>\`: npx uses the project's copy once it is installed
+(\`npm install --save-dev @mappa-webhooks/cli\`), and fetches it otherwise. In package.json
+scripts its bin is \`mappa-webhooks\`. The unscoped npm package "mappa-webhooks" is not this tool.
 
 Commands
   trigger <event-type>  Send a realistic signed event to a URL, retrying like Mappa
@@ -22,17 +26,17 @@ Commands
   emulator              Run a local Mappa API that creates jobs and sends their webhooks
 
 Options
-  -h, --help            Show help (also: mappa-webhooks <command> --help)
+  -h, --help            Show help (also: ${RUN} <command> --help)
   -v, --version         Show the version
 
 The secret comes from --secret or the MAPPA_WEBHOOK_SECRET environment variable.
 Add --json to any command for output a script can read.
 
 Examples
-  mappa-webhooks listen --forward-to http://127.0.0.1:3000/webhooks/mappa
-  mappa-webhooks trigger report.completed --url http://127.0.0.1:4242/webhooks/mappa
-  mappa-webhooks verify --header "t=…,v1=…" --body-file body.json
-  mappa-webhooks doctor https://api.example.com/webhooks/mappa`;
+  ${RUN} listen --forward-to http://127.0.0.1:3000/webhooks/mappa
+  ${RUN} trigger report.completed --url http://127.0.0.1:4242/webhooks/mappa
+  ${RUN} verify --header "t=…,v1=…" --body-file body.json
+  ${RUN} doctor https://api.example.com/webhooks/mappa`;
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   trigger: { run: trigger, help: TRIGGER_HELP },
@@ -68,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof UsageError) {
       const helpCommand = error.command === undefined ? "--help" : `${error.command} --help`;
       process.stderr.write(
-        `${style.red("error:")} ${error.message}\n${style.dim(`Run \`mappa-webhooks ${helpCommand}\` for usage.`)}\n`,
+        `${style.red("error:")} ${error.message}\n${style.dim(`Run \`${RUN} ${helpCommand}\` for usage.`)}\n`,
       );
       return EXIT_USAGE;
     }

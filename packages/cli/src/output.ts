@@ -91,3 +91,42 @@ export function formatDuration(ms: number): string {
   const seconds = totalSeconds % 60;
   return seconds === 0 ? `${minutes} min` : `${minutes} min ${seconds} s`;
 }
+
+/**
+ * C0 and C1 control characters (ESC, CSI, BEL, backspace, CR, LF…), DEL, and the Unicode
+ * bidirectional overrides: what a payload could use to rewrite or hide what a terminal shows.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+const UNSAFE_TEST = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
+const escapeChar = (char: string): string => {
+  const code = char.charCodeAt(0);
+  return code <= 0xff
+    ? `\\x${code.toString(16).padStart(2, "0")}`
+    : `\\u${code.toString(16).padStart(4, "0")}`;
+};
+
+/**
+ * Text from a delivery (or an app's answer), made safe to print on a terminal: every control
+ * character shows as `\x1b`, `\x0a`, `\u202e`…, so a payload can neither move the cursor,
+ * change colours, clear the screen nor fake a line of output.
+ */
+export function safe(text: string): string {
+  return UNSAFE_TEST.test(text) ? text.replace(UNSAFE, escapeChar) : text;
+}
+
+// What JSON.stringify leaves raw that a terminal acts on.
+const JSON_UNSAFE = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `JSON.stringify`, with the characters it leaves raw that a terminal acts on (DEL, C1 controls
+ * such as CSI, bidirectional overrides) written as `\uXXXX`: the same JSON value, safe to print.
+ */
+export function jsonText(value: unknown, space?: number): string {
+  return JSON.stringify(value, null, space).replace(
+    JSON_UNSAFE,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}

@@ -17,7 +17,7 @@ describe("mappa-webhooks", () => {
     for (const flag of ["--help", "-h", "help"]) {
       const result = await run([flag]);
       expect(result.code).toBe(0);
-      expect(result.stdout).toContain("Usage\n  mappa-webhooks <command> [options]");
+      expect(result.stdout).toContain("Usage\n  npx @mappa-webhooks/cli <command> [options]");
       for (const command of ["trigger <event-type>", "listen", "verify", "doctor <url>"])
         expect(result.stdout).toContain(command);
     }
@@ -39,7 +39,7 @@ describe("mappa-webhooks", () => {
     async (command) => {
       const result = await run([command, "--help"]);
       expect(result.code).toBe(0);
-      expect(result.stdout).toContain(`mappa-webhooks ${command}`);
+      expect(result.stdout).toContain(`npx @mappa-webhooks/cli ${command}`);
       expect(result.stdout).toContain("--secret <secret>");
       expect(result.stdout).toContain("--json");
       expect((await run(["help", command])).stdout).toBe(result.stdout);
@@ -52,7 +52,7 @@ describe("mappa-webhooks", () => {
     expect(result.stderr).toContain(
       'error: unknown command "send"; commands: trigger, listen, verify, doctor',
     );
-    expect(result.stderr).toContain("Run `mappa-webhooks --help` for usage.");
+    expect(result.stderr).toContain("Run `npx @mappa-webhooks/cli --help` for usage.");
   });
 
   it("uses colour only when asked on a pipe, and never with NO_COLOR", async () => {
@@ -63,5 +63,24 @@ describe("mappa-webhooks", () => {
     expect(forced.stderr).toContain("\u001b[31merror:\u001b[39m");
     const disabled = await run(args, { env: { FORCE_COLOR: "1", NO_COLOR: "1" } });
     expect(disabled.stderr).not.toContain("\u001b[");
+  });
+});
+
+describe("the name it is run by", () => {
+  it("never tells anyone to run the unscoped `npx mappa-webhooks`, which is not this package", async () => {
+    for (const args of [
+      ["--help"],
+      ...["trigger", "listen", "verify", "doctor"].map((c) => [c, "--help"]),
+    ]) {
+      const result = await run(args);
+      expect(result.code).toBe(0);
+      expect(result.stdout).not.toMatch(
+        /^\s*(?:npx )?mappa-webhooks (?:trigger|listen|verify|doctor)\b/m,
+      );
+      expect(result.stdout).toContain("npx @mappa-webhooks/cli");
+    }
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    expect(readme).not.toMatch(/npx mappa-webhooks(?! ?…)/);
+    expect(readme).not.toMatch(/^open http/m);
   });
 });

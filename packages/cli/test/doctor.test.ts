@@ -399,11 +399,24 @@ describe("doctor", () => {
   it("says when a secret is needed, and when the test event will reach real handlers", async () => {
     const url = await serve(correct());
     const bare = await run(["doctor", url]);
-    expect(bare.code).toBe(0);
+    // Not "no problems found (5 not checked)" and exit 0: what was left out, and exit 1.
+    expect(bare.code).toBe(1);
     expect(bare.stdout).toContain("Sends 1 POST request with an event of type doctor.probe");
     expect(bare.stdout).toContain(
-      "– Signed delivery: not checked, pass --secret (or set MAPPA_WEBHOOK_SECRET) to send signed deliveries",
+      "– Signed delivery: not checked, it needs the secret: pass --secret (or set MAPPA_WEBHOOK_SECRET)",
     );
+    expect(bare.stdout).not.toContain("no problems found");
+    expect(bare.stdout).toContain(
+      "✗ not fully checked: 4 checks need the secret (Signed delivery, Unusual JSON formatting, Old signature (replay), Duplicate delivery)",
+    );
+    expect(bare.stdout).toMatch(/Run again with --secret <the endpoint's signing secret>/);
+    const bareJson = await run(["doctor", url, "--json"]);
+    expect(bareJson.code).toBe(1);
+    expect(JSON.parse(bareJson.stdout)).toMatchObject({
+      ok: false,
+      problems: 0,
+      needsSecret: ["valid", "formatting", "replay", "duplicate"],
+    });
     const known = await run(["doctor", url, "--event", "report.completed"], {
       env: { MAPPA_WEBHOOK_SECRET: SECRET },
     });
@@ -414,12 +427,16 @@ describe("doctor", () => {
   });
 
   const usage: Array<[string, string[], RegExp]> = [
-    ["no URL", [], /which endpoint\? e\.g\. mappa-webhooks doctor https:\/\//],
-    ["a URL without a scheme", ["api.example.com/hooks"], /is not a URL; include the scheme/],
+    ["no URL", [], /which endpoint\? e\.g\. npx @mappa-webhooks\/cli doctor https:\/\//],
+    [
+      "a URL without a scheme",
+      ["api.example.com/hooks"],
+      /is not a URL: give http\(s\):\/\/… or host:port\/path/,
+    ],
     [
       "a non-http scheme",
       ["ftp://example.com/x"],
-      /the URL must be https:\/\/ \(or http:\/\/\), got ftp:/,
+      /the URL "ftp:\/\/example\.com\/x" must be http:\/\/ or https:\/\//,
     ],
     [
       "a missing --ca file",
@@ -438,7 +455,7 @@ describe("doctor", () => {
     const result = await run(["doctor", ...args]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
-    expect(result.stderr).toContain("Run `mappa-webhooks doctor --help` for usage.");
+    expect(result.stderr).toContain("Run `npx @mappa-webhooks/cli doctor --help` for usage.");
   });
 });
 

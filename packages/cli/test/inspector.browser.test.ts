@@ -2,7 +2,7 @@
 // The inspector in a real browser: Debian's Chromium driven by playwright-core, in front of the
 // Express example behind `listen --forward-to`, with deliveries sent by `trigger`.
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -82,7 +82,7 @@ describe("the inspector in Chromium", () => {
     await expect.poll(() => page.locator("#connection").innerText()).toBe("Live");
     expect(await page.locator("#empty").isVisible()).toBe(true);
     expect(await page.locator("#example").innerText()).toBe(
-      `mappa-webhooks trigger report.completed --url ${url}`,
+      `npx @mappa-webhooks/cli trigger report.completed --url ${url}`,
     );
     expect(await page.title()).toBe("Mappa webhooks inspector");
   });
@@ -173,16 +173,24 @@ describe("the inspector in Chromium", () => {
       .toBe("report.completed evt_browser_1");
     expect(await page.locator("#replay-note").innerText()).toContain("fresh signature");
     await page.getByRole("button", { name: "Replay to the app" }).click();
+    // The app verified the fresh signature and knew the event: a duplicate, no handler ran.
     await expect
       .poll(() => page.locator("#action-status").innerText())
-      .toMatch(/^Replayed \(fresh signature\): the app answered 200 in \d+ ms\.$/);
-    // The app's answer to the replay: it verified the fresh signature and knew the event.
+      .toMatch(
+        /^Replayed \(fresh signature\): the app answered 200 duplicate in \d+ ms: it already had this event and did not take it again \(no handler ran\)\.$/,
+      );
     const replays = page.locator("section[aria-labelledby='h-replays']");
     expect(await replays.innerText()).toContain('{"received":true,"duplicate":true}');
+    expect(await replays.innerText()).toContain("200 duplicate: the app already had this event");
     await listener.waitFor(
-      /↻ replayed report\.completed evt_browser_1 \(fresh signature\) {2}→ app 200/,
+      /↻ replayed report\.completed evt_browser_1 \(fresh signature\) {2}→ app 200 duplicate \d+ ms$/,
     );
-    expect((await rowTexts())[2]).toMatch(/evt_browser_1/);
+    // The list and the detail show the same, latest answer: status and latency agree.
+    await expect.poll(async () => (await rowTexts())[2]).toMatch(/200 duplicate · replay 1/);
+    const rowLatency = await page.locator("#rows tr").nth(2).locator("td.latency").innerText();
+    expect(await page.locator("#latest-answer").innerText()).toBe(
+      `Replay 1: the app answered 200 duplicate in ${rowLatency}: a duplicate, it already had this event and did not take it again (no handler ran).`,
+    );
   });
 
   it("copies the delivery as a curl command that reproduces it", async () => {
@@ -193,6 +201,21 @@ describe("the inspector in Chromium", () => {
     const command = await page.evaluate(() => navigator.clipboard.readText());
     expect(command).toMatch(new RegExp(`^curl -sS -X POST '${app.url}/webhooks/mappa'`));
     // The same bytes and signature, sent again by curl: the app answers (within the tolerance).
+    const { stdout } = await promisify(execFile)("sh", [
+      "-c",
+      `${command} -o /dev/null -w '%{http_code}'`,
+    ]);
+    expect(stdout).toBe("200");
+  });
+
+  it("copies a freshly signed curl command, which outlives the original signature", async () => {
+    await page.getByRole("button", { name: "Copy as curl, freshly signed" }).click();
+    await expect
+      .poll(() => page.locator("#action-status").innerText())
+      .toBe("Copied the curl command, signed now: it is accepted for the next 5 minutes.");
+    const command = await page.evaluate(() => navigator.clipboard.readText());
+    const t = Number(/mappa-signature: t=(\d+),/.exec(command)?.[1]);
+    expect(Math.abs(t - Date.now() / 1000)).toBeLessThan(120);
     const { stdout } = await promisify(execFile)("sh", [
       "-c",
       `${command} -o /dev/null -w '%{http_code}'`,
@@ -246,5 +269,100 @@ describe("the inspector in Chromium", () => {
     ]);
     const origin = new URL(inspector).origin;
     expect(requested.filter((address) => !address.startsWith(origin))).toEqual([]);
+  });
+});
+
+describe("the inspector with 10 000 deliveries", () => {
+  let big: Running;
+  let bigUrl: string;
+  let bigPage: Page;
+  const KEEP = 10_000;
+
+  beforeAll(async () => {
+    const file = join(profile, "ten-thousand.jsonl");
+    const base = Date.parse("2026-01-17T12:00:00.000Z");
+    const lines: string[] = [];
+    for (let i = 0; i < KEEP; i++) {
+      const body = JSON.stringify({ id: `evt_load_${i}`, type: "report.completed", data: {} });
+      lines.push(
+        JSON.stringify({
+          kind: "delivery",
+          v: 1,
+          id: `d_load${i}`,
+          receivedAt: new Date(base + i * 1000).toISOString(),
+          method: "POST",
+          path: "/webhooks/mappa",
+          headers: [["content-type", "application/json"]],
+          verdict: {
+            ok: false,
+            status: 401,
+            code: "missing_signature",
+            check: "signature header present",
+            message: "No signature header.",
+          },
+          replays: [],
+          bodyBase64: Buffer.from(body).toString("base64"),
+          bodyText: body,
+        }),
+      );
+    }
+    writeFileSync(file, `${lines.join("\n")}\n`);
+    let address: string;
+    ({
+      listener: big,
+      url: bigUrl,
+      inspector: address,
+    } = await startInspecting(["--keep", String(KEEP), "--load", file]));
+    bigPage = await context.newPage();
+    await bigPage.goto(address);
+  }, 120_000);
+
+  afterAll(async () => {
+    await bigPage?.close();
+    await big?.stop();
+  });
+
+  it("loads them all, then adds a new delivery with a bounded amount of DOM work", async () => {
+    await expect.poll(() => bigPage.locator("#rows tr").count(), { timeout: 60_000 }).toBe(KEEP);
+    expect(await bigPage.locator("#count").innerText()).toBe(`(${KEEP})`);
+    // Count every node added to or removed from the list from now on.
+    await bigPage.evaluate(() => {
+      const counts = { added: 0, removed: 0 };
+      (window as unknown as { counts: typeof counts }).counts = counts;
+      new MutationObserver((records) => {
+        for (const record of records) {
+          counts.added += record.addedNodes.length;
+          counts.removed += record.removedNodes.length;
+        }
+      }).observe(document.getElementById("rows") as HTMLElement, {
+        childList: true,
+        subtree: true,
+      });
+    });
+    const sent = await run([
+      "trigger",
+      "report.completed",
+      "--url",
+      bigUrl,
+      "--no-retry",
+      "--secret",
+      SECRET,
+      "--id",
+      "evt_newest",
+    ]);
+    expect(sent.code).toBe(0);
+    await expect
+      .poll(() => bigPage.locator("#rows tr").first().innerText(), { timeout: 30_000 })
+      .toMatch(/evt_newest\s+✓ valid/);
+    expect(await bigPage.locator("#rows tr").count()).toBe(KEEP);
+    // The oldest was dropped; the newest added (and replaced once by its update): a handful
+    // of rows touched, not the 2 x 10 000 a full re-render costs.
+    expect(await bigPage.locator("#rows tr").last().innerText()).toContain("evt_load_1");
+    const counts = await bigPage.evaluate(
+      () => (window as unknown as { counts: { added: number; removed: number } }).counts,
+    );
+    expect(counts.added + counts.removed).toBeLessThanOrEqual(6);
+    expect(counts.added).toBeGreaterThanOrEqual(1);
+    expect(counts.removed).toBeGreaterThanOrEqual(1);
   });
 });

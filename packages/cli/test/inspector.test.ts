@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { signPayload } from "@mappa-webhooks/core";
+import { signPayload, verifySignature } from "@mappa-webhooks/core";
 import { createSignedDelivery, createTestEvent } from "@mappa-webhooks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, type Running, recordingServer, run, SECRET, start } from "./helpers.js";
@@ -78,7 +78,10 @@ describe("listen --forward-to", () => {
     expect(received?.headers["x-customer-header"]).toBe("static-value");
     expect(received?.headers.host).toBe(new URL(app.url).host);
     const line = await listener.waitFor((l) => l.includes(event.id), from);
-    expect(line).toMatch(new RegExp(`✓ 200 report\\.completed ${event.id} {2}→ app 200 \\d+ ms$`));
+    // Forwarding, the sender gets the app's answer: the line shows "verified", not our own 200.
+    expect(line).toMatch(
+      new RegExp(`✓ verified report\\.completed ${event.id} {2}→ app 200 \\d+ ms$`),
+    );
   });
 
   it("passes on the app's failure status so the sender retries", async () => {
@@ -91,7 +94,10 @@ describe("listen --forward-to", () => {
     });
     expect(response.status).toBe(500);
     expect(await response.text()).toBe('{"error":"handler_failed"}');
-    await listener.waitFor(/✓ 200 report\.failed evt_\w+ {2}→ app 500 \d+ ms$/, from);
+    await listener.waitFor(
+      /✓ verified report\.failed evt_\w+ {2}→ app 500 handler_failed \d+ ms$/,
+      from,
+    );
   });
 
   it("warns when the app accepts a delivery that does not verify", async () => {
@@ -106,7 +112,7 @@ describe("listen --forward-to", () => {
     });
     expect(response.status).toBe(200);
     await listener.waitFor(
-      /✗ 401 signature_mismatch {2}✗ signature matches the body {2}→ app 200/,
+      /✗ signature_mismatch {2}✗ signature matches the body {2}→ app 200/,
       from,
     );
     await listener.waitFor(/⚠ the app accepted a delivery whose signature does not verify/, from);
@@ -311,9 +317,12 @@ describe("listen when the app is down", () => {
     });
     expect(response.status).toBe(502);
     expect(await response.json()).toMatchObject({ error: "app_unreachable" });
-    await listener.waitFor(
+    const line = await listener.waitFor(
       /→ app unreachable: connection refused: is the app running on that port\? \(answered 502\)/,
     );
+    // Never a ✓ 200 on a line whose sender was answered 502.
+    expect(line).toMatch(/ ✓ verified report\.completed /);
+    expect(line).not.toMatch(/✓ 200/);
     const [delivery] = await list(inspector);
     expect(delivery?.app).toMatchObject({ error: expect.stringContaining("connection refused") });
   });
@@ -392,7 +401,7 @@ describe("listen flags (exit 2)", () => {
     [
       "a forward URL that is not http",
       ["--forward-to", "ftp://x"],
-      /--forward-to must be http:\/\/ or https:\/\//,
+      /--forward-to "ftp:\/\/x" must be http:\/\/ or https:\/\//,
     ],
     ["a keep of 0", ["--keep", "0"], /--keep must be a whole number from 1 to 100000/],
     [
@@ -433,5 +442,74 @@ describe("listen flags (exit 2)", () => {
     running.push(bare);
     await bare.waitFor(/^Press Ctrl\+C to stop\.$/);
     expect(bare.lines.some((line) => line.startsWith("inspector on"))).toBe(false);
+  });
+});
+
+describe("copy as curl, freshly signed", () => {
+  it("signs an old delivery now, so the copy verifies where the original no longer does", async () => {
+    const app = await recordingServer([200]);
+    closers.push(app.close);
+    const { listener, url, inspector } = await startInspecting(["--forward-to", app.url]);
+    running.push(listener);
+    const body = JSON.stringify(createTestEvent("report.completed"));
+    const old = await signPayload({
+      payload: body,
+      secret: SECRET,
+      timestamp: Math.floor(Date.now() / 1000) - 3_600,
+    });
+    await fetch(url, { method: "POST", body, headers: { "mappa-signature": old } });
+    const [delivery] = await eventually(
+      () => list(inspector),
+      (all) => all.length === 1 && !all[0]?.pending,
+    );
+    const detail = JSON.parse(
+      (await rawRequest(new URL(`/api/deliveries/${delivery?.id}`, inspector).href)).body,
+    ) as { curl: string; freshCurl: boolean };
+    expect(detail.freshCurl).toBe(true);
+    expect(detail.curl).toContain(`mappa-signature: ${old}`);
+
+    const target = new URL(`/api/deliveries/${delivery?.id}/curl`, inspector).href;
+    const host = new URL(inspector).host;
+    // Minting a signature is for the page only, as a replay is.
+    expect((await rawRequest(target, { method: "POST", headers: { host } })).status).toBe(403);
+    expect((await rawRequest(target, { headers: { "x-mappa-inspector": "curl" } })).status).toBe(
+      405,
+    );
+    const fresh = await rawRequest(target, {
+      method: "POST",
+      headers: { host, "x-mappa-inspector": "curl" },
+    });
+    expect(fresh.status).toBe(200);
+    const { curl } = JSON.parse(fresh.body) as { curl: string };
+    const header = /-H 'mappa-signature: (t=\d+,v1=[0-9a-f]{64})'/.exec(curl)?.[1];
+    expect(header).toBeDefined();
+    expect(header).not.toBe(old);
+    expect(curl.match(/mappa-signature/g)).toHaveLength(1);
+    await expect(
+      verifySignature({
+        payload: body,
+        headers: { "mappa-signature": header as string },
+        secret: SECRET,
+      }),
+    ).resolves.toMatchObject({ ok: true });
+    await expect(
+      verifySignature({ payload: body, headers: { "mappa-signature": old }, secret: SECRET }),
+    ).rejects.toMatchObject({ code: "timestamp_outside_tolerance" });
+  });
+
+  it("is refused for a delivery no secret signed", async () => {
+    const { listener, url, inspector } = await startInspecting([]);
+    running.push(listener);
+    await fetch(url, { method: "POST", body: "{}", headers: { "mappa-signature": "t=1,v1=00" } });
+    const [delivery] = await eventually(
+      () => list(inspector),
+      (all) => all.length === 1,
+    );
+    const response = await rawRequest(
+      new URL(`/api/deliveries/${delivery?.id}/curl`, inspector).href,
+      { method: "POST", headers: { host: new URL(inspector).host, "x-mappa-inspector": "curl" } },
+    );
+    expect(response.status).toBe(409);
+    expect(JSON.parse(response.body)).toMatchObject({ error: "no_secret" });
   });
 });

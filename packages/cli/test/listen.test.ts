@@ -245,6 +245,6 @@ describe("listen input errors (exit 2)", () => {
     const result = await run(["listen", ...args], { env });
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
-    expect(result.stderr).toContain("Run `mappa-webhooks listen --help` for usage.");
+    expect(result.stderr).toContain("Run `npx @mappa-webhooks/cli listen --help` for usage.");
   });
 });

@@ -89,9 +89,9 @@ describe("trigger against listen", () => {
     const from = listener.lines.length;
     const again = await run(args);
     expect(again.code).toBe(0);
-    expect(again.stdout).toMatch(/✓ attempt 1\/5 {2}200 \(duplicate: already handled\) {2}\d+ ms/);
+    expect(again.stdout).toMatch(/✓ attempt 1\/5 {2}200 \(duplicate: already received\) {2}\d+ ms/);
     expect(again.stdout).toMatch(
-      /✓ delivered on attempt 1 after [\d.]+ m?s: a duplicate, the receiver had already handled this event and did not run it again/,
+      /✓ delivered on attempt 1 after [\d.]+ m?s: a duplicate, the receiver already had this event and did not take it again \(handled before, or stored for a worker\)/,
     );
     expect(await listener.waitFor(/evt_cli_dup/, from)).toMatch(
       /↺ 200 matching\.completed evt_cli_dup {2}duplicate/,
@@ -376,10 +376,10 @@ describe("trigger input errors (exit 2)", () => {
     ["no --url", ["report.completed", "--secret", SECRET], {}, /--url is required/],
     ["--url without a value", ["report.completed", "--url"], {}, /--url needs a value/],
     [
-      "a URL without a scheme",
-      ["report.completed", "--url", "localhost:3000/x", "--secret", SECRET],
+      "a scheme that is not http",
+      ["report.completed", "--url", "htp:/bad", "--secret", SECRET],
       {},
-      /must be http:\/\/ or https:\/\//,
+      /--url "htp:\/bad" is not an http\(s\) URL/,
     ],
     ["not a URL", ["report.completed", "--url", "::nope", "--secret", SECRET], {}, /is not a URL/],
     [
@@ -499,7 +499,7 @@ describe("trigger input errors (exit 2)", () => {
     const result = await run(["trigger", ...args], { env });
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
-    expect(result.stderr).toContain("Run `mappa-webhooks trigger --help` for usage.");
+    expect(result.stderr).toContain("Run `npx @mappa-webhooks/cli trigger --help` for usage.");
     expect(result.stdout).toBe("");
     expect(result.stderr).not.toContain(SECRET);
   });

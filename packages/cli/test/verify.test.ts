@@ -363,6 +363,6 @@ describe("verify input errors (exit 2)", () => {
     const result = await verify(args);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
-    expect(result.stderr).toContain("Run `mappa-webhooks verify --help` for usage.");
+    expect(result.stderr).toContain("Run `npx @mappa-webhooks/cli verify --help` for usage.");
   });
 });

@@ -3,7 +3,16 @@ import { isIP } from "node:net";
 import { rootCertificates } from "node:tls";
 import { MAPPA_EVENT_TYPES, signPayload } from "@mappa-webhooks/core";
 import { createTestEvent } from "@mappa-webhooks/testing";
-import { EXIT_FAILED, EXIT_OK, parseCommandArgs, readNumber, UsageError } from "../args.js";
+import { fixFor, readAnswerBody } from "../answers.js";
+import {
+  EXIT_FAILED,
+  EXIT_OK,
+  parseCommandArgs,
+  RUN,
+  readHttpUrl,
+  readNumber,
+  UsageError,
+} from "../args.js";
 import {
   checkTls,
   connectTcp,
@@ -15,22 +24,24 @@ import {
   targetOf,
   unusualJson,
 } from "../doctor/probe.js";
-import { colorEnabled, createStyle, formatDuration } from "../output.js";
+import { colorEnabled, createStyle, formatDuration, jsonText, safe } from "../output.js";
 
 export const DOCTOR_HELP = `Check a deployed webhook endpoint before Mappa delivers to it.
 
 Usage
-  mappa-webhooks doctor <url> [options]
+  ${RUN} doctor <url> [options]
 
 Options
   --secret <secret>          The endpoint's signing secret (default: $MAPPA_WEBHOOK_SECRET);
-                             without it only the unsigned request is sent
+                             without it only the unsigned request is sent, the four signed
+                             checks are listed as not checked and doctor exits 1
   --event <type>             Event type to send (default doctor.probe, which typed handlers ignore)
   --ca <file>                Also trust this CA certificate (PEM), for a private CA
   --resolve <host:port:addr> Connect to addr for host:port instead of asking DNS (like curl),
                              e.g. to check a server before DNS points at it
   --slow <ms>                An answer slower than this is a problem (default 3000)
-  --timeout <ms>             Give up on one request after this long (default 30000)
+  --timeout <ms>             Give up on one request when its whole answer has not arrived
+                             after this long (default 30000)
   --json                     Print the checklist as JSON
   -h, --help                 Show this help
 
@@ -42,11 +53,13 @@ signature an hour old is rejected (replays); a duplicate is answered 2xx; every 
 
 It says what it will send before sending: at most 5 POST requests, each with an event of type
 doctor.probe unless --event says otherwise; receivers built on @mappa-webhooks answer 200 to a
-type they do not know and run no typed handler. Exit status: 0 every check passed, 1 a problem
-was found (an unreachable endpoint included), 2 bad flags.
+type they do not know and run no typed handler. An answer that names a known set-up mistake
+(body_already_parsed: a JSON body parser ran before the webhook route) comes with its fix.
+Exit status: 0 every check passed, 1 a problem was found (an unreachable endpoint included) or
+checks were left out for want of the secret, 2 bad flags.
 
 Example
-  mappa-webhooks doctor https://api.example.com/webhooks/mappa --secret whsec_…`;
+  ${RUN} doctor https://api.example.com/webhooks/mappa --secret whsec_…`;
 
 const OPTIONS = {
   secret: { type: "string", multiple: true },
@@ -101,23 +114,11 @@ const TITLES: Record<DoctorCheck["id"], string> = {
 function readUrl(value: string | undefined): URL {
   if (value === undefined) {
     throw new UsageError(
-      "which endpoint? e.g. mappa-webhooks doctor https://api.example.com/webhooks/mappa",
+      `which endpoint? e.g. ${RUN} doctor https://api.example.com/webhooks/mappa`,
       "doctor",
     );
   }
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new UsageError(
-      `"${value}" is not a URL; include the scheme, e.g. https://api.example.com/webhooks/mappa`,
-      "doctor",
-    );
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new UsageError(`the URL must be https:// (or http://), got ${url.protocol}`, "doctor");
-  }
-  return url;
+  return readHttpUrl("doctor", "the URL", value, "https://api.example.com/webhooks/mappa");
 }
 
 function readResolve(values: string[] | undefined, target: Target): void {
@@ -165,17 +166,20 @@ async function readCa(files: string[] | undefined): Promise<string[] | undefined
 const is2xx = (answer: ProbeAnswer) =>
   answer.status !== undefined && answer.status >= 200 && answer.status < 300;
 
+/** `401 missing_signature in 48 ms`: what came back, safe to print. */
 function seen(answer: ProbeAnswer): string {
-  if (answer.status === undefined) return `no answer: ${answer.error ?? "network error"}`;
-  let code = "";
-  try {
-    const parsed = JSON.parse(answer.body ?? "") as { error?: unknown };
-    if (typeof parsed.error === "string") code = ` ${parsed.error}`;
-  } catch {
-    // Not JSON: the status says enough.
-  }
+  if (answer.status === undefined) return safe(`no answer: ${answer.error ?? "network error"}`);
+  const { error } = readAnswerBody(answer.body);
+  const code = error === undefined ? "" : ` ${error}`;
   const location = answer.location === undefined ? "" : ` → ${answer.location}`;
-  return `${answer.status}${code}${location} in ${formatDuration(answer.latencyMs)}`;
+  return safe(`${answer.status}${code}${location} in ${formatDuration(answer.latencyMs)}`);
+}
+
+/** The fix an error answer names: the endpoint's own `fix`, or body_already_parsed's. */
+function answerFix(answer: ProbeAnswer): string | undefined {
+  if (answer.status === undefined || answer.status < 300) return undefined;
+  const fix = fixFor(readAnswerBody(answer.body));
+  return fix === undefined ? undefined : safe(fix);
 }
 
 /** The problem with an answer to a delivery that should have been accepted, in plain words. */
@@ -191,14 +195,14 @@ function notAccepted(
   const status = answer.status;
   if (status === undefined) {
     return {
-      summary: `No answer to ${what}: ${answer.error ?? "network error"}`,
+      summary: `No answer to ${what}: ${safe(answer.error ?? "network error")}`,
       fix: "Make sure the endpoint answers within the timeout; do slow work after answering.",
     };
   }
   if (status >= 300 && status < 400) {
     return {
       summary: `It redirects ${what} (${status}): Mappa does not follow redirects`,
-      fix: `Give Mappa the final URL${answer.location === undefined ? "" : ` (${answer.location})`}.`,
+      fix: `Give Mappa the final URL${answer.location === undefined ? "" : ` (${safe(answer.location)})`}.`,
     };
   }
   if (status === 401 || status === 403) {
@@ -220,9 +224,20 @@ function notAccepted(
     };
   }
   if (status >= 500) {
+    const { error } = readAnswerBody(answer.body);
+    const named = answerFix(answer);
+    if (named !== undefined) {
+      return {
+        summary: `It fails on ${what} (${status}${error === undefined ? "" : ` ${safe(error)}`}): Mappa retries, then gives up on the event`,
+        fix: named.charAt(0).toUpperCase() + named.slice(1),
+      };
+    }
     return {
-      summary: `It fails on ${what} (${status}): Mappa retries, then gives up on the event`,
-      fix: "Look at the app's logs for this request; a handler probably threw.",
+      summary: `It fails on ${what} (${status}${error === undefined ? "" : ` ${safe(error)}`}): Mappa retries, then gives up on the event`,
+      fix:
+        error === "handler_failed" || error === "handler_timeout"
+          ? "A handler threw or never settled: look at the app's logs for this request."
+          : "Look at the app's logs for this request.",
     };
   }
   return {
@@ -239,35 +254,35 @@ interface Plan {
   slowMs: number;
 }
 
-async function runChecks(
-  plan: Plan,
-  onCheck: (check: DoctorCheck) => void,
-): Promise<DoctorCheck[]> {
-  const { target, secret, eventType, known, slowMs } = plan;
-  const { url } = target;
-  const checks: DoctorCheck[] = [];
-  const add = (check: DoctorCheck) => {
-    checks.push(check);
-    onCheck(check);
-  };
-  const skipRest = (ids: DoctorCheck["id"][], why: string) => {
-    for (const id of ids)
-      add({ id, status: "skip", summary: `${TITLES[id]}: not checked, ${why}` });
-  };
-  const HTTP_CHECKS: DoctorCheck["id"][] = [
-    "unsigned",
-    "valid",
-    "formatting",
-    "replay",
-    "duplicate",
-    "speed",
-  ];
+const HTTP_CHECKS: DoctorCheck["id"][] = [
+  "unsigned",
+  "valid",
+  "formatting",
+  "replay",
+  "duplicate",
+  "speed",
+];
 
-  // 1. The URL, then the connection: DNS, TCP, TLS.
+/** The checks that need the secret: without it they are listed as not checked. */
+export const SIGNED_CHECKS: DoctorCheck["id"][] = ["valid", "formatting", "replay", "duplicate"];
+
+/** What every step shares: the plan, the list so far, and the requests sent. */
+interface Run extends Plan {
+  add(check: DoctorCheck): void;
+  skip(ids: DoctorCheck["id"][], why: string): void;
+  /** POSTs a body to the endpoint (through the resolved address); every answer is kept. */
+  send(body: string, headers: Record<string, string>): Promise<ProbeAnswer>;
+  answers: ProbeAnswer[];
+  makeEvent(): unknown;
+}
+
+/** Step 1: the URL's scheme. */
+function checkScheme(run: Run): void {
+  const { url } = run.target;
   if (url.protocol === "https:") {
-    add({ id: "https", status: "pass", summary: "The URL uses HTTPS, as Mappa requires" });
-  } else if (isLoopbackName(target.hostname)) {
-    add({
+    run.add({ id: "https", status: "pass", summary: "The URL uses HTTPS, as Mappa requires" });
+  } else if (isLoopbackName(run.target.hostname)) {
+    run.add({
       id: "https",
       status: "warn",
       summary:
@@ -275,25 +290,30 @@ async function runChecks(
       fix: "Expose it through an HTTPS tunnel (or deploy it) and run doctor against that URL before going live.",
     });
   } else {
-    add({
+    run.add({
       id: "https",
       status: "fail",
       summary: "The URL uses plain http://: Mappa delivers only to https:// URLs",
       fix: "Serve the endpoint over HTTPS and give Mappa the https:// URL.",
     });
   }
+}
+
+/** Step 2: DNS, TCP and (for https://) TLS. Resolves with the address to send to, if trusted. */
+async function checkConnection(run: Run): Promise<string | undefined> {
+  const { target } = run;
   const resolved = await resolveTarget(target);
   if (!resolved.ok) {
-    add({
+    run.add({
       id: "dns",
       status: "fail",
       summary: `The host name ${target.hostname} does not resolve: ${resolved.reason}`,
       fix: "Check the URL's host name and its DNS record.",
     });
-    skipRest(["tcp", "tls", ...HTTP_CHECKS], "the host could not be found");
-    return checks;
+    run.skip(["tcp", "tls", ...HTTP_CHECKS], "the host could not be found");
+    return undefined;
   }
-  add({
+  run.add({
     id: "dns",
     status: "pass",
     summary:
@@ -305,265 +325,305 @@ async function runChecks(
   });
   const tcp = await connectTcp(target, resolved.address);
   if (!tcp.ok) {
-    add({
+    run.add({
       id: "tcp",
       status: "fail",
       summary: `Nothing answers at ${resolved.address} port ${target.port}: ${tcp.reason}`,
       fix: "Check that the server is running, listens on that port, and that a firewall lets Mappa in.",
     });
-    skipRest(["tls", ...HTTP_CHECKS], "the endpoint is unreachable");
-    return checks;
+    run.skip(["tls", ...HTTP_CHECKS], "the endpoint is unreachable");
+    return undefined;
   }
-  add({
+  run.add({
     id: "tcp",
     status: "pass",
     summary: `The server accepts connections on port ${target.port} (${formatDuration(tcp.latencyMs)})`,
   });
-  if (url.protocol === "https:") {
-    const tls = await checkTls(target, tcp.socket);
-    if (!tls.ok) {
-      add({
-        id: "tls",
-        status: "fail",
-        summary: `The HTTPS certificate is not valid: ${tls.reason}`,
-        detail: `TLS check: ${tls.code}`,
-        fix: tls.fix,
-      });
-      tcp.socket.destroy();
-      skipRest(HTTP_CHECKS, "the TLS connection is not trusted (nothing was sent)");
-      return checks;
-    }
-    const soon = tls.daysLeft < 14;
-    add({
-      id: "tls",
-      status: soon ? "warn" : "pass",
-      summary: soon
-        ? `The certificate expires soon: in ${tls.daysLeft} day${tls.daysLeft === 1 ? "" : "s"} (${tls.validTo.toISOString().slice(0, 10)})`
-        : `The certificate is valid for ${target.hostname} (issued by ${tls.issuer}, expires in ${tls.daysLeft} days, ${tls.protocol})`,
-      ...(soon ? { fix: "Renew it (and automate renewal)." } : {}),
-    });
-  } else {
+  if (target.url.protocol !== "https:") {
     tcp.socket.destroy();
-    skipRest(["tls"], "the URL is plain http://");
+    run.skip(["tls"], "the URL is plain http://");
+    return resolved.address;
   }
-
-  // 2. What the endpoint does with deliveries.
-  const answers: ProbeAnswer[] = [];
-  const send = async (body: string, headers: Record<string, string>) => {
-    const answer = await post(target, resolved.address, body, {
-      "user-agent": "mappa-webhooks-doctor",
-      ...headers,
+  const tls = await checkTls(target, tcp.socket);
+  if (!tls.ok) {
+    run.add({
+      id: "tls",
+      status: "fail",
+      summary: `The HTTPS certificate is not valid: ${tls.reason}`,
+      detail: `TLS check: ${tls.code}`,
+      fix: tls.fix,
     });
-    answers.push(answer);
-    return answer;
-  };
-  const makeEvent = () => createTestEvent(eventType);
+    tcp.socket.destroy();
+    run.skip(HTTP_CHECKS, "the TLS connection is not trusted (nothing was sent)");
+    return undefined;
+  }
+  const soon = tls.daysLeft < 14;
+  run.add({
+    id: "tls",
+    status: soon ? "warn" : "pass",
+    summary: soon
+      ? `The certificate expires soon: in ${tls.daysLeft} day${tls.daysLeft === 1 ? "" : "s"} (${tls.validTo.toISOString().slice(0, 10)})`
+      : `The certificate is valid for ${target.hostname} (issued by ${safe(tls.issuer)}, expires in ${tls.daysLeft} days, ${tls.protocol})`,
+    ...(soon ? { fix: "Renew it (and automate renewal)." } : {}),
+  });
+  return resolved.address;
+}
 
-  const unsigned = await send(JSON.stringify(makeEvent()), {});
+/** Step 3: a POST without a signature must be refused. */
+async function checkUnsigned(run: Run): Promise<void> {
+  const unsigned = await run.send(JSON.stringify(run.makeEvent()), {});
+  const base = { id: "unsigned" as const, answer: unsigned };
   if (is2xx(unsigned)) {
-    add({
-      id: "unsigned",
+    run.add({
+      ...base,
       status: "fail",
       summary: `It accepts a delivery without a signature (${unsigned.status}): anyone who knows the URL can send fake events`,
       detail: `POST without mappa-signature → ${seen(unsigned)}`,
       fix: "Verify the mappa-signature header on the raw body before acting on a delivery (every @mappa-webhooks adapter does), and answer 401 when it is missing or wrong.",
-      answer: unsigned,
     });
   } else if (unsigned.status === undefined) {
-    add({
-      id: "unsigned",
+    run.add({
+      ...base,
       status: "fail",
-      summary: `No answer to a POST: ${unsigned.error ?? "network error"}`,
+      summary: `No answer to a POST: ${safe(unsigned.error ?? "network error")}`,
       fix: "Check the server answers HTTP requests on this URL.",
-      answer: unsigned,
     });
   } else if (unsigned.status >= 300 && unsigned.status < 400) {
-    add({
-      id: "unsigned",
+    run.add({
+      ...base,
       status: "fail",
       summary: `It redirects (${unsigned.status}): Mappa does not follow redirects`,
       detail: `POST → ${seen(unsigned)}`,
-      fix: `Give Mappa the final URL${unsigned.location === undefined ? "" : ` (${unsigned.location})`}.`,
-      answer: unsigned,
+      fix: `Give Mappa the final URL${unsigned.location === undefined ? "" : ` (${safe(unsigned.location)})`}.`,
     });
   } else if (unsigned.status === 404 || unsigned.status === 405) {
-    add({
-      id: "unsigned",
+    run.add({
+      ...base,
       status: "fail",
       summary: `There is no webhook route for POST at this URL (${unsigned.status})`,
       detail: `POST → ${seen(unsigned)}`,
       fix: "Check the path (e.g. /webhooks/mappa) and that the route accepts POST.",
-      answer: unsigned,
     });
   } else if (unsigned.status >= 500) {
-    add({
-      id: "unsigned",
-      status: "warn",
-      summary: `It rejects a delivery without a signature, but with a server error (${unsigned.status}) instead of 401`,
+    const fix = answerFix(unsigned);
+    run.add({
+      ...base,
+      status: fix === undefined ? "warn" : "fail",
+      summary:
+        fix === undefined
+          ? `It rejects a delivery without a signature, but with a server error (${unsigned.status}) instead of 401`
+          : `It cannot read the raw body (${seen(unsigned)}): every delivery fails`,
       detail: `POST without mappa-signature → ${seen(unsigned)}`,
-      fix: "Answer 401 for a missing or wrong signature; a 5xx makes it look like your server failed.",
-      answer: unsigned,
+      fix:
+        fix ??
+        "Answer 401 for a missing or wrong signature; a 5xx makes it look like your server failed.",
     });
   } else {
-    add({
-      id: "unsigned",
+    run.add({
+      ...base,
       status: "pass",
       summary: `It rejects a delivery without a signature (${seen(unsigned)})`,
-      answer: unsigned,
     });
   }
+}
 
-  if (secret === undefined) {
-    skipRest(
-      ["valid", "formatting", "replay", "duplicate"],
-      "pass --secret (or set MAPPA_WEBHOOK_SECRET) to send signed deliveries",
-    );
+const INCONCLUSIVE = "a correctly signed delivery was not accepted either (see above)";
+
+/** Steps 4 to 7, with the secret: signed, unusually formatted, an hour old, a duplicate. */
+async function checkSigned(run: Run, secret: string): Promise<void> {
+  const { eventType, known } = run;
+  const sign = (body: string, timestamp?: number) =>
+    signPayload({ payload: body, secret, ...(timestamp === undefined ? {} : { timestamp }) });
+
+  const baselineBody = JSON.stringify(run.makeEvent());
+  const valid = await run.send(baselineBody, { "mappa-signature": await sign(baselineBody) });
+  const validOk = is2xx(valid);
+  if (validOk) {
+    run.add({
+      id: "valid",
+      status: "pass",
+      summary: `It accepts a correctly signed delivery (${seen(valid)})`,
+      answer: valid,
+    });
   } else {
-    const sign = (body: string, timestamp?: number) =>
-      signPayload({ payload: body, secret, ...(timestamp === undefined ? {} : { timestamp }) });
-    const baselineBody = JSON.stringify(makeEvent());
-    const valid = await send(baselineBody, { "mappa-signature": await sign(baselineBody) });
-    const validOk = is2xx(valid);
-    if (validOk) {
-      add({
-        id: "valid",
-        status: "pass",
-        summary: `It accepts a correctly signed delivery (${seen(valid)})`,
-        answer: valid,
-      });
-    } else {
-      add({
-        id: "valid",
-        status: "fail",
-        ...notAccepted(valid, "a correctly signed delivery", eventType, known),
-        detail: `signed ${eventType} → ${seen(valid)}`,
-        answer: valid,
-      });
-    }
-    const inconclusive = "a correctly signed delivery was not accepted either (see above)";
-
-    const formattedBody = unusualJson(makeEvent());
-    const formatted = await send(formattedBody, { "mappa-signature": await sign(formattedBody) });
-    if (!validOk) {
-      add({
-        id: "formatting",
-        status: "skip",
-        summary: `${TITLES.formatting}: not conclusive, ${inconclusive}`,
-        answer: formatted,
-      });
-    } else if (is2xx(formatted)) {
-      add({
-        id: "formatting",
-        status: "pass",
-        summary: `It accepts a signed body with unusual but valid JSON formatting (${seen(formatted)}): it verifies the bytes it received`,
-        answer: formatted,
-      });
-    } else if (formatted.status === 401 || formatted.status === 403) {
-      add({
-        id: "formatting",
-        status: "fail",
-        summary: `It rejects a correctly signed body whose JSON is formatted unusually (${formatted.status}): it verifies a re-serialised body, not the bytes it received`,
-        detail:
-          "Compact JSON passed, the same kind of event with spaces, another key order and \\u escapes did not: the app parses the JSON and verifies JSON.stringify(body). Any delivery whose bytes differ from that gets rejected.",
-        fix: "Verify the raw request body before any JSON parser runs (express.raw, Fastify's rawBody, request.text() in Next/Hono); the @mappa-webhooks adapters do this for you.",
-        answer: formatted,
-      });
-    } else {
-      add({
-        id: "formatting",
-        status: "fail",
-        ...notAccepted(formatted, "a signed body with unusual JSON formatting", eventType, known),
-        detail: `signed, unusually formatted ${eventType} → ${seen(formatted)}`,
-        answer: formatted,
-      });
-    }
-
-    const oldBody = JSON.stringify(makeEvent());
-    const old = await send(oldBody, {
-      "mappa-signature": await sign(oldBody, Math.floor(Date.now() / 1000) - 3_600),
+    run.add({
+      id: "valid",
+      status: "fail",
+      ...notAccepted(valid, "a correctly signed delivery", eventType, known),
+      detail: `signed ${eventType} → ${seen(valid)}`,
+      answer: valid,
     });
-    if (is2xx(old)) {
-      add({
-        id: "replay",
-        status: "fail",
-        summary: `It accepts a signature from an hour ago (${old.status}): a captured delivery can be replayed`,
-        detail: `signed with t = now − 3600 s → ${seen(old)}`,
-        fix: "Reject signatures whose timestamp is more than 300 s from now (every @mappa-webhooks receiver does).",
-        answer: old,
-      });
-    } else if (!validOk) {
-      add({
-        id: "replay",
-        status: "skip",
-        summary: `${TITLES.replay}: not conclusive, ${inconclusive}`,
-        answer: old,
-      });
-    } else if (old.status !== undefined && old.status >= 400 && old.status < 500) {
-      add({
-        id: "replay",
-        status: "pass",
-        summary: `It rejects a signature from an hour ago (${seen(old)})`,
-        answer: old,
-      });
-    } else {
-      add({
-        id: "replay",
-        status: "warn",
-        summary: `It rejects a signature from an hour ago, but with ${old.status ?? "no answer"} instead of 401`,
-        detail: `signed with t = now − 3600 s → ${seen(old)}`,
-        fix: "Answer 401 for a signature outside the tolerance.",
-        answer: old,
-      });
-    }
-
-    if (!validOk) {
-      skipRest(["duplicate"], inconclusive);
-    } else {
-      const again = await send(baselineBody, { "mappa-signature": await sign(baselineBody) });
-      if (is2xx(again)) {
-        add({
-          id: "duplicate",
-          status: "pass",
-          summary: `It answers a duplicate delivery with 2xx (${seen(again)})`,
-          answer: again,
-        });
-      } else {
-        const status = again.status;
-        add({
-          id: "duplicate",
-          status: "fail",
-          summary:
-            status !== undefined && status >= 500
-              ? `It fails on a duplicate delivery (${status}): Mappa retries it, then gives up and reports the event as failed`
-              : `It answers a duplicate delivery with ${status ?? "no answer"}, not 2xx: Mappa retries it, then gives up`,
-          detail: `the same ${eventType} body again, freshly signed → ${seen(again)}`,
-          fix: "Recognise an event you already handled by its id and answer 200 without running it again (the @mappa-webhooks idempotency store does this).",
-          answer: again,
-        });
-      }
-    }
   }
 
+  const formattedBody = unusualJson(run.makeEvent());
+  const formatted = await run.send(formattedBody, {
+    "mappa-signature": await sign(formattedBody),
+  });
+  if (!validOk) {
+    run.add({
+      id: "formatting",
+      status: "skip",
+      summary: `${TITLES.formatting}: not conclusive, ${INCONCLUSIVE}`,
+      answer: formatted,
+    });
+  } else if (is2xx(formatted)) {
+    run.add({
+      id: "formatting",
+      status: "pass",
+      summary: `It accepts a signed body with unusual but valid JSON formatting (${seen(formatted)}): it verifies the bytes it received`,
+      answer: formatted,
+    });
+  } else if (formatted.status === 401 || formatted.status === 403) {
+    run.add({
+      id: "formatting",
+      status: "fail",
+      summary: `It rejects a correctly signed body whose JSON is formatted unusually (${formatted.status}): it verifies a re-serialised body, not the bytes it received`,
+      detail:
+        "Compact JSON passed, the same kind of event with spaces, another key order and \\u escapes did not: the app parses the JSON and verifies JSON.stringify(body). Any delivery whose bytes differ from that gets rejected.",
+      fix: "Verify the raw request body before any JSON parser runs (express.raw, Fastify's rawBody, request.text() in Next/Hono); the @mappa-webhooks adapters do this for you.",
+      answer: formatted,
+    });
+  } else {
+    run.add({
+      id: "formatting",
+      status: "fail",
+      ...notAccepted(formatted, "a signed body with unusual JSON formatting", eventType, known),
+      detail: `signed, unusually formatted ${eventType} → ${seen(formatted)}`,
+      answer: formatted,
+    });
+  }
+
+  const oldBody = JSON.stringify(run.makeEvent());
+  const old = await run.send(oldBody, {
+    "mappa-signature": await sign(oldBody, Math.floor(Date.now() / 1000) - 3_600),
+  });
+  if (is2xx(old)) {
+    run.add({
+      id: "replay",
+      status: "fail",
+      summary: `It accepts a signature from an hour ago (${old.status}): a captured delivery can be replayed`,
+      detail: `signed with t = now − 3600 s → ${seen(old)}`,
+      fix: "Reject signatures whose timestamp is more than 300 s from now (every @mappa-webhooks receiver does).",
+      answer: old,
+    });
+  } else if (!validOk) {
+    run.add({
+      id: "replay",
+      status: "skip",
+      summary: `${TITLES.replay}: not conclusive, ${INCONCLUSIVE}`,
+      answer: old,
+    });
+  } else if (old.status !== undefined && old.status >= 400 && old.status < 500) {
+    run.add({
+      id: "replay",
+      status: "pass",
+      summary: `It rejects a signature from an hour ago (${seen(old)})`,
+      answer: old,
+    });
+  } else {
+    run.add({
+      id: "replay",
+      status: "warn",
+      summary: `It rejects a signature from an hour ago, but with ${old.status ?? "no answer"} instead of 401`,
+      detail: `signed with t = now − 3600 s → ${seen(old)}`,
+      fix: "Answer 401 for a signature outside the tolerance.",
+      answer: old,
+    });
+  }
+
+  if (!validOk) {
+    run.skip(["duplicate"], INCONCLUSIVE);
+    return;
+  }
+  const again = await run.send(baselineBody, { "mappa-signature": await sign(baselineBody) });
+  if (is2xx(again)) {
+    run.add({
+      id: "duplicate",
+      status: "pass",
+      summary: `It answers a duplicate delivery with 2xx (${seen(again)})`,
+      answer: again,
+    });
+    return;
+  }
+  const status = again.status;
+  run.add({
+    id: "duplicate",
+    status: "fail",
+    summary:
+      status !== undefined && status >= 500
+        ? `It fails on a duplicate delivery (${status}): Mappa retries it, then gives up and reports the event as failed`
+        : `It answers a duplicate delivery with ${status ?? "no answer"}, not 2xx: Mappa retries it, then gives up`,
+    detail: `the same ${eventType} body again, freshly signed → ${seen(again)}`,
+    fix: "Recognise an event you already handled by its id and answer 200 without running it again (the @mappa-webhooks idempotency store does this).",
+    answer: again,
+  });
+}
+
+/** Step 8: every answer came, and quickly. */
+function checkSpeed(run: Run): void {
+  const { answers, slowMs, target } = run;
   const timedOut = answers.filter((answer) => answer.code === "TIMEOUT");
   const slowest = answers.reduce((max, answer) => Math.max(max, answer.latencyMs), 0);
   if (timedOut.length > 0 || slowest > slowMs) {
-    add({
+    run.add({
       id: "speed",
       status: "fail",
       summary:
         timedOut.length > 0
-          ? `It does not answer in time: ${timedOut.length} request${timedOut.length === 1 ? "" : "s"} got no answer within ${formatDuration(target.timeoutMs)}`
+          ? `It does not answer in time: ${timedOut.length} request${timedOut.length === 1 ? "" : "s"} got no complete answer within ${formatDuration(target.timeoutMs)}`
           : `It answers slowly: the slowest answer took ${formatDuration(slowest)} (limit ${formatDuration(slowMs)}), so Mappa may time out and retry`,
       detail: `answers: ${answers.map((answer) => formatDuration(answer.latencyMs)).join(", ")}`,
       fix: "Answer as soon as the delivery is verified and stored; do slow work afterwards (a queue, or ack-first).",
     });
-  } else {
-    add({
-      id: "speed",
-      status: "pass",
-      summary: `It answers quickly: the slowest answer took ${formatDuration(slowest)} (limit ${formatDuration(slowMs)})`,
-    });
+    return;
   }
+  run.add({
+    id: "speed",
+    status: "pass",
+    summary: `It answers quickly: the slowest answer took ${formatDuration(slowest)} (limit ${formatDuration(slowMs)})`,
+  });
+}
+
+/** The checklist, step by step; a step that cannot go on marks the rest as not checked. */
+async function runChecks(
+  plan: Plan,
+  onCheck: (check: DoctorCheck) => void,
+): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  let address = "";
+  const run: Run = {
+    ...plan,
+    answers: [],
+    add(check) {
+      checks.push(check);
+      onCheck(check);
+    },
+    skip(ids, why) {
+      for (const id of ids)
+        run.add({ id, status: "skip", summary: `${TITLES[id]}: not checked, ${why}` });
+    },
+    async send(body, headers) {
+      const answer = await post(plan.target, address, body, {
+        "user-agent": "mappa-webhooks-doctor",
+        ...headers,
+      });
+      run.answers.push(answer);
+      return answer;
+    },
+    makeEvent: () => createTestEvent(plan.eventType),
+  };
+
+  checkScheme(run);
+  const reached = await checkConnection(run);
+  if (reached === undefined) return checks;
+  address = reached;
+  await checkUnsigned(run);
+  if (plan.secret === undefined) {
+    run.skip(SIGNED_CHECKS, "it needs the secret: pass --secret (or set MAPPA_WEBHOOK_SECRET)");
+  } else {
+    await checkSigned(run, plan.secret);
+  }
+  checkSpeed(run);
   return checks;
 }
 
@@ -629,13 +689,35 @@ export async function doctor(argv: string[]): Promise<number> {
   const problems = checks.filter((check) => check.status === "fail").length;
   const warnings = checks.filter((check) => check.status === "warn").length;
   const skipped = checks.filter((check) => check.status === "skip").length;
+  // Without the secret the signed checks never ran: not "no problems", but not checked.
+  const needSecret =
+    secret === undefined
+      ? checks.filter(
+          (check) => check.status === "skip" && SIGNED_CHECKS.includes(check.id) && problems === 0,
+        )
+      : [];
+  const complete = needSecret.length === 0;
   if (json) {
     process.stdout.write(
-      `${JSON.stringify(
-        { url: url.href, eventType, ok: problems === 0, problems, warnings, skipped, checks },
-        null,
+      `${jsonText(
+        {
+          url: url.href,
+          eventType,
+          ok: problems === 0 && complete,
+          problems,
+          warnings,
+          skipped,
+          ...(complete ? {} : { needsSecret: needSecret.map((check) => check.id) }),
+          checks,
+        },
         2,
       )}\n`,
+    );
+  } else if (!complete) {
+    process.stdout.write(
+      `${style.red(
+        `✗ not fully checked: ${needSecret.length} check${needSecret.length === 1 ? "" : "s"} need${needSecret.length === 1 ? "s" : ""} the secret (${needSecret.map((check) => TITLES[check.id]).join(", ")})`,
+      )}\n  ${style.yellow(`Run again with --secret <the endpoint's signing secret> (or set MAPPA_WEBHOOK_SECRET); no problem found in the ${checks.length - skipped} checks that ran.`)}\n`,
     );
   } else {
     const tail = [
@@ -650,5 +732,5 @@ export async function doctor(argv: string[]): Promise<number> {
         : `${style.red(`✗ ${problems} problem${problems === 1 ? "" : "s"} found`)}${tail === "" ? "" : style.dim(` (${tail})`)}\n`,
     );
   }
-  return problems === 0 ? EXIT_OK : EXIT_FAILED;
+  return problems === 0 && complete ? EXIT_OK : EXIT_FAILED;
 }

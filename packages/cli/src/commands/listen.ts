@@ -9,6 +9,7 @@ import {
   signPayload,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
+import { fixFor, readAnswerBody } from "../answers.js";
 import {
   EXIT_OK,
   parseCommandArgs,
@@ -18,7 +19,6 @@ import {
   readSecrets,
   UsageError,
 } from "../args.js";
-import { fixFor, readAnswerBody } from "../answers.js";
 import { CHECK_FOR_CODE, formatKeyData, keyData, plainMessage } from "../explain.js";
 import { findSignatureHeader, signingSecret } from "../inspector/checks.js";
 import { endToEnd, type ForwardResult, forward, headerPairs } from "../inspector/forward.js";
@@ -252,7 +252,7 @@ function humanPrinter(style: Style): Printer {
     saveFull(file, maxBytes) {
       write(
         style.yellow(
-          `warning: ${file} reached ${Math.round(maxBytes / 1024 / 1024)} MiB (--save-max): later deliveries are not saved`,
+          `warning: ${file} reached ${Number((maxBytes / 1024 / 1024).toFixed(2))} MiB (--save-max): later deliveries are not saved`,
         ),
       );
     },
@@ -421,7 +421,8 @@ async function receive(ctx: Context, req: IncomingMessage, res: ServerResponse):
     verdict: verdictOf(result),
     replays: [],
     signed:
-      result.status < 300 || (await signingSecret(body, headerPairs(req.rawHeaders), ctx.secrets)) !== undefined,
+      result.status < 300 ||
+      (await signingSecret(body, headerPairs(req.rawHeaders), ctx.secrets)) !== undefined,
   };
   const key = record.verdict.event?.idempotencyKey;
   if (key !== undefined) {
@@ -586,7 +587,8 @@ export async function listen(argv: string[]): Promise<number> {
           file: values.save,
           unsigned: values["save-unsigned"] === true,
           maxBytes: Math.round(saveMaxMiB * 1024 * 1024),
-          onFull: () => printer.saveFull(values.save as string, Math.round(saveMaxMiB * 1024 * 1024)),
+          onFull: () =>
+            printer.saveFull(values.save as string, Math.round(saveMaxMiB * 1024 * 1024)),
         },
   );
   await store.openSaveFile();
@@ -617,6 +619,13 @@ export async function listen(argv: string[]): Promise<number> {
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const receivingUrl = `http://${shownHost}:${address.port}${webhookPath}`;
 
+  /** A fresh signature for a delivery one of the secrets signed, with that secret. */
+  const resign = async (record: DeliveryRecord) => {
+    const secret = await signingSecret(record.body, record.headers, secrets);
+    const found = findSignatureHeader(record.headers);
+    if (secret === undefined || found === undefined) return undefined;
+    return { name: found.name, value: await signPayload({ payload: record.body, secret }) };
+  };
   let inspector: Inspector | undefined;
   let inspectorUrl: string | undefined;
   if (!values["no-inspector"]) {
@@ -624,12 +633,7 @@ export async function listen(argv: string[]): Promise<number> {
       forwardTo === undefined
         ? undefined
         : async (record: DeliveryRecord): Promise<Replay> => {
-            const secret = await signingSecret(record.body, record.headers, secrets);
-            const found = findSignatureHeader(record.headers);
-            const replace =
-              secret !== undefined && found !== undefined
-                ? { name: found.name, value: await signPayload({ payload: record.body, secret }) }
-                : undefined;
+            const replace = await resign(record);
             const answer = await forward({
               url: forwardTarget(forwardTo, record.path),
               method: record.method,
@@ -654,8 +658,7 @@ export async function listen(argv: string[]): Promise<number> {
         store,
         secrets,
         receivingUrl,
-        canResign: async (record) =>
-          (await signingSecret(record.body, record.headers, secrets)) !== undefined,
+        resign,
         ...(toleranceSec === undefined ? {} : { toleranceSec }),
         ...(forwardTo === undefined ? {} : { forwardTo }),
         ...(replay === undefined ? {} : { replay }),

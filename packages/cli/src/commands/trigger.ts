@@ -8,27 +8,38 @@ import {
   TEST_EVENT_SHAPES,
   type TestEventShape,
 } from "@mappa-webhooks/testing";
+import { fixFor, readAnswerBody } from "../answers.js";
 import {
   EXIT_FAILED,
   EXIT_OK,
   EXIT_USAGE,
   parseCommandArgs,
+  RUN,
+  readHttpUrl,
   readNumber,
   readSecrets,
   UsageError,
 } from "../args.js";
-import { colorEnabled, createSpinner, createStyle, formatDuration } from "../output.js";
+import {
+  colorEnabled,
+  createSpinner,
+  createStyle,
+  formatDuration,
+  jsonText,
+  safe,
+} from "../output.js";
 
 export const TRIGGER_HELP = `Send a realistic, signed Mappa event to a URL, the way Mappa delivers it.
 
 Usage
-  mappa-webhooks trigger <event-type> --url <url> [options]
+  ${RUN} trigger <event-type> --url <url> [options]
 
 Event types
   ${MAPPA_EVENT_TYPES.join(", ")}
 
 Options
-  --url <url>          Where to POST the event (required), e.g. http://127.0.0.1:3000/webhooks/mappa
+  --url <url>          Where to POST the event (required), e.g. http://127.0.0.1:3000/webhooks/mappa;
+                       a bare host:port (localhost:3000/webhooks/mappa) means http://
   --secret <secret>    Signing secret (default: $MAPPA_WEBHOOK_SECRET)
   --data <json>        JSON object deep-merged into the event's data, e.g. '{"jobId":"job_1"}'
   --data-file <path>   The same, read from a file
@@ -45,16 +56,19 @@ Options
   --json               Print one JSON report instead of the live view
   -h, --help           Show this help
 
-A 2xx answer of {"duplicate":true} is shown as a duplicate: the receiver had already handled
-this event (same id; for the id-less mappa-node-1.2 shape, same type and data.jobId).
+A 2xx answer of {"duplicate":true} is shown as a duplicate: the receiver already had this
+event (same id; for the id-less mappa-node-1.2 shape, same type and data.jobId) and did not take
+it again. That it was received before does not say it was handled: an inbox only stores events,
+its workers handle them later. An error answer that names a known set-up mistake (e.g.
+body_already_parsed: a JSON body parser ran before the webhook route) is followed by its fix.
 
 Exit status: 0 delivered, 1 abandoned (every attempt answered non-2xx), 2 bad input or the URL
 could not be reached, 130 stopped with Ctrl-C.
 
 Examples
-  mappa-webhooks trigger report.failed --url http://127.0.0.1:3000/webhooks/mappa \\
+  ${RUN} trigger report.failed --url http://127.0.0.1:3000/webhooks/mappa \\
     --data '{"error":{"code":"audio_too_short"}}' --time-scale 0.01
-  mappa-webhooks trigger report.completed --url http://127.0.0.1:3000/webhooks/mappa --shape guide`;
+  ${RUN} trigger report.completed --url localhost:3000/webhooks/mappa --shape guide`;
 
 const OPTIONS = {
   url: { type: "string" },
@@ -114,19 +128,7 @@ function readUrl(value: string | undefined): URL {
       "trigger",
     );
   }
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new UsageError(
-      `--url "${value}" is not a URL; include the scheme, e.g. http://127.0.0.1:3000/webhooks/mappa`,
-      "trigger",
-    );
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new UsageError(`--url must be http:// or https://, got ${url.protocol}`, "trigger");
-  }
-  return url;
+  return readHttpUrl("trigger", "--url", value);
 }
 
 const NETWORK_REASONS: Record<string, string> = {
@@ -139,43 +141,42 @@ const NETWORK_REASONS: Record<string, string> = {
 };
 
 /**
- * True when a 2xx answer says the receiver had already handled this event id:
- * `{"received":true,"duplicate":true}`, what receivers on @mappa-webhooks/core send.
+ * True when a 2xx answer says the receiver already had this event id:
+ * `{"received":true,"duplicate":true}`, what receivers on @mappa-webhooks/core send. It may
+ * have handled it, or only stored it for a worker (an inbox): either way it did not take it again.
  */
 export function isDuplicateAnswer(attempt: DeliveryAttempt): boolean {
-  if (!attempt.ok || attempt.responseBody === undefined) return false;
-  try {
-    const body = JSON.parse(attempt.responseBody) as { duplicate?: unknown } | null;
-    return typeof body === "object" && body !== null && body.duplicate === true;
-  } catch {
-    return false;
-  }
+  return attempt.ok && readAnswerBody(attempt.responseBody).duplicate;
 }
 
 /**
- * `500 handler_failed`, `200 (duplicate: already handled)`, `connection refused (ECONNREFUSED)`:
- * the outcome in a few words.
+ * `500 handler_failed`, `200 (duplicate: already received)`, `connection refused (ECONNREFUSED)`:
+ * the outcome in a few words, safe to print.
  */
 export function describeAttempt(attempt: DeliveryAttempt): string {
   if (attempt.status !== undefined) {
-    if (isDuplicateAnswer(attempt)) return `${attempt.status} (duplicate: already handled)`;
+    if (isDuplicateAnswer(attempt)) return `${attempt.status} (duplicate: already received)`;
     return `${attempt.status}${errorCodeOf(attempt)}`;
   }
   const code = attempt.errorCode ?? "NETWORK_ERROR";
   const reason = NETWORK_REASONS[code] ?? attempt.error ?? "network error";
   // Socket errors carry codes like ECONNREFUSED; others (fetch's "bad port") only a class name.
-  return /^[A-Z][A-Z0-9_]+$/.test(code) ? `${reason} (${code})` : reason;
+  return safe(/^[A-Z][A-Z0-9_]+$/.test(code) ? `${reason} (${code})` : reason);
 }
 
-/** ` handler_failed` from a JSON error answer, or "". */
+/** ` handler_failed` from a JSON error answer, or "" (not JSON: the status says enough). */
 function errorCodeOf(attempt: DeliveryAttempt): string {
-  try {
-    const body = JSON.parse(attempt.responseBody ?? "") as { error?: unknown } | null;
-    if (typeof body?.error === "string") return ` ${body.error}`;
-  } catch {
-    // Not JSON: the status says enough.
-  }
-  return "";
+  const { error } = readAnswerBody(attempt.responseBody);
+  return error === undefined ? "" : ` ${safe(error)}`;
+}
+
+/** The fix for what an error answer names (body_already_parsed, or the receiver's own `fix`). */
+function answerFix(attempt: DeliveryAttempt): string | undefined {
+  if (attempt.ok || attempt.status === undefined) return undefined;
+  const answer = readAnswerBody(attempt.responseBody);
+  const fix = fixFor(answer);
+  if (fix === undefined) return undefined;
+  return safe(answer.error === undefined ? `fix: ${fix}` : `${answer.error}: ${fix}`);
 }
 
 /** Why the first attempt failed, when the cause is a usual set-up mistake; else undefined. */
@@ -218,7 +219,7 @@ export async function trigger(argv: string[]): Promise<number> {
   const type = positionals[0];
   if (type === undefined || type === "") {
     throw new UsageError(
-      `which event? e.g. mappa-webhooks trigger report.completed --url <url> (known: ${MAPPA_EVENT_TYPES.join(", ")})`,
+      `which event? e.g. ${RUN} trigger report.completed --url <url> (known: ${MAPPA_EVENT_TYPES.join(", ")})`,
       "trigger",
     );
   }
@@ -277,13 +278,15 @@ export async function trigger(argv: string[]): Promise<number> {
     const summary = `stopped with Ctrl-C after ${sent} attempt${sent === 1 ? "" : "s"}; Mappa would have kept retrying`;
     if (json) {
       process.stdout.write(
-        `${JSON.stringify({ url: url.href, shape, event, delivered: false, interrupted: true, attempts }, null, 2)}\n`,
+        `${jsonText({ url: url.href, shape, event, delivered: false, interrupted: true, attempts }, 2)}\n`,
       );
     } else print(style.red(`✗ ${summary}`));
     process.exit(130);
   };
   process.once("SIGINT", onInterrupt);
 
+  // A fix named by an answer is given once, right after the attempt that got it.
+  let fixGiven = false;
   let report: Awaited<ReturnType<typeof simulateDelivery>>;
   try {
     report = await simulateDelivery(url, event, {
@@ -302,13 +305,18 @@ export async function trigger(argv: string[]): Promise<number> {
         const line = `  ${mark} attempt ${attempt.attempt}/${schedule.length}  ${outcome}  ${style.dim(`${attempt.latencyMs} ms`)}`;
         if (json) spinner.stop();
         else spinner.stop(line);
+        const fix = fixGiven ? undefined : answerFix(attempt);
+        if (fix !== undefined) {
+          fixGiven = true;
+          advise(fix);
+        }
       },
       onRetryScheduled: ({ attempt, delayMs, scaledDelayMs }) => {
         print(style.dim(`    next attempt in ${formatDuration(delayMs)}`) + scaleNote(delayMs));
         if (attempt === 2) {
           // After the first failure: the likely cause, and how not to wait 36 minutes for it.
           const first = attempts[0];
-          const cause = first === undefined ? undefined : setupHint(first, url);
+          const cause = first === undefined || fixGiven ? undefined : setupHint(first, url);
           if (cause !== undefined) advise(cause);
           const remainingMs = schedule.slice(1).reduce((sum, ms) => sum + ms, 0) * timeScale;
           if (remainingMs >= LONG_WAIT_MS) {
@@ -334,7 +342,7 @@ export async function trigger(argv: string[]): Promise<number> {
   const duplicate = report.delivered && isDuplicateAnswer(last);
   if (json) {
     process.stdout.write(
-      `${JSON.stringify(
+      `${jsonText(
         {
           url: url.href,
           shape,
@@ -349,7 +357,6 @@ export async function trigger(argv: string[]): Promise<number> {
           })),
           durationMs: report.durationMs,
         },
-        null,
         2,
       )}\n`,
     );
@@ -359,7 +366,7 @@ export async function trigger(argv: string[]): Promise<number> {
         style.dim(` after ${formatDuration(report.durationMs)}`) +
         (duplicate
           ? style.yellow(
-              ": a duplicate, the receiver had already handled this event and did not run it again",
+              ": a duplicate, the receiver already had this event and did not take it again (handled before, or stored for a worker)",
             )
           : ""),
     );

@@ -4,17 +4,18 @@ import {
   EXIT_FAILED,
   EXIT_OK,
   parseCommandArgs,
+  RUN,
   readNumber,
   readSecrets,
   UsageError,
 } from "../args.js";
 import { explainDeliveryInDetail } from "../inspector/checks.js";
-import { colorEnabled, createStyle } from "../output.js";
+import { colorEnabled, createStyle, jsonText, safe } from "../output.js";
 
 export const VERIFY_HELP = `Explain why a captured delivery does or does not verify.
 
 Usage
-  mappa-webhooks verify --header <value> --body-file <file> [options]
+  ${RUN} verify --header <value> --body-file <file> [options]
 
 Options
   --header <value>     The mappa-signature header's value (t=…,v1=…); "mappa-signature: …" works too
@@ -33,8 +34,10 @@ checks the signature as of the time it was made, to tell a genuine old capture (
 likely cause, e.g. a final newline an editor added to the body file.
 Exit status: 0 valid, 1 not valid, 2 bad input.
 
+Everything printed from the body (its type, id…) has control characters escaped (\\x1b…).
+
 Example
-  mappa-webhooks verify --header "t=1768651500,v1=5d4e…" --body-file body.json --now 1768651500`;
+  ${RUN} verify --header "t=1768651500,v1=5d4e…" --body-file body.json --now 1768651500`;
 
 const OPTIONS = {
   header: { type: "string" },
@@ -107,7 +110,7 @@ export async function verify(argv: string[]): Promise<number> {
   const { valid, checks, notes } = explanation;
   if (values.json) {
     const { headerName: _headerName, ...report } = explanation;
-    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    process.stdout.write(`${jsonText(report, 2)}\n`);
     return valid ? EXIT_OK : EXIT_FAILED;
   }
 
@@ -117,9 +120,10 @@ export async function verify(argv: string[]): Promise<number> {
     const mark =
       check.ok === true ? style.green("✓") : check.ok === false ? style.red("✗") : style.dim("–");
     const label = check.ok === null ? style.dim(check.label) : check.label;
-    lines.push(`  ${mark} ${label}: ${check.ok === null ? style.dim(check.detail) : check.detail}`);
+    const detail = safe(check.detail);
+    lines.push(`  ${mark} ${label}: ${check.ok === null ? style.dim(detail) : detail}`);
   }
-  for (const note of notes) lines.push(`  ${style.yellow(`hint: ${note}`)}`);
+  for (const note of notes) lines.push(`  ${style.yellow(`hint: ${safe(note)}`)}`);
   lines.push(
     valid
       ? style.green("✓ valid: a receiver would accept this delivery")

@@ -251,7 +251,11 @@ export interface ProbeAnswer {
   error?: string;
 }
 
-/** POSTs `body` with `headers` to the target (through the resolved address), and reads the answer. */
+/**
+ * POSTs `body` with `headers` to the target (through the resolved address), and reads the
+ * answer. `target.timeoutMs` bounds the whole request, connect to the answer's last byte: an
+ * endpoint that drips bytes or streams forever is cut off then, as one that never answers.
+ */
 export function post(
   target: Target,
   address: string,
@@ -265,9 +269,11 @@ export function post(
   const servername = isIP(target.hostname) === 0 ? target.hostname : undefined;
   return new Promise((resolve) => {
     let settled = false;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
     const done = (answer: ProbeAnswer) => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       resolve(answer);
     };
     const options = {
@@ -311,10 +317,10 @@ export function post(
           onResponse,
         )
       : httpRequest(options, onResponse);
-    req.setTimeout(target.timeoutMs, () => {
-      done({ latencyMs: elapsed(), code: "TIMEOUT", error: "no answer in time" });
+    deadline = setTimeout(() => {
+      done({ latencyMs: elapsed(), code: "TIMEOUT", error: "no complete answer in time" });
       req.destroy();
-    });
+    }, target.timeoutMs);
     req.on("error", (error) => {
       const code = codeOf(error);
       done({ latencyMs: elapsed(), code, error: describeNetworkError(code, error.message) });

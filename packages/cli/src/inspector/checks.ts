@@ -5,6 +5,7 @@ import {
   type MappaEvent,
   type MappaWebhookError,
   parseEvent,
+  parseSignatureHeader,
   verifySignature,
 } from "@mappa-webhooks/core";
 import { plainMessage } from "../explain.js";
@@ -47,16 +48,14 @@ const SIGNATURE_CHECKS = [
   ["signature", "signature matches the body", "signature_mismatch"],
 ] as const;
 
-/** What the header says, for display once the core accepted its shape. */
-function describeHeader(value: string): { t: number; count: number } {
-  let t = 0;
-  let count = 0;
-  for (const part of value.split(",")) {
-    const [key, ...rest] = part.trim().split("=");
-    if (key === "t") t = Number(rest.join("="));
-    if (key === "v1") count++;
+/** What the header says, read by the core's own parser; undefined when it is malformed. */
+function describeHeader(value: string): { t: number; count: number } | undefined {
+  try {
+    const { timestamp, signatures } = parseSignatureHeader(value);
+    return { t: timestamp, count: signatures.length };
+  } catch {
+    return undefined;
   }
-  return { t, count };
 }
 
 function skewText(skew: number): string {
@@ -281,8 +280,8 @@ export async function signingSecret(
 ): Promise<string | undefined> {
   const found = findSignatureHeader(headers);
   if (found === undefined) return undefined;
-  const { t } = describeHeader(found.value);
-  if (!Number.isFinite(t)) return undefined;
+  const t = describeHeader(found.value.trim())?.t;
+  if (t === undefined) return undefined;
   try {
     const { secretIndex } = await verifySignature({
       payload: body,

@@ -71,7 +71,9 @@ const REASONS: Record<string, string> = {
 
 /**
  * Sends the exact body with the original end-to-end headers (optionally with a replaced
- * signature header) to `url`, and reads the app's answer. Never rejects.
+ * signature header) to `url`, and reads the app's answer. Never rejects. `timeoutMs` bounds the
+ * whole exchange, connect to the answer's last byte: an app that drips bytes or streams forever
+ * is cut off then, as one that never answers.
  */
 export function forward(options: {
   url: URL;
@@ -103,9 +105,11 @@ export function forward(options: {
 
   return new Promise((resolve) => {
     let settled = false;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
     const done = (result: Omit<ForwardResult, "url" | "at" | "latencyMs">) => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       resolve({ url: url.href, at, latencyMs: elapsed(), ...result });
     };
     const fail = (code: string, message?: string) =>
@@ -123,10 +127,10 @@ export function forward(options: {
         (error: unknown) => fail(codeOf(error), String(error)),
       ),
     );
-    req.setTimeout(options.timeoutMs, () => {
+    deadline = setTimeout(() => {
       fail("TIMEOUT");
       req.destroy();
-    });
+    }, options.timeoutMs);
     req.on("error", (error) => fail(codeOf(error), error.message));
     req.end(body);
   });

@@ -1,4 +1,10 @@
-import { inspectorClient } from "./client.js";
+// The page's script: src/inspector/client.ts bundled for the browser at build time (the
+// `?bundle` loader in tsup.config.ts), inlined as text.
+import clientScript from "./client.ts?bundle";
+
+if (/<\/script/i.test(clientScript)) {
+  throw new Error("the inspector's script contains </script, which would end its element early");
+}
 
 const STYLE = `
 :root {
@@ -50,7 +56,7 @@ tr.selected { background: var(--selected); }
 .verdict.dup { color: var(--dup); background: var(--dup-bg); }
 .verdict.big { font-size: 1.05em; }
 .check { display: block; color: var(--muted); font-size: 0.85em; margin-top: 0.15rem; }
-.ok { color: var(--ok); } .bad { color: var(--bad); }
+.ok { color: var(--ok); } .bad { color: var(--bad); } dd.dup { color: var(--dup); }
 .actions { display: flex; flex-wrap: wrap; gap: 0.5rem; margin: 0.75rem 0 0.25rem; }
 button, a.button {
   font: inherit; font-weight: 600; padding: 0.35rem 0.8rem; border-radius: 6px; cursor: pointer;
@@ -106,13 +112,13 @@ export function inspectorPage(nonce: string): string {
       </tr></thead>
       <tbody id="rows"></tbody>
     </table>
-    <p id="empty">No deliveries yet. Send one: <code id="example">mappa-webhooks trigger report.completed --url …</code></p>
+    <p id="empty">No deliveries yet. Send one: <code id="example">npx @mappa-webhooks/cli trigger report.completed --url …</code></p>
   </section>
   <section id="detail" class="pane" aria-labelledby="detail-title" hidden></section>
 </main>
 <div id="live" class="sr-only" aria-live="polite" aria-atomic="true"></div>
 <script nonce="${nonce}">
-(${inspectorClient.toString()})();
+${clientScript}
 const main = document.getElementById("main");
 new MutationObserver(() => main.classList.toggle("split", !document.getElementById("detail").hidden))
   .observe(document.getElementById("detail"), { attributes: true, attributeFilter: ["hidden"] });

@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { explainDelivery } from "./checks.js";
-import { endToEnd } from "./forward.js";
+import { type Explanation, explainDelivery } from "./checks.js";
+import { endToEnd, type ForwardResult, type HeaderPairs } from "./forward.js";
 import { inspectorPage } from "./page.js";
 import {
   type DeliveryRecord,
   type DeliveryStore,
+  type DeliverySummary,
   type Replay,
   summarize,
   toJsonLine,
@@ -23,8 +24,50 @@ export interface InspectorOptions {
   forwardTo?: URL;
   /** Replays a delivery to the app; resolves with the app's answer. */
   replay?: (record: DeliveryRecord) => Promise<Replay>;
-  /** Whether a replay of this delivery would carry a fresh signature. */
-  canResign: (record: DeliveryRecord) => Promise<boolean>;
+  /**
+   * A fresh signature header for this delivery's body, made now with the secret that signed it,
+   * or undefined when none of the secrets did (a replay then carries the original one).
+   */
+  resign: (record: DeliveryRecord) => Promise<{ name: string; value: string } | undefined>;
+}
+
+/**
+ * A stream whose reader has not taken this much yet is cut off (its page reconnects and gets a
+ * fresh snapshot): a reader that never reads must not grow the process without bound.
+ */
+export const MAX_STREAM_BACKLOG_BYTES = 4 * 1024 * 1024;
+
+/** Where the inspector receives and forwards, as the page shows it. */
+export interface InspectorInfo {
+  receivingUrl: string;
+  keep: number;
+  forwardTo?: string;
+}
+
+/** One delivery as the page shows it (`GET /api/deliveries/<id>`). */
+export interface InspectorDetail {
+  summary: DeliverySummary;
+  method: string;
+  path: string;
+  headers: HeaderPairs;
+  bodyText: string;
+  bodyBytes: number;
+  pretty: string | null;
+  explanation: Explanation;
+  /** The app's answer to the delivery itself (the latest one, replays included, is `summary.app`). */
+  forward?: ForwardResult;
+  replays: Replay[];
+  /** The delivery as curl, with its original signature. */
+  curl: string;
+  /** A freshly signed copy can be had from `POST /api/deliveries/<id>/curl`. */
+  freshCurl: boolean;
+  replay: { possible: boolean; signature: "fresh" | "original"; reason?: string };
+}
+
+/** `POST /api/deliveries/<id>/curl`: the delivery as curl, signed now. */
+export interface FreshCurl {
+  signature: "fresh";
+  curl: string;
 }
 
 /** Single-quotes a string for a POSIX shell. */
@@ -32,11 +75,28 @@ function shellQuote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
-/** The delivery as a curl command: the same method, end-to-end headers and exact body. */
-export function curlCommand(record: DeliveryRecord, target: string): string {
+/**
+ * The delivery as a curl command: the same method, end-to-end headers and exact body; with
+ * `signature`, that header's value replaced (a fresh signature, so it outlives the tolerance).
+ */
+export function curlCommand(
+  record: DeliveryRecord,
+  target: string,
+  signature?: { name: string; value: string },
+): string {
   const lines = [`curl -sS -X ${record.method} ${shellQuote(target)}`];
+  let replaced = false;
   for (const [name, value] of endToEnd(record.headers)) {
+    if (signature !== undefined && name.toLowerCase() === signature.name) {
+      if (replaced) continue;
+      replaced = true;
+      lines.push(`  -H ${shellQuote(`${name}: ${signature.value}`)}`);
+      continue;
+    }
     lines.push(`  -H ${shellQuote(`${name}: ${value}`)}`);
+  }
+  if (signature !== undefined && !replaced) {
+    lines.push(`  -H ${shellQuote(`${signature.name}: ${signature.value}`)}`);
   }
   lines.push(`  --data-binary ${shellQuote(record.body.toString("utf8"))}`);
   return lines.join(" \\\n");
@@ -94,7 +154,7 @@ export class Inspector {
       this.broadcast(kind, data);
     });
     this.heartbeat = setInterval(() => {
-      for (const stream of this.streams) stream.write(": keep-alive\n\n");
+      for (const stream of this.streams) this.send(stream, ": keep-alive\n\n");
     }, 15_000);
     this.heartbeat.unref();
   }
@@ -122,12 +182,36 @@ export class Inspector {
     this.server.close();
   }
 
-  private broadcast(event: string, data: unknown): void {
-    const message = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const stream of this.streams) stream.write(message);
+  /** Streams that dropped behind (see {@link MAX_STREAM_BACKLOG_BYTES}) and were cut off. */
+  dropped = 0;
+
+  /** Writes to one stream, cutting it off when its reader has fallen too far behind. */
+  private send(stream: ServerResponse, message: string): void {
+    if (
+      stream.writableLength + message.length >
+      MAX_STREAM_BACKLOG_BYTES + this.allowance(stream)
+    ) {
+      this.streams.delete(stream);
+      this.backlogAllowance.delete(stream);
+      this.dropped++;
+      stream.destroy();
+      return;
+    }
+    stream.write(message);
   }
 
-  private info() {
+  /** The snapshot a stream started with may be large (--keep 10000): it does not count. */
+  private readonly backlogAllowance = new WeakMap<ServerResponse, number>();
+  private allowance(stream: ServerResponse): number {
+    return this.backlogAllowance.get(stream) ?? 0;
+  }
+
+  private broadcast(event: string, data: unknown): void {
+    const message = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const stream of this.streams) this.send(stream, message);
+  }
+
+  private info(): InspectorInfo {
     return {
       receivingUrl: this.options.receivingUrl,
       keep: this.options.store.keep,
@@ -197,7 +281,11 @@ export class Inspector {
         info: this.info(),
         deliveries: this.options.store.list().map(summarize),
       };
-      res.write(`event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n`);
+      const first = `event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n`;
+      res.write(first);
+      this.backlogAllowance.set(res, first.length);
+      // Once the snapshot is taken, the reader is held to the usual bound.
+      res.once("drain", () => this.backlogAllowance.delete(res));
       this.streams.add(res);
       req.on("close", () => this.streams.delete(res));
       return;
@@ -206,7 +294,7 @@ export class Inspector {
       json(res, 200, { info: this.info(), deliveries: this.options.store.list().map(summarize) });
       return;
     }
-    const match = /^\/api\/deliveries\/([\w-]+)(?:\/(download|body|replay))?$/.exec(path);
+    const match = /^\/api\/deliveries\/([\w-]+)(?:\/(download|body|replay|curl))?$/.exec(path);
     const record = match?.[1] === undefined ? undefined : this.options.store.get(match[1]);
     if (match === null) {
       json(res, 404, { error: "not_found", message: `No such page: ${path}` });
@@ -220,17 +308,35 @@ export class Inspector {
       return;
     }
     const action = match[2];
-    if (action === "replay") {
+    if (action === "replay" || action === "curl") {
+      const what = action === "replay" ? "Replays" : "Freshly signed commands";
       if (method !== "POST") {
         res.setHeader("allow", "POST");
-        json(res, 405, { error: "method_not_allowed", message: "Replay with POST." });
+        json(res, 405, { error: "method_not_allowed", message: `Use POST for ${path}.` });
         return;
       }
       if (!this.sameSite(req)) {
         json(res, 403, {
           error: "cross_site",
-          message: `Replays are accepted only from the inspector page (it sends ${INSPECTOR_HEADER}).`,
+          message: `${what} are given only to the inspector page (it sends ${INSPECTOR_HEADER}).`,
         });
+        return;
+      }
+      if (action === "curl") {
+        const signature = await this.options.resign(record);
+        if (signature === undefined) {
+          json(res, 409, {
+            error: "no_secret",
+            message:
+              "None of listen's secrets signed this delivery, so it cannot be signed afresh: copy it with its original signature.",
+          });
+          return;
+        }
+        const fresh: FreshCurl = {
+          signature: "fresh",
+          curl: curlCommand(record, this.target(), signature),
+        };
+        json(res, 200, fresh);
         return;
       }
       if (this.options.replay === undefined) {
@@ -271,7 +377,13 @@ export class Inspector {
     json(res, 200, await this.detail(record));
   }
 
-  private async detail(record: DeliveryRecord) {
+  /** Where a copied curl command sends the delivery: the app, else `listen` itself. */
+  private target(): string {
+    return this.options.forwardTo?.href ?? this.options.receivingUrl;
+  }
+
+  /** Everything the page shows for one delivery (its type is the page's `Detail`). */
+  async detail(record: DeliveryRecord): Promise<InspectorDetail> {
     const receivedSec = Math.floor(Date.parse(record.receivedAt) / 1000);
     const explanation = await explainDelivery({
       body: record.body,
@@ -282,7 +394,7 @@ export class Inspector {
         ? {}
         : { toleranceSec: this.options.toleranceSec }),
     });
-    const fresh = await this.options.canResign(record);
+    const fresh = (await this.options.resign(record)) !== undefined;
     return {
       summary: summarize(record),
       method: record.method,
@@ -294,7 +406,8 @@ export class Inspector {
       explanation,
       ...(record.forward === undefined ? {} : { forward: record.forward }),
       replays: record.replays,
-      curl: curlCommand(record, this.options.forwardTo?.href ?? this.options.receivingUrl),
+      curl: curlCommand(record, this.target()),
+      freshCurl: fresh,
       replay:
         this.options.replay === undefined
           ? {

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { appendFile, readFile } from "node:fs/promises";
+import { appendFile, readFile, stat } from "node:fs/promises";
+import { readAnswerBody } from "../answers.js";
 import type { ForwardResult, HeaderPairs } from "./forward.js";
 
 /** The verdict of our own verification, as a receiver built on @mappa-webhooks answers. */
@@ -51,9 +52,24 @@ export interface DeliveryRecord {
   replays: Replay[];
   /** Came from `--load`. */
   loaded?: boolean;
+  /** Signed with one of the secrets (at its own time): only these are saved unless asked. */
+  signed?: boolean;
 }
 
-/** What the live list shows for one delivery. */
+/** The app's latest answer to a delivery: to the delivery itself, or to its last replay. */
+export interface LatestAnswer {
+  status?: number;
+  error?: string;
+  latencyMs: number;
+  /** The app answered 2xx `{"duplicate":true}`: it already had the event, took it not again. */
+  duplicate?: true;
+  /** From the app's JSON error answer, e.g. `body_already_parsed`. */
+  code?: string;
+  /** Which replay answered (1 = the first), absent for the delivery's own answer. */
+  replay?: number;
+}
+
+/** What the live list shows for one delivery (and the detail, for the same answer). */
 export interface DeliverySummary {
   id: string;
   receivedAt: string;
@@ -61,13 +77,29 @@ export interface DeliverySummary {
   eventId: string | undefined;
   verdict: Verdict;
   pending: boolean;
-  app?: { status?: number; error?: string; latencyMs: number };
+  app?: LatestAnswer;
   replays: number;
   loaded: boolean;
 }
 
-export function summarize(record: DeliveryRecord): DeliverySummary {
+/** The app's latest answer, as the list and the detail both show it. */
+function latestAnswer(record: DeliveryRecord): LatestAnswer | undefined {
   const last = record.replays.at(-1) ?? record.forward;
+  if (last === undefined) return undefined;
+  const body = readAnswerBody(last.body);
+  const ok = last.status !== undefined && last.status >= 200 && last.status < 300;
+  return {
+    latencyMs: last.latencyMs,
+    ...(last.status === undefined ? {} : { status: last.status }),
+    ...(last.error === undefined ? {} : { error: last.error }),
+    ...(ok && body.duplicate ? { duplicate: true as const } : {}),
+    ...(!ok && body.error !== undefined ? { code: body.error } : {}),
+    ...(record.replays.length === 0 ? {} : { replay: record.replays.length }),
+  };
+}
+
+export function summarize(record: DeliveryRecord): DeliverySummary {
+  const app = latestAnswer(record);
   return {
     id: record.id,
     receivedAt: record.receivedAt,
@@ -75,15 +107,7 @@ export function summarize(record: DeliveryRecord): DeliverySummary {
     eventId: record.verdict.event?.id ?? eventIdOf(record.body),
     verdict: record.verdict,
     pending: record.pending === true,
-    ...(last === undefined
-      ? {}
-      : {
-          app: {
-            latencyMs: last.latencyMs,
-            ...(last.status === undefined ? {} : { status: last.status }),
-            ...(last.error === undefined ? {} : { error: last.error }),
-          },
-        }),
+    ...(app === undefined ? {} : { app }),
     replays: record.replays.length,
     loaded: record.loaded === true,
   };
@@ -171,10 +195,22 @@ export function fromJsonLine(line: string): DeliveryRecord {
   if (typeof value.forward === "object" && value.forward !== null) {
     record.forward = value.forward as ForwardResult;
   }
+  if (typeof value.signed === "boolean") record.signed = value.signed;
   return record;
 }
 
 type Listener = (kind: "delivery" | "update" | "remove", record: DeliveryRecord) => void;
+
+/** Where `--save` appends, and its bounds. */
+export interface SaveOptions {
+  file: string;
+  /** Also save deliveries no secret signed (`--save-unsigned`). */
+  unsigned: boolean;
+  /** No line is appended that would take the file beyond this size (`--save-max`). */
+  maxBytes: number;
+  /** Called once, when the first line does not fit. */
+  onFull: () => void;
+}
 
 /** The last `keep` deliveries, newest first, with listeners for the live view. */
 export class DeliveryStore {
@@ -182,19 +218,33 @@ export class DeliveryStore {
   private readonly listeners = new Set<Listener>();
   /** Idempotency key → the first delivery that carried it (bounded). */
   private readonly firstByKey = new Map<string, string>();
+  /** The save file's size, as far as this process knows. */
+  private savedBytes = 0;
+  private full = false;
 
   constructor(
     readonly keep: number,
-    private readonly saveFile?: string,
+    private readonly saveOptions?: SaveOptions,
   ) {}
+
+  /** Reads the save file's current size, so `maxBytes` bounds the whole file. */
+  async openSaveFile(): Promise<void> {
+    if (this.saveOptions === undefined) return;
+    this.savedBytes = await stat(this.saveOptions.file).then(
+      (info) => info.size,
+      () => 0,
+    );
+  }
 
   list(): readonly DeliveryRecord[] {
     return this.records;
   }
 
   get(id: string): DeliveryRecord | undefined {
-    return this.records.find((record) => record.id === id);
+    return this.byId.get(id);
   }
+
+  private readonly byId = new Map<string, DeliveryRecord>();
 
   subscribe(listener: Listener): () => void {
     this.listeners.add(listener);
@@ -215,10 +265,14 @@ export class DeliveryStore {
 
   add(record: DeliveryRecord): void {
     this.records.unshift(record);
+    this.byId.set(record.id, record);
     this.emit("delivery", record);
     while (this.records.length > this.keep) {
       const dropped = this.records.pop();
-      if (dropped !== undefined) this.emit("remove", dropped);
+      if (dropped !== undefined) {
+        this.byId.delete(dropped.id);
+        this.emit("remove", dropped);
+      }
     }
   }
 
@@ -242,9 +296,20 @@ export class DeliveryStore {
     if (save) await this.save(record);
   }
 
+  /** Appends the record, unless it is unsigned (and not asked for) or the file is full. */
   async save(record: DeliveryRecord): Promise<void> {
-    if (this.saveFile === undefined) return;
-    await appendFile(this.saveFile, `${toJsonLine(record)}\n`);
+    const options = this.saveOptions;
+    if (options === undefined || this.full) return;
+    if (record.signed !== true && !options.unsigned) return;
+    const line = `${toJsonLine(record)}\n`;
+    const bytes = Buffer.byteLength(line);
+    if (this.savedBytes + bytes > options.maxBytes) {
+      this.full = true;
+      options.onFull();
+      return;
+    }
+    this.savedBytes += bytes;
+    await appendFile(options.file, line);
   }
 
   private emit(kind: "delivery" | "update" | "remove", record: DeliveryRecord): void {

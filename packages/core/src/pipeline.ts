@@ -705,17 +705,30 @@ function newMessage(trace: DeliveryTrace, method: string): MappaDeliveryMessage 
   return message;
 }
 
-async function handleTraced<TContext>(
+/** A traced delivery without channel subscribers: the instrumentation's scope and the log. */
+async function handleScoped<TContext>(
+  receiver: Receiver<TContext>,
+  input: WebhookRequestInput<TContext>,
+  trace: DeliveryTrace,
+): Promise<WebhookResponse> {
+  const response = await handleDelivery(receiver, input, trace);
+  const finished = finishTrace(receiver, trace, response);
+  if (finished instanceof Promise) finished.catch(() => {});
+  return response;
+}
+
+function handleTraced<TContext>(
   receiver: Receiver<TContext>,
   input: WebhookRequestInput<TContext>,
 ): Promise<WebhookResponse> {
   const trace = new DeliveryTrace(receiver.instrumentation, input.method);
   const channel = deliveryChannelActive() ? getDeliveryChannel() : undefined;
   if (channel === undefined) {
-    const response = await handleDelivery(receiver, input, trace);
-    const finished = finishTrace(receiver, trace, response);
-    if (finished instanceof Promise) finished.catch(() => {});
-    return response;
+    // An instrumentation that declined the delivery (no SDK recording anything) costs no more.
+    if (trace.scope === undefined && !receiver.logSuccess) {
+      return handleDelivery(receiver, input, undefined);
+    }
+    return handleScoped(receiver, input, trace);
   }
   // The channel's promise settles when the delivery's work is over (after the background work
   // of ack-first), rejecting with the failure so subscribers see `error`; the answer goes out
@@ -760,7 +773,7 @@ function answerNow<TContext>(
   const channel = deliveryChannelActive() ? getDeliveryChannel() : undefined;
   if (channel === undefined) {
     const response = answerError(receiver, raw);
-    endTrace(receiver, trace, response, undefined);
+    if (trace.scope !== undefined) endTrace(receiver, trace, response, undefined);
     return response;
   }
   let response: WebhookResponse | undefined;

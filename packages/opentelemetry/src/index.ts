@@ -510,9 +510,17 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): MappaInstrume
   const deliveryOptions = { kind: SpanKind.CONSUMER, attributes: base };
 
   return {
-    startDelivery(_start: MappaDeliveryStart): MappaDeliveryScope {
+    startDelivery(_start: MappaDeliveryStart): MappaDeliveryScope | undefined {
       const parent = contextApi.active();
       const span = telemetry.tracer.startSpan(`process ${DESTINATION}`, deliveryOptions, parent);
+      // Nothing records (no SDK): decline the delivery, so the receiver runs it untraced.
+      if (
+        !span.isRecording() &&
+        !isSpanContextValid(span.spanContext()) &&
+        !telemetry.instruments().live
+      ) {
+        return undefined;
+      }
       return new DeliverySpan(telemetry, span, parent);
     },
 

@@ -157,6 +157,7 @@ export class WebhookSender {
     return this.clock.track(
       this.send(state, "resend", undefined).then((attempt) => {
         if (attempt.ok) state.record.state = "delivered";
+        this.notify(state.record, attempt);
         return attempt;
       }),
     );
@@ -175,6 +176,15 @@ export class WebhookSender {
   clear(): void {
     this.states.clear();
     this.held = [];
+  }
+
+  /** Tells `onAttempt` once the attempt's consequences (state, next attempt) are recorded. */
+  private notify(record: WebhookDelivery, attempt: WebhookAttempt): void {
+    try {
+      this.options.onAttempt?.(record, attempt);
+    } catch {
+      // a logging callback must never break a delivery
+    }
   }
 
   private scheduleAttempt(state: DeliveryState, index: number, delayMs: number): void {
@@ -198,15 +208,18 @@ export class WebhookSender {
     if (index === 0 && this.held.length > 0) this.releaseHeld();
     if (attempt.ok) {
       record.state = "delivered";
-      if (faults.duplicate) await this.send(state, "duplicate", undefined);
+      this.notify(record, attempt);
+      if (faults.duplicate) this.notify(record, await this.send(state, "duplicate", undefined));
       this.evict();
       return;
     }
     const next = index + 1;
     if (next < this.options.schedule.length) {
       this.scheduleAttempt(state, next, this.options.schedule[next] as number);
+      this.notify(record, attempt);
     } else {
       record.state = "abandoned";
+      this.notify(record, attempt);
       this.evict();
     }
   }
@@ -241,11 +254,6 @@ export class WebhookSender {
     const recordAttempt = (): WebhookAttempt => {
       record.attempts.push(attempt);
       if (record.attempts.length > MAX_ATTEMPTS_KEPT) record.attempts.splice(1, 1);
-      try {
-        this.options.onAttempt?.(record, attempt);
-      } catch {
-        // a logging callback must never break a delivery
-      }
       return attempt;
     };
     if (fault === "drop") {

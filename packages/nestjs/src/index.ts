@@ -4,10 +4,19 @@ import {
   MappaWebhookError,
   type MappaWebhooks,
   type MappaWebhooksOptions,
-  payloadTooLarge,
-  readBodyWithLimit,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
+import {
+  canAnswer,
+  DEFAULT_WEBHOOK_PATH,
+  lingerAfterEarlyAnswer,
+  type NodeWebhookRequest,
+  type NodeWebhookResponse,
+  type PathMatchOptions,
+  readNodeRequestBody,
+  webhookPathMatcher,
+  writeNodeResponse,
+} from "@mappa-webhooks/core/node";
 import {
   applyDecorators,
   type CallHandler,
@@ -135,12 +144,6 @@ interface EarlyRead {
   hidden?: Record<string, string | string[] | undefined>;
 }
 
-function pathOf(url: string | undefined): string {
-  const raw = url ?? "/";
-  const query = raw.indexOf("?");
-  return query === -1 ? raw : raw.slice(0, query);
-}
-
 /** The parts of a platform request the interceptor reads. */
 interface PlatformRequest {
   method: string;
@@ -152,30 +155,15 @@ interface PlatformRequest {
   mappaEvent?: CoreMappaEvent;
 }
 
-interface NodeRequest extends AsyncIterable<Uint8Array> {
-  readableEnded?: boolean;
-  readableDidRead?: boolean;
-  complete?: boolean;
-  readable?: boolean;
-  _body?: unknown;
-  on(event: string, listener: (...args: never[]) => void): unknown;
-}
-
-/** The parts of a Node `ServerResponse` the early read writes. */
-interface ServerResponseLike {
-  statusCode: number;
-  setHeader(name: string, value: string): unknown;
-  end(body: string): unknown;
-}
-
-function writeNode(res: ServerResponseLike, response: WebhookResponse): void {
-  res.statusCode = response.status;
-  for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
-  res.end(response.body);
-}
+type NodeRequest = NodeWebhookRequest & { url?: string };
 
 /** The parts of a Fastify instance the early read uses. */
 interface FastifyLike {
+  initialConfig?: {
+    caseSensitive?: boolean;
+    ignoreTrailingSlash?: boolean;
+    routerOptions?: { caseSensitive?: boolean; ignoreTrailingSlash?: boolean };
+  };
   addHook(
     name: "onRequest",
     hook: (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<unknown>,
@@ -189,6 +177,7 @@ interface FastifyRequestLike extends PlatformRequest {
 }
 
 interface FastifyReplyLike {
+  raw: NodeWebhookResponse;
   code(status: number): FastifyReplyLike;
   headers(headers: Record<string, string>): FastifyReplyLike;
   send(body: string): FastifyReplyLike;
@@ -199,13 +188,21 @@ function nodeRequestOf(request: PlatformRequest): NodeRequest {
   return (request.raw ?? request) as unknown as NodeRequest;
 }
 
-function consumed(stream: NodeRequest): boolean {
-  return (
-    stream.readableEnded === true ||
-    stream.readableDidRead === true ||
-    (stream.complete === true && stream.readable === false) ||
-    stream._body === true
-  );
+/** How Express matches paths: its `case sensitive routing` and `strict routing` settings. */
+function expressRouting(app: unknown): PathMatchOptions {
+  const settings = app as { get?: (name: string) => unknown } | undefined;
+  const get = (name: string) =>
+    typeof settings?.get === "function" ? settings.get(name) === true : false;
+  return { caseSensitive: get("case sensitive routing"), strict: get("strict routing") };
+}
+
+/** How Fastify matches paths: `caseSensitive` (default true), `ignoreTrailingSlash` (false). */
+function fastifyRouting(fastify: FastifyLike): PathMatchOptions {
+  const config = fastify.initialConfig ?? {};
+  const router = config.routerOptions ?? {};
+  const caseSensitive = router.caseSensitive ?? config.caseSensitive ?? true;
+  const ignoreTrailingSlash = router.ignoreTrailingSlash ?? config.ignoreTrailingSlash ?? false;
+  return { caseSensitive, strict: !ignoreTrailingSlash };
 }
 
 /**
@@ -233,7 +230,7 @@ export class MappaWebhookService {
         '`ack: "first"` is not offered by @mappa-webhooks/nestjs: the controller method is the handler, and it runs before the answer. Keep the default.',
       );
     }
-    const { path = "/webhooks/mappa", ...coreOptions } = options ?? ({} as MappaNestOptions);
+    const { path = DEFAULT_WEBHOOK_PATH, ...coreOptions } = options ?? ({} as MappaNestOptions);
     this.webhooks = createMappaWebhooks<MappaNestContext>(coreOptions);
     // The controller method runs last, as one more handler of the delivery.
     this.webhooks.onAny(async (_event, context) => {
@@ -252,19 +249,17 @@ export class MappaWebhookService {
       | undefined;
     if (adapter === undefined) return;
     const type = adapter.getType();
-    const matches = (url: string | undefined) => paths.has(pathOf(url));
+    // The paths are matched as the platform routes them to the controller, so every spelling
+    // that reaches the controller is read here first.
     if (type === "express") {
+      const matches = webhookPathMatcher(paths, expressRouting(adapter.getInstance()));
       adapter.use(
-        (
-          req: NodeRequest & PlatformRequest & { url?: string },
-          res: ServerResponseLike,
-          next: () => void,
-        ) => {
+        (req: NodeRequest & PlatformRequest, res: NodeWebhookResponse, next: () => void) => {
           if (!matches(req.url)) return next();
           this.earlyRead(req, req).then(
             (failure) => {
               if (failure === undefined) next();
-              else writeNode(res, failure);
+              else writeNodeResponse(req, res, failure);
             },
             () => next(),
           );
@@ -272,10 +267,13 @@ export class MappaWebhookService {
       );
     } else if (type === "fastify") {
       const fastify = adapter.getInstance() as FastifyLike;
+      const matches = webhookPathMatcher(paths, fastifyRouting(fastify));
       fastify.addHook("onRequest", async (request, reply) => {
         if (!matches(request.url)) return;
         const failure = await this.earlyRead(request, request.raw as NodeRequest);
         if (failure !== undefined) {
+          if (!canAnswer(reply.raw, failure)) return reply;
+          lingerAfterEarlyAnswer(request.raw);
           reply.code(failure.status).headers(failure.headers).send(failure.body);
           return reply;
         }
@@ -320,11 +318,8 @@ export class MappaWebhookService {
       });
     }
     try {
-      const limit = this.webhooks.maxBodyBytes;
-      const declared = Number([request.headers["content-length"]].flat()[0] ?? Number.NaN);
-      if (declared > limit) throw payloadTooLarge(limit);
-      const bytes = await readBodyWithLimit(stream, limit, {
-        timeoutMs: this.webhooks.bodyTimeoutMs,
+      const bytes = await readNodeRequestBody(stream, this.webhooks, {
+        consumedMessage: RAW_BODY_MISSING,
       });
       request.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       (request as unknown as Record<symbol, EarlyRead>)[EARLY] = {};
@@ -338,14 +333,11 @@ export class MappaWebhookService {
   async rawBodyOf(request: PlatformRequest): Promise<Uint8Array> {
     if (Buffer.isBuffer(request.rawBody)) return request.rawBody;
     if (Buffer.isBuffer(request.body)) return request.body;
-    const stream = nodeRequestOf(request);
-    if (consumed(stream) || (request.raw !== undefined && request.body !== undefined)) {
-      throw new MappaWebhookError("body_already_parsed", RAW_BODY_MISSING);
-    }
-    const limit = this.webhooks.maxBodyBytes;
-    const declared = Number([request.headers["content-length"]].flat()[0] ?? Number.NaN);
-    if (declared > limit) throw payloadTooLarge(limit);
-    return readBodyWithLimit(stream, limit, { timeoutMs: this.webhooks.bodyTimeoutMs });
+    return readNodeRequestBody(nodeRequestOf(request), this.webhooks, {
+      consumedMessage: RAW_BODY_MISSING,
+      // Fastify parsed the body (`request.body` is set) without keeping the raw bytes.
+      consumed: request.raw !== undefined && request.body !== undefined,
+    });
   }
 
   /**

@@ -50,6 +50,8 @@ export interface StartOptions {
   rawBody?: boolean;
   /** On Fastify, the content types whose raw bytes Nest keeps besides JSON. */
   fastifyBodyParsers?: string[];
+  /** On Fastify, the server's routing options. */
+  fastify?: { caseSensitive?: boolean; ignoreTrailingSlash?: boolean };
 }
 
 /** Starts a Nest app on 127.0.0.1:0. */
@@ -67,7 +69,7 @@ export async function startNest(
   } else {
     const fastify = await NestFactory.create<NestFastifyApplication>(
       options.module,
-      new FastifyAdapter(),
+      new FastifyAdapter(options.fastify),
       { rawBody, logger: false, abortOnError: false },
     );
     for (const type of options.fastifyBodyParsers ?? []) fastify.useBodyParser(type);

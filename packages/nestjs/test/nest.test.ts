@@ -166,6 +166,44 @@ describe.each<Platform>(["express", "fastify"])("NestJS on %s", (platform) => {
     expect(errors[0]?.message).toContain("forRoot({ path })");
   });
 
+  it("reads early every spelling of the path the platform routes to the controller", async () => {
+    // Express routes case-insensitively with an optional trailing slash by default; Fastify
+    // does when told to. Each spelling reaches the controller, so each must be read early.
+    const seen: string[] = [];
+    const errors: string[] = [];
+    const app = await start({
+      platform,
+      module: appModule({
+        secret,
+        on: { "report.completed": (event) => void seen.push(event.id ?? "") },
+        onError: (error) => void errors.push(error.code),
+      }),
+      rawBody: false,
+      ...(platform === "fastify"
+        ? { fastify: { caseSensitive: false, ignoreTrailingSlash: true } }
+        : {}),
+    });
+    for (const path of ["/webhooks/mappa/", "/WEBHOOKS/MAPPA", "/Webhooks/Mappa/?source=test"]) {
+      const d = await delivery();
+      const response = await send(`${app.baseUrl}${path}`, { headers: d.headers, body: d.body });
+      expect([path, response.status, response.body]).toEqual([path, 200, '{"received":true}']);
+      expect(seen).toContain(d.id);
+    }
+    expect(errors).toEqual([]);
+  });
+
+  if (platform === "fastify") {
+    it("leaves alone the spellings Fastify does not route (case-sensitive, strict by default)", async () => {
+      const app = await start({ platform, module: appModule({ secret }), rawBody: false });
+      const d = await delivery();
+      const response = await send(`${app.baseUrl}/WEBHOOKS/MAPPA`, {
+        headers: d.headers,
+        body: d.body,
+      });
+      expect(response.status).toBe(404);
+    });
+  }
+
   it("answers 500 when the controller throws, and 200 on Mappa's retry", async () => {
     const app = await start({
       platform,

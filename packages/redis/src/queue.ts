@@ -247,6 +247,9 @@ export interface MappaWorkerOptions {
 
 const DEFAULT_HANDLER_TIMEOUT_MS = 5 * 60 * 1000;
 const DEFAULT_CLOSE_TIMEOUT_MS = 20_000;
+// After closeTimeoutMs, how long BullMQ gets to record the failed attempts and close before
+// close() stops waiting for it (only when Redis does not answer).
+const CLOSE_RECORD_MS = 5000;
 // Crashed tries are counted against `attempts` by the processor; BullMQ's own stall limit
 // (default 1) would park a job after two crashes whatever its `attempts` say.
 const DEFAULT_MAX_STALLED_COUNT = Number.MAX_SAFE_INTEGER;
@@ -477,20 +480,35 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
   }
 
   // BullMQ's close waits for every running processor; past closeTimeoutMs the hung ones are
-  // failed (and recorded while the connection is still open), so close always finishes.
+  // failed (and recorded while the connection is still open). With Redis unreachable BullMQ
+  // cannot finish closing (its commands wait for a reconnect, and an ioredis client that is
+  // between reconnection attempts never reports its end), so after CLOSE_RECORD_MS more the
+  // connection is dropped and close() resolves anyway; the jobs whose outcome was not
+  // recorded are taken over by another worker once their lock expires.
   const bullClose = worker.close.bind(worker);
   let closing: Promise<void> | undefined;
   worker.close = (force = false) => {
-    closing ??= (async () => {
-      const timer = setTimeout(() => {
+    closing ??= new Promise<void>((resolve, reject) => {
+      const abortTimer = setTimeout(() => {
         for (const abort of [...running]) abort();
       }, closeTimeoutMs);
-      try {
-        await bullClose(force);
-      } finally {
-        clearTimeout(timer);
-      }
-    })();
+      const giveUpTimer = setTimeout(() => {
+        report(
+          new Error(
+            `@mappa-webhooks/redis: worker.close() stopped waiting for BullMQ after ${closeTimeoutMs + CLOSE_RECORD_MS} ms (Redis did not answer). Jobs whose outcome was not recorded are taken over by another worker once their lock expires.`,
+          ),
+          { phase: "worker" },
+        );
+        worker.disconnect().catch(() => {});
+        resolve();
+      }, closeTimeoutMs + CLOSE_RECORD_MS);
+      bullClose(force)
+        .then(resolve, reject)
+        .finally(() => {
+          clearTimeout(abortTimer);
+          clearTimeout(giveUpTimer);
+        });
+    });
     return closing;
   };
   return worker;

@@ -15,11 +15,16 @@ function script(name: string, source: string): RedisScript {
 // as PX expiry) and `d:<token>` once handled (with the completed TTL). Every script touches
 // only that key, so each runs atomically on the one node (or cluster slot) that owns it.
 
-/** KEYS[1] event key; ARGV[1] token, ARGV[2] lease ms. → "claimed" | "in_flight" | "completed" */
+/**
+ * KEYS[1] event key; ARGV[1] token, ARGV[2] lease ms. → "claimed" | "in_flight" | "completed"
+ * Idempotent for one token: ioredis sends unanswered commands again after a reconnect, and a
+ * claim that ran before the connection dropped must not then find itself "in_flight".
+ */
 export const CLAIM_SCRIPT = script(
   "claim",
   `local current = redis.call('GET', KEYS[1])
 if current then
+  if current == 'c:' .. ARGV[1] then return 'claimed' end
   if string.sub(current, 1, 2) == 'd:' then return 'completed' end
   return 'in_flight'
 end

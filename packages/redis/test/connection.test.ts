@@ -1,7 +1,10 @@
+import { parseEvent } from "@mappa-webhooks/core";
 import { createTestEvent, simulateDelivery } from "@mappa-webhooks/testing";
+import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisIdempotencyStore } from "../src/index.js";
+import { createMappaWorker, createQueueHandoff, type MappaJobData } from "../src/queue.js";
 import {
   type Child,
   messageChain,
@@ -132,6 +135,7 @@ describe("connection loss", { timeout: 240_000 }, () => {
 
   it("every connection cut (CLIENT KILL TYPE normal): nothing crashes, the worker carries on", async () => {
     const { receiver, worker, url, effects } = await startPair("client-kill");
+    const receiverOutput = () => receiver.output.filter((l) => !l.includes("Unhandled error event")).slice(-15).join("\n");
     const events = Array.from({ length: 20 }, () => createTestEvent("report.completed"));
     const deliveries: Array<Promise<Awaited<ReturnType<typeof deliverWithRetries>>>> = [];
     for (const [i, event] of events.entries()) {
@@ -149,6 +153,11 @@ describe("connection loss", { timeout: 240_000 }, () => {
       }
     }
     const results = await Promise.all(deliveries);
+    const undelivered = results.filter((result) => !result.delivered);
+    if (undelivered.length > 0) {
+      console.log(`[connection] undelivered: ${undelivered.map((r) => [...new Set(r.attempts.map((a) => a.status))].join(",")).join(" | ")}`);
+      console.log(receiverOutput());
+    }
     for (const result of results) expect(result.delivered).toBe(true);
     await waitFor(async () => (await effects(events)).every((n) => n >= 1), 60_000, 50);
     const counts = await effects(events);
@@ -209,6 +218,45 @@ describe("connection loss", { timeout: 240_000 }, () => {
     } finally {
       await receiver.close();
       client.disconnect();
+    }
+  });
+
+  it("worker.close() resolves in bounded time with a hung handler while Redis is down", async () => {
+    const connection = { host: "127.0.0.1", port: own.port };
+    const queue = new Queue<MappaJobData>("close-down", { connection, prefix: bullPrefix });
+    queue.on("error", () => {});
+    const reported: string[] = [];
+    let started = false;
+    const worker = createMappaWorker({
+      queueName: "close-down",
+      connection,
+      closeTimeoutMs: 1000,
+      workerOptions: { prefix: bullPrefix },
+      on: {
+        "report.completed": () => {
+          started = true;
+          return new Promise<never>(() => {});
+        },
+      },
+      onError: (error, info) => void reported.push(`${info.phase}: ${error.message}`),
+    });
+    try {
+      await createQueueHandoff({ queue }).enqueue(
+        parseEvent(JSON.stringify(createTestEvent("report.completed"))),
+      );
+      await waitFor(() => started, 30_000);
+      await own.stop("SIGKILL");
+      const closeStarted = performance.now();
+      await worker.close();
+      const closeMs = Math.round(performance.now() - closeStarted);
+      console.log(`[connection] close() with Redis down and a hung handler: ${closeMs} ms`);
+      // closeTimeoutMs, then 5 s for BullMQ to record and close, then it stops waiting.
+      expect(closeMs).toBeGreaterThanOrEqual(950);
+      expect(closeMs).toBeLessThan(30_000);
+      expect(reported.some((line) => line.includes("stopped waiting for BullMQ"))).toBe(true);
+    } finally {
+      await queue.close().catch(() => {});
+      await own.start();
     }
   });
 });

@@ -212,6 +212,24 @@ describe("createRedisIdempotencyStore", () => {
     expect((await store.claim("evt_noscript", LEASE)).status).toBe("in_flight");
   });
 
+  it("claims once even when the claim reaches Redis twice (a reconnecting client sends it again)", async () => {
+    // ioredis resends commands that were not answered when the connection dropped; the first
+    // copy may have run. Each script here runs twice and only the second answer is returned.
+    const twice: RedisScriptRunner = {
+      runScript: async (script, keys, args) => {
+        await redis.eval(script.source, keys.length, ...keys, ...args);
+        return redis.eval(script.source, keys.length, ...keys, ...args);
+      },
+    };
+    const store = createRedisIdempotencyStore({ client: twice, prefix: `${prefix}:twice` });
+    const claim = await store.claim("evt_twice", LEASE);
+    expect(claim.status).toBe("claimed");
+    expect(await store.claim("evt_twice", LEASE)).toEqual({ status: "in_flight" });
+    if (claim.status !== "claimed") return;
+    await store.complete("evt_twice", claim.token, { ttlMs: 10_000 });
+    expect(await store.claim("evt_twice", LEASE)).toEqual({ status: "completed" });
+  });
+
   it("works with any client through a runScript adapter", async () => {
     const runner: RedisScriptRunner = {
       runScript: (script, keys, args) => redis.eval(script.source, keys.length, ...keys, ...args),

@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
+import { startMappaEmulator } from "@mappa-webhooks/emulator";
 import { afterEach, describe, expect, it } from "vitest";
 
 const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
@@ -106,6 +107,66 @@ describe("mappa-webhooks emulator", () => {
       '--shape must be one of current, guide, mappa-node-1.2, got "nope"',
     );
     expect(cli.output.stderr).toMatch(/Run `.*emulator --help` for usage/);
+  });
+});
+
+describe("the emulator in front of listen", () => {
+  it("the listen inspector shows the emulator's deliveries, forwarded to the app", async () => {
+    const secret = "whsec_cli_emulator_listen";
+    const app = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => res.end("ok"));
+    });
+    await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));
+    const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}/webhooks/mappa`;
+    const emulator = await startMappaEmulator({ clock: "manual", secret });
+    try {
+      const listen = launch(CLI, [
+        "listen",
+        "--port",
+        "0",
+        "--inspector-port",
+        "0",
+        "--secret",
+        secret,
+        "--forward-to",
+        appUrl,
+      ]);
+      const [, listening] = await listen.waitFor(/listening on (http:\/\/\S+)/);
+      const [, inspector] = await listen.waitFor(/inspector on (http:\/\/\S+?)\/?$/m);
+      const hook =
+        new URL(listening as string).pathname === "/"
+          ? new URL("/webhooks/mappa", listening).href
+          : (listening as string);
+      const headers = { "Mappa-Api-Key": "k" };
+      const form = new FormData();
+      form.append("file", new Blob([new Uint8Array(10)]), "call");
+      form.append("label", "call");
+      const { mediaId } = (await (
+        await fetch(`${emulator.url}/v1/files`, { method: "POST", body: form, headers })
+      ).json()) as { mediaId: string };
+      const created = await fetch(`${emulator.url}/v1/reports/jobs`, {
+        method: "POST",
+        headers: { ...headers, "Content-Type": "application/json", "Idempotency-Key": "listen-1" },
+        body: JSON.stringify({
+          media: { mediaId },
+          output: { template: "general_report" },
+          target: { strategy: "dominant", on_miss: "error" },
+          webhook: { url: hook },
+        }),
+      });
+      const { jobId } = (await created.json()) as { jobId: string };
+      await emulator.advance(150_000);
+      const [delivery] = emulator.deliveries({ jobId });
+      expect(delivery?.attempts.map((a) => a.status)).toEqual([200]);
+      const listed = (await (await fetch(`${inspector}/api/deliveries`)).json()) as {
+        deliveries: unknown[];
+      };
+      expect(JSON.stringify(listed.deliveries)).toContain(delivery?.eventId as string);
+    } finally {
+      await emulator.close();
+      await new Promise<void>((resolve) => app.close(() => resolve()));
+    }
   });
 });
 

@@ -268,3 +268,84 @@ export async function stallMidBody(
     req.destroy();
   }
 }
+
+/** What a raw-socket client saw after declaring a body over the limit. */
+export interface DeclaredOversizedResult {
+  /** The status of the answer's status line, 0 when no answer arrived. */
+  status: number;
+  /** Everything the client read, head and body. */
+  received: string;
+  /** The error the socket ended with (EPIPE, ECONNRESET), if any; writes after the answer may fail. */
+  socketError?: string;
+}
+
+/**
+ * Over a raw TCP connection, declares a `content-length` of `declaredBytes` (over the limit),
+ * then keeps sending the body in `chunkBytes` pieces as fast as the socket takes them until the
+ * server answers or the connection ends, reading everything the server sends. A server that
+ * closes its socket while the body is still arriving makes the kernel reset the connection,
+ * and the reset can discard the answer before the client read it: this is what that race looks
+ * like from the sender's side.
+ *
+ * @example
+ * ```ts
+ * const result = await sendDeclaredOversized(url, { "mappa-signature": header }, 4 * 1024 * 1024);
+ * expect(result.status).toBe(413);
+ * ```
+ */
+export async function sendDeclaredOversized(
+  url: string,
+  headers: Record<string, string>,
+  declaredBytes: number,
+  options: { chunkBytes?: number; timeoutMs?: number } = {},
+): Promise<DeclaredOversizedResult> {
+  const { chunkBytes = 16 * 1024, timeoutMs = 30_000 } = options;
+  const target = new URL(url);
+  const socket = connect(Number(target.port), target.hostname);
+  let received = "";
+  let socketError: string | undefined;
+  let answered = false;
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  socket.on("error", (error: NodeJS.ErrnoException) => {
+    socketError = error.code ?? error.message;
+  });
+  socket.setEncoding("latin1").on("data", (text: string) => {
+    received += text;
+    if (received.includes("\r\n\r\n")) answered = true;
+  });
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  try {
+    await Promise.race([once(socket, "connect"), closed]);
+    const lines = [
+      `POST ${target.pathname}${target.search} HTTP/1.1`,
+      `host: ${target.host}`,
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+      `content-length: ${declaredBytes}`,
+    ];
+    socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+    const piece = Buffer.alloc(chunkBytes, 0x61);
+    // Bounded by the declared bytes: like curl or Node's http client, the whole body is sent
+    // even when the answer arrives first.
+    for (let sent = 0; sent < declaredBytes && !socket.destroyed; sent += chunkBytes) {
+      const more = socket.write(piece.subarray(0, Math.min(chunkBytes, declaredBytes - sent)));
+      if (!more) await Promise.race([once(socket, "drain").catch(() => {}), closed]);
+      else await new Promise((resolve) => setImmediate(resolve));
+    }
+    // Give the answer time to arrive, then read to the end of the connection.
+    await Promise.race([closed, waitUntil(() => answered, timeoutMs)]);
+    if (answered) {
+      socket.end();
+      await closed;
+    }
+  } finally {
+    clearTimeout(timer);
+    socket.destroy();
+  }
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(received)?.[1] ?? 0);
+  return socketError === undefined ? { status, received } : { status, received, socketError };
+}
+
+async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+}

@@ -11,12 +11,20 @@ import {
 } from "@mappa-webhooks/core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { describeEmulatorDeliveries } from "./emulator-case.js";
-import { abortMidBody, type SentResponse, send, stallMidBody, streamOversized } from "./http.js";
+import {
+  abortMidBody,
+  type SentResponse,
+  send,
+  sendDeclaredOversized,
+  stallMidBody,
+  streamOversized,
+} from "./http.js";
 import { describeTelemetry } from "./telemetry-case.js";
 
 export { describeExampleApp, type RunningExample, startExample } from "./example.js";
 export {
   abortMidBody,
+  type DeclaredOversizedResult,
   type PartialBodyOptions,
   type SendOptions,
   type SentResponse,
@@ -561,6 +569,26 @@ function describeDeliveries(
       expect(response.status).toBe(413);
       expect(json(response).error).toBe("payload_too_large");
       expect(runsOf(id)).toHaveLength(0);
+    });
+
+    it("answers 413 to a declared length over the limit, readable by a client still sending (25 times)", async () => {
+      // The server answers from the head; closing while the body still arrives would make the
+      // kernel reset the connection, which can throw the answer away before the client reads
+      // it. Repeated, as that race is lost only some of the time.
+      const failures: string[] = [];
+      for (let attempt = 0; attempt < 25; attempt++) {
+        const result = await sendDeclaredOversized(
+          app().webhookUrl,
+          { "content-type": "application/json", "mappa-signature": `t=${nowSec()},v1=00` },
+          2 * 1024 * 1024,
+        );
+        if (result.status !== 413 || !result.received.includes('"payload_too_large"')) {
+          failures.push(
+            `attempt ${attempt}: status ${result.status}, ${result.socketError ?? "no socket error"}`,
+          );
+        }
+      }
+      expect(failures).toEqual([]);
     });
 
     if (capabilities.streamingBodyLimit) {

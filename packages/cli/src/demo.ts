@@ -183,7 +183,7 @@ interface StepResult {
 
 function attemptLine(attempt: DeliveryAttempt, total: number): string {
   const mark = attempt.ok ? style.green("✓") : style.red("✗");
-  // A duplicate reads "200 (duplicate: already handled)", as in `mappa-webhooks trigger`.
+  // A duplicate reads "200 (duplicate: already received)", as in `trigger`.
   const outcome = describeAttempt(attempt);
   return `     ${mark} attempt ${attempt.attempt}/${total}  ${attempt.ok ? style.green(outcome) : style.red(outcome)}  ${style.dim(`${attempt.latencyMs} ms`)}`;
 }

@@ -18,8 +18,8 @@ async function parseJsonFirst(req: IncomingMessage): Promise<void> {
 
 /**
  * A receiver built on the core, with a body parser mounted before it: the core finds the
- * stream already read and answers 500 body_already_parsed. With `fix`, the answer also carries
- * a `fix` field, as newer receivers send.
+ * stream already read and answers 500 body_already_parsed. `fix`: the answer's `fix` field as
+ * the core sends it (`"core"`), none (`undefined`, as older receivers answer), or this text.
  */
 async function parsedFirstApp(fix?: string): Promise<{ url: string; server: Server }> {
   const webhooks = createMappaWebhooks({ secret: SECRET });
@@ -33,8 +33,11 @@ async function parsedFirstApp(fix?: string): Promise<{ url: string; server: Serv
       } catch (error) {
         answer = webhooks.errorResponse(error);
       }
+      const { fix: coreFix, ...rest } = JSON.parse(answer.body) as Record<string, unknown>;
       const body =
-        fix === undefined ? answer.body : JSON.stringify({ ...JSON.parse(answer.body), fix });
+        fix === "core"
+          ? answer.body
+          : JSON.stringify(fix === undefined ? rest : { ...rest, fix: fix ?? coreFix });
       res.writeHead(answer.status, { "content-type": "application/json" });
       res.end(body);
     })();
@@ -49,14 +52,17 @@ const servers: Server[] = [];
 const listeners: Running[] = [];
 let plain: string;
 let withFix: string;
+let coreFixUrl: string;
 const OWN_FIX = "register express.raw() for /webhooks/mappa before express.json()";
 
 beforeAll(async () => {
   const a = await parsedFirstApp();
   const b = await parsedFirstApp(OWN_FIX);
-  servers.push(a.server, b.server);
+  const c = await parsedFirstApp("core");
+  servers.push(a.server, b.server, c.server);
   plain = a.url;
   withFix = b.url;
+  coreFixUrl = c.url;
 });
 afterAll(async () => {
   await Promise.all(listeners.map((listener) => listener.stop()));
@@ -71,9 +77,31 @@ describe("body_already_parsed", () => {
     const { body, headers } = await createSignedDelivery(createTestEvent("report.completed"), {
       secret: SECRET,
     });
-    const response = await fetch(plain, { method: "POST", body, headers });
+    const response = await fetch(coreFixUrl, { method: "POST", body, headers });
     expect(response.status).toBe(500);
-    expect(await response.json()).toEqual({ error: "body_already_parsed" });
+    expect(await response.json()).toMatchObject({ error: "body_already_parsed" });
+  });
+
+  it("trigger shows the core's own fix when the answer carries one", async () => {
+    const { body, headers } = await createSignedDelivery(createTestEvent("report.completed"), {
+      secret: SECRET,
+    });
+    const answer = (await (await fetch(coreFixUrl, { method: "POST", body, headers })).json()) as {
+      fix?: string;
+    };
+    const result = await run([
+      "trigger",
+      "report.completed",
+      "--url",
+      coreFixUrl,
+      "--secret",
+      SECRET,
+      "--no-retry",
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(
+      `hint: body_already_parsed: ${answer.fix ?? BODY_ALREADY_PARSED_FIX}`,
+    );
   });
 
   it("trigger names the fix, even with --no-retry", async () => {

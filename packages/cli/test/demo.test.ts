@@ -32,7 +32,7 @@ function expectStory(stdout: string) {
   expect(stdout).toContain("✓ 401 signature_mismatch");
   expect(stdout).toContain("✓ 401 timestamp_outside_tolerance");
   expect(stdout).toMatch(/receiver log lines for evt_\w+: 1/);
-  expect(stdout).toContain("(duplicate: already handled)");
+  expect(stdout).toContain("(duplicate: already received)");
   expect(stdout).toMatch(/✗ attempt 1\/5 {2}connection refused \(ECONNREFUSED\)/);
   expect(stdout).toMatch(/delivered on attempt [45]: on Mappa's real schedule/);
   expect(stdout).toMatch(/✓ All 6 steps behaved as expected, in [\d.]+ s\./);

@@ -582,7 +582,8 @@ function describeDeliveries(
           { "content-type": "application/json", "mappa-signature": `t=${nowSec()},v1=00` },
           2 * 1024 * 1024,
         );
-        if (result.status !== 413 || !result.received.includes('"payload_too_large"')) {
+        const answered = result.status === 413 && result.received.includes('"payload_too_large"');
+        if (!answered || result.socketError !== undefined) {
           failures.push(
             `attempt ${attempt}: status ${result.status}, ${result.socketError ?? "no socket error"}`,
           );

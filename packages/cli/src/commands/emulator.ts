@@ -82,7 +82,8 @@ export async function emulator(argv: string[]): Promise<number> {
         ? `${attempt.ok ? style.green(String(attempt.status)) : style.red(String(attempt.status))} in ${Math.round(attempt.latencyMs)} ms`
         : style.red(attempt.errorCode ?? "failed");
     const fault = attempt.fault === undefined ? "" : style.yellow(` [${attempt.fault}]`);
-    const next = delivery.nextAttemptAt === null ? "" : style.dim(` next attempt ${delivery.nextAttemptAt}`);
+    const next =
+      delivery.nextAttemptAt === null ? "" : style.dim(` next attempt ${delivery.nextAttemptAt}`);
     process.stdout.write(
       `${delivery.type} ${delivery.eventId} job ${delivery.jobId} → ${delivery.url} attempt ${attempt.attempt} (${attempt.kind}): ${outcome}${fault} ${style.dim(delivery.state)}${next}\n`,
     );
@@ -106,6 +107,12 @@ export async function emulator(argv: string[]): Promise<number> {
   }
   // The first line is exactly this, so scripts and tests can read the URL.
   process.stdout.write(`emulator on ${running.url}\n`);
+  const host = options.host ?? "127.0.0.1";
+  if (host !== "127.0.0.1" && host !== "localhost" && host !== "::1") {
+    process.stderr.write(
+      `${style.yellow("warning:")} the emulator is reachable from other machines on ${host}: its control API (/_emulator) needs no key\n`,
+    );
+  }
   if (!json) {
     process.stdout.write(
       [

@@ -14,7 +14,7 @@ import {
   Worker,
   type WorkerOptions,
 } from "bullmq";
-import { checkCount, checkMs } from "./options.js";
+import { checkCount, checkMs, MAX_TIMER_MS } from "./options.js";
 
 /** What a hand-off job carries: the verified event as Mappa sent it. */
 export interface MappaJobData {
@@ -492,16 +492,17 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
       const abortTimer = setTimeout(() => {
         for (const abort of [...running]) abort();
       }, closeTimeoutMs);
+      const giveUpMs = Math.min(closeTimeoutMs + CLOSE_RECORD_MS, MAX_TIMER_MS);
       const giveUpTimer = setTimeout(() => {
         report(
           new Error(
-            `@mappa-webhooks/redis: worker.close() stopped waiting for BullMQ after ${closeTimeoutMs + CLOSE_RECORD_MS} ms (Redis did not answer). Jobs whose outcome was not recorded are taken over by another worker once their lock expires.`,
+            `@mappa-webhooks/redis: worker.close() stopped waiting for BullMQ after ${giveUpMs} ms (Redis did not answer). Jobs whose outcome was not recorded are taken over by another worker once their lock expires.`,
           ),
           { phase: "worker" },
         );
         worker.disconnect().catch(() => {});
         resolve();
-      }, closeTimeoutMs + CLOSE_RECORD_MS);
+      }, giveUpMs);
       bullClose(force)
         .then(resolve, reject)
         .finally(() => {

@@ -1,10 +1,11 @@
-import { MappaWebhookError } from "@mappa-webhooks/core";
+import { MappaWebhookError, parseEvent } from "@mappa-webhooks/core";
+import { createTestEvent } from "@mappa-webhooks/testing";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisIdempotencyStore } from "../src/index.js";
 import { createMappaWorker, createQueueHandoff, type MappaJobData } from "../src/queue.js";
-import { bullConnection, connect, deleteKeys, uniquePrefix } from "./helpers.js";
+import { bullConnection, connect, deleteKeys, uniquePrefix, waitFor } from "./helpers.js";
 
 // Every time and count option is checked at creation. A timer longer than 2^31−1 ms fires
 // after 1 ms instead, so such a value used to be accepted and then fail every call at run time.
@@ -153,14 +154,32 @@ describe("createMappaWorker", () => {
     expect(error.message).toContain("needs `queueName`");
   });
 
-  it("accepts the largest values", async () => {
+  it("accepts the largest values, and close() then still waits for a running handler", async () => {
+    const reported: string[] = [];
+    let started = false;
+    let finished = false;
     const worker = createMappaWorker({
       ...base,
       handlerTimeoutMs: MAX,
       closeTimeoutMs: MAX,
-      workerOptions: { prefix, lockDuration: 30_000, stalledInterval: 30_000, autorun: false },
+      onError: (error) => void reported.push(error.message),
+      workerOptions: { prefix, lockDuration: 30_000, stalledInterval: 30_000 },
+      on: {
+        "report.completed": async () => {
+          started = true;
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          finished = true;
+        },
+      },
     });
+    await createQueueHandoff({ queue }).enqueue(
+      parseEvent(JSON.stringify(createTestEvent("report.completed"))),
+    );
+    await waitFor(() => started, 30_000);
     await worker.close();
-    expect(worker.isRunning()).toBe(false);
+    // closeTimeoutMs plus the time close() leaves BullMQ is past 2^31−1 ms: a timer that
+    // overflowed would fire after 1 ms and give up on the handler.
+    expect(finished).toBe(true);
+    expect(reported).toEqual([]);
   });
 });

@@ -1,8 +1,15 @@
 import { once } from "node:events";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
-import { type MappaEvent, parseEvent, signPayload } from "@mappa-webhooks/core";
+import {
+  createMappaWebhooks,
+  type MappaEvent,
+  type MappaWebhooksOptions,
+  parseEvent,
+  readBodyWithLimit,
+  signPayload,
+} from "@mappa-webhooks/core";
 import { context, propagation, SpanKind, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { registerInstrumentations } from "@opentelemetry/instrumentation";
@@ -80,15 +87,26 @@ function value(collected: ResourceMetrics, name: string, attributes: Record<stri
   return total;
 }
 
-/** An Express app with the adapter on POST /webhooks/mappa, on 127.0.0.1:0. */
-async function startApp(
-  options: Parameters<typeof import("@mappa-webhooks/express").mappaWebhook>[0],
-) {
-  const { default: express } = await import("express");
-  const { mappaWebhook } = await import("@mappa-webhooks/express");
-  const app = express();
-  app.use(mappaWebhook(options));
-  const server: Server = app.listen(0, "127.0.0.1");
+/** A node:http server with the core's receiver on POST /webhooks/mappa, on 127.0.0.1:0. */
+async function startApp(options: MappaWebhooksOptions) {
+  const webhooks = createMappaWebhooks(options);
+  const server: Server = createServer(async (req, res) => {
+    let rawBody: Uint8Array;
+    try {
+      rawBody = await readBodyWithLimit(req, webhooks.maxBodyBytes);
+    } catch (error) {
+      const answer = webhooks.errorResponse(error);
+      res.writeHead(answer.status, answer.headers).end(answer.body);
+      return;
+    }
+    const answer = await webhooks.handle({
+      method: req.method ?? "GET",
+      headers: req.headers,
+      rawBody,
+    });
+    res.writeHead(answer.status, answer.headers).end(answer.body);
+  });
+  server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;
   return {
@@ -142,7 +160,7 @@ describe("with the SDK and the HTTP instrumentation", () => {
       tracerProvider,
       instrumentations: [new HttpInstrumentation()],
     });
-    // The instrumentation patches `http` when it is required: the server below uses it.
+    // The instrumentation patches `http` when it is required: the servers below use it.
     createRequire(import.meta.url)("node:http");
   });
   afterAll(async () => {

@@ -54,6 +54,22 @@ declare class ConfigService {
   getOrThrow<T = string>(key: string): T;
 }
 `,
+  "packages/emulator/README.md": `${common}
+/** The reader's code under test. */
+declare const app: {
+  requestReport(options: { mappaBaseUrl: string }): Promise<string>;
+  orderStatus(jobId: string): Promise<string>;
+};
+declare const mappa: import("@mappa-webhooks/emulator").MappaEmulator;
+declare const jobId: string;
+`,
+  "packages/mysql/README.md": `${common}${express}
+declare const handlers: import("@mappa-webhooks/core").MappaHandlerMap;
+declare const pool: import("mysql2/promise").Pool;
+`,
+  "packages/sqlite/README.md": `${common}${express}
+declare const handlers: import("@mappa-webhooks/core").MappaHandlerMap;
+`,
   "packages/next/README.md": `${common}
 declare const createMappaWebhookHandler: typeof import("@mappa-webhooks/next").createMappaWebhookHandler;
 `,
@@ -71,9 +87,17 @@ declare const client: {
 declare const createRedisIdempotencyStore: typeof import("@mappa-webhooks/redis").createRedisIdempotencyStore;
 `,
   "packages/testing/README.md": `${common}
+declare const beforeAll: typeof import("vitest").beforeAll;
+declare const afterAll: typeof import("vitest").afterAll;
+declare const it: typeof import("vitest").it;
+declare const expect: typeof import("vitest").expect;
 declare const createTestEvent: typeof import("@mappa-webhooks/testing").createTestEvent;
 /** An app with a Fetch handler (Hono, ...). */
-declare const app: { fetch(request: Request): Response | Promise<Response> };
+declare const app: {
+  fetch(request: Request): Response | Promise<Response>;
+  /** The reader's code under test (the emulator excerpt). */
+  requestReport(options: { mappaBaseUrl: string }): Promise<string>;
+};
 declare const fastify: import("fastify").FastifyInstance;
 /** supertest's request(). */
 declare function request(app: unknown): {

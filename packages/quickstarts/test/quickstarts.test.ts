@@ -36,9 +36,10 @@ const MYSQL_URL = process.env.MYSQL_URL ?? "mysql://root@127.0.0.1:3306/test";
 // builds with (the READMEs say `typescript`; the check must not change with each new major),
 // and React's types, which a Next app made by create-next-app has (else `next dev` installs them).
 // The excerpts' other libraries: Kysely (the Postgres README's query builder), @koa/router (the
-// Koa README's routes).
+// Koa README's routes), Vitest (the emulator README's tests).
 const TOOLS = [
   "typescript@~5.9.3",
+  "vitest@~4.1.0",
   "@types/react",
   "@types/react-dom",
   "kysely",

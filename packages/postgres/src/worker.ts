@@ -18,6 +18,7 @@ import {
   type PgClientLike,
   type PgNotification,
   type PgPoolLike,
+  type PgQueryResult,
   type PoolClientOf,
   pgTimeoutMs,
   postgresError,
@@ -179,7 +180,7 @@ const DEFAULT_HANDLER_TIMEOUT_MS = 300_000;
  * covers the moment between the take and the lock, and it is how long an event waits after the
  * worker that took it died.
  */
-const TAKE_LEASE_MS = 5000;
+const TAKE_LEASE_MS = 2000;
 /** Longest wait for one of the worker's own statements (a frozen server or a cut network). */
 const QUERY_TIMEOUT_MS = 60_000;
 
@@ -191,6 +192,8 @@ interface TakenRow {
   /** `failed`: parked at the take, its earlier attempts never recorded an outcome. */
   status: "pending" | "failed";
   last_error: string | null;
+  /** `last_error` before this take: says whether the previous attempt ended without an outcome. */
+  previous_error: string | null;
 }
 
 /** The outcome of one event, once known; applied to the stats and reported after the commit. */
@@ -207,6 +210,11 @@ interface Outcome {
 class BrokenTransaction extends Error {}
 
 const ABORTED = "25P02";
+/** A string literal any `standard_conforming_strings` reads the same way. */
+const literal = (text: string) => `E'${text.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
+
+/** The `last_error` a take leaves behind, until the attempt records its outcome. */
+const SUSPECT = /^attempt \d+ recorded no outcome: /;
 
 /**
  * A worker for the inbox: takes due events with `FOR UPDATE SKIP LOCKED` (any number of
@@ -290,15 +298,16 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     // alone: if it is the one that crashes its worker, it takes no other event down with it.
     beginTake: "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off",
     take: `WITH candidates AS (
-             SELECT key, attempts, run_at FROM ${t.events}
+             SELECT key, attempts, run_at, last_error FROM ${t.events}
               WHERE status = 'pending' AND run_at <= clock_timestamp()
               ORDER BY run_at
               LIMIT $1
               FOR UPDATE SKIP LOCKED
            ), ranked AS (
-             SELECT key, attempts, row_number() OVER (ORDER BY run_at, key) AS n FROM candidates
+             SELECT key, attempts, last_error, row_number() OVER (ORDER BY run_at, key) AS n
+               FROM candidates
            ), chosen AS (
-             SELECT key FROM ranked
+             SELECT key, last_error AS previous_error FROM ranked
               WHERE n = 1 OR (attempts = 0 AND (SELECT attempts FROM ranked WHERE n = 1) = 0)
            )
            UPDATE ${t.events} AS e
@@ -309,12 +318,13 @@ export function createInboxWorker<TPool extends PgPoolLike>(
                   updated_at = clock_timestamp()
              FROM chosen
             WHERE e.key = chosen.key
-        RETURNING e.key, e.payload, e.attempts, e.status, e.last_error`,
+        RETURNING e.key, e.payload, e.attempts, e.status, e.last_error, chosen.previous_error`,
     begin: `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${lockTimeoutMs}; SET LOCAL statement_timeout = ${statementTimeoutFor(handlerTimeoutMs)}`,
-    // Still ours: pending with the attempt we counted, and not locked by another worker.
-    lock: `SELECT key, attempts FROM ${t.events}
-            WHERE key = ANY($1::text[]) AND status = 'pending'
-            FOR UPDATE SKIP LOCKED`,
+    // Still ours: pending with the attempt we counted.
+    // Waits rather than skips: a concurrent take may hold a row's lock for an instant.
+    lock: (keys: string[]) => `SELECT key, attempts FROM ${t.events}
+            WHERE key IN (${keys.map(literal).join(", ")}) AND status = 'pending'
+            ORDER BY key FOR UPDATE`,
     done: `UPDATE ${t.events}
               SET status = 'done', last_error = NULL,
                   done_at = clock_timestamp(), updated_at = clock_timestamp()
@@ -334,6 +344,11 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     failAlone: `UPDATE ${t.events}
                    SET status = 'failed', last_error = $3, updated_at = clock_timestamp()
                  WHERE key = $1 AND status = 'pending' AND attempts = $2`,
+    // An event taken while another runs alone in this worker: back as it was, due a little later.
+    giveBack: `UPDATE ${t.events}
+                  SET attempts = attempts - 1, last_error = $2, updated_at = clock_timestamp(),
+                      run_at = clock_timestamp() + $3::double precision * interval '1 millisecond'
+                WHERE key = $1`,
     // A batch-mate whose handler ran in a transaction another event broke: due again at once,
     // its attempt given back.
     releaseAlone: `UPDATE ${t.events}
@@ -370,6 +385,25 @@ export function createInboxWorker<TPool extends PgPoolLike>(
       const timer = setTimeout(done, ms);
       sleepers.add(done);
     });
+
+  // An event whose previous attempt ended without an outcome may be one that kills its process:
+  // it runs alone in this worker (the other slots finish what they run and wait), so a crash it
+  // causes again takes no other event's attempt with it.
+  let running = 0;
+  let exclusive = false;
+  const gateWaiters: Array<() => void> = [];
+  const notifyGate = () => {
+    for (const waiter of gateWaiters.splice(0)) waiter();
+  };
+  const untilGate = (ready: () => boolean) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (ready()) resolve();
+        else gateWaiters.push(check);
+      };
+      check();
+    });
+  const suspect = (row: TakenRow) => SUSPECT.test(row.previous_error ?? "");
 
   /** Decides what a failed attempt leads to: another attempt after the backoff, or parked. */
   const failedAttempt = (row: TakenRow, error: Error, event?: MappaEvent): Outcome => {
@@ -602,8 +636,8 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     try {
       await q(SQL.beginTake);
       const result = await q(SQL.take, [batchSize, maxAttempts, TAKE_LEASE_MS]);
-      await q("COMMIT");
       taken = result.rows as TakenRow[];
+      if (taken.every((row) => row.status !== "pending")) await q("COMMIT");
     } catch (error) {
       await client.query("ROLLBACK").catch(() => {});
       release(error instanceof Error ? error : new Error(String(error)));
@@ -632,18 +666,45 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     const outcomes: Outcome[] = [];
     let index = 0;
     try {
-      await q(SQL.begin);
-      const locked = await q(SQL.lock, [rows.map((row) => row.key)]);
+      // The take's commit, the event transaction's begin and its row locks in one round trip:
+      // no other worker can come between them, however slow this process is.
+      const answers = await q(`COMMIT; ${SQL.begin}; ${SQL.lock(rows.map((row) => row.key))}`);
+      const locked = (Array.isArray(answers) ? answers.at(-1) : answers) as PgQueryResult;
       const ours = new Map(
         (locked.rows as Array<{ key: string; attempts: number }>).map((r) => [r.key, r.attempts]),
       );
-      for (; index < rows.length; index++) {
-        const row = rows[index] as TakenRow;
-        // Another worker took it meanwhile (our take's lease ran out): it is theirs now.
-        if (ours.get(row.key) !== row.attempts) continue;
-        outcomes.push(await handleRow(own, client, row));
+      const alone = rows.length === 1 && suspect(rows[0] as TakenRow);
+      if (alone && exclusive) {
+        // Another event runs alone here: waiting would put this one at risk too. Give it back
+        // as it was, for later (or for another worker).
+        const row = rows[0] as TakenRow;
+        await q(SQL.giveBack, [row.key, row.previous_error, TAKE_LEASE_MS]);
+        await q("COMMIT");
+        release();
+        return true;
       }
-      await q("COMMIT");
+      if (alone) {
+        // The row is locked (no other worker can take it); wait for this worker's other events.
+        exclusive = true;
+        running--;
+        notifyGate();
+        await untilGate(() => running === 0);
+      }
+      try {
+        for (; index < rows.length; index++) {
+          const row = rows[index] as TakenRow;
+          // Another worker took it meanwhile (our take's lease ran out): it is theirs now.
+          if (ours.get(row.key) !== row.attempts) continue;
+          outcomes.push(await handleRow(own, client, row));
+        }
+        await q("COMMIT");
+      } finally {
+        if (alone) {
+          exclusive = false;
+          running++;
+          notifyGate();
+        }
+      }
     } catch (error) {
       // The transaction is lost: nothing of it committed. Record what is known on a connection
       // of its own; give the batch-mates their attempt back.
@@ -657,11 +718,12 @@ export function createInboxWorker<TPool extends PgPoolLike>(
         await client.query("ROLLBACK").catch(() => {});
         release(failure);
       }
-      const lost: Outcome[] = [];
-      for (const row of rows) {
-        if (current !== undefined && row === current.row) lost.push(current);
-        else lost.push({ row, kind: "released" });
-      }
+      // The failing event's attempt counts; its batch-mates (cut off by it) get theirs back.
+      // Without a culprit (the connection or the commit failed) every attempt counts.
+      const lost: Outcome[] = rows.map((row): Outcome => {
+        if (current === undefined) return failedAttempt(row, failure);
+        return row === current.row ? current : { row, kind: "released" };
+      });
       if (current === undefined) {
         report(
           postgresError(
@@ -688,7 +750,14 @@ export function createInboxWorker<TPool extends PgPoolLike>(
       const seen = generation;
       let took = false;
       try {
-        took = await processBatch();
+        while (exclusive && !closing) await untilGate(() => !exclusive || closing);
+        running++;
+        try {
+          took = await processBatch();
+        } finally {
+          running--;
+          notifyGate();
+        }
         errorsInARow = 0;
       } catch (error) {
         errorsInARow++;

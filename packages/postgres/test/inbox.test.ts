@@ -232,7 +232,11 @@ describe("inbox workers", () => {
     workers.push(worker);
     const event = parseEvent(JSON.stringify(createTestEvent("matching.failed")));
     await inbox.store(event);
-    await waitFor(async () => (await inbox.get(event.id as string))?.attempts === 1, 20_000);
+    // The attempt counts from the moment it starts; its outcome follows.
+    await waitFor(
+      async () => (await inbox.get(event.id as string))?.lastError === "not yet",
+      20_000,
+    );
     const row = await db.pool.query(
       `SELECT status, extract(epoch FROM run_at - updated_at) AS wait_s
          FROM "${db.schema}".events WHERE key = $1`,

@@ -69,7 +69,13 @@ async function supervise(
     if (await done()) return ran;
     const current = ran.at(-1) as Child;
     if (current.process.exitCode !== null || current.process.signalCode !== null) {
-      if (ran.length > MAX_RESTARTS) throw new Error(`more than ${MAX_RESTARTS} worker restarts`);
+      if (ran.length > MAX_RESTARTS) {
+        const ends = ran.map(
+          (child) =>
+            `${child.process.signalCode ?? child.process.exitCode}: ${child.output.slice(-4).join(" / ")}`,
+        );
+        throw new Error(`more than ${MAX_RESTARTS} worker restarts:\n${ends.join("\n")}`);
+      }
       ran.push(start());
     }
     await sleep(100);

@@ -135,7 +135,11 @@ describe("connection loss", { timeout: 240_000 }, () => {
 
   it("every connection cut (CLIENT KILL TYPE normal): nothing crashes, the worker carries on", async () => {
     const { receiver, worker, url, effects } = await startPair("client-kill");
-    const receiverOutput = () => receiver.output.filter((l) => !l.includes("Unhandled error event")).slice(-15).join("\n");
+    const receiverOutput = () =>
+      receiver.output
+        .filter((l) => !l.includes("Unhandled error event"))
+        .slice(-15)
+        .join("\n");
     const events = Array.from({ length: 20 }, () => createTestEvent("report.completed"));
     const deliveries: Array<Promise<Awaited<ReturnType<typeof deliverWithRetries>>>> = [];
     for (const [i, event] of events.entries()) {
@@ -155,7 +159,9 @@ describe("connection loss", { timeout: 240_000 }, () => {
     const results = await Promise.all(deliveries);
     const undelivered = results.filter((result) => !result.delivered);
     if (undelivered.length > 0) {
-      console.log(`[connection] undelivered: ${undelivered.map((r) => [...new Set(r.attempts.map((a) => a.status))].join(",")).join(" | ")}`);
+      console.log(
+        `[connection] undelivered: ${undelivered.map((r) => [...new Set(r.attempts.map((a) => a.status))].join(",")).join(" | ")}`,
+      );
       console.log(receiverOutput());
     }
     for (const result of results) expect(result.delivered).toBe(true);

@@ -2,8 +2,8 @@
 // fresh npm project (real registry install) holding every tarball and whatever the READMEs'
 // `npm install` lines name, then per quick start: its own file, `tsc` in strict mode (module
 // nodenext, or the tsconfig the README states), started as a process, and sent a signed delivery
-// in the shape Mappa sends today. Postgres quick starts get their own database, Redis ones are
-// checked for the key their event left.
+// in the shape Mappa sends today. Postgres and MySQL quick starts get a database of their own,
+// Redis ones are checked for the key their event left.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +14,7 @@ import { promisify } from "node:util";
 import { signPayload } from "@mappa-webhooks/core";
 import { createTestEvent } from "@mappa-webhooks/testing";
 import { Redis } from "ioredis";
+import mysql from "mysql2/promise";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PRELUDES } from "./preludes.js";
@@ -311,6 +312,24 @@ async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void>
   };
 }
 
+/** A MySQL database of its own for a quick start that uses MySQL. */
+async function freshMysqlDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `quickstart_${randomBytes(6).toString("hex")}`;
+  const admin = await mysql.createConnection(MYSQL_URL);
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(MYSQL_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const client = await mysql.createConnection(MYSQL_URL);
+      await client.query(`DROP DATABASE IF EXISTS ${name}`);
+      await client.end();
+    },
+  };
+}
+
 const receivers = all.filter((q) => q.kind !== "client");
 const clients = all.filter((q) => q.kind === "client");
 
@@ -328,12 +347,15 @@ describe("README quick starts, installed from packed tarballs", () => {
       const port = await freePort();
       const usesPostgres = quickstart.imports.includes("pg");
       const database = usesPostgres ? await freshDatabase() : undefined;
+      const mysqlDatabase = quickstart.imports.includes("mysql2")
+        ? await freshMysqlDatabase()
+        : undefined;
       const env: Record<string, string> = {
         MAPPA_WEBHOOK_SECRET: secret,
         PORT: String(port),
         DATABASE_URL: database?.url ?? DATABASE_URL,
         REDIS_URL,
-        MYSQL_URL,
+        MYSQL_URL: mysqlDatabase?.url ?? MYSQL_URL,
         NEXT_TELEMETRY_DISABLED: "1",
       };
       if (quickstart.kind === "lambda") writeFileSync(join(dir, "front-door.ts"), FRONT_DOOR);
@@ -379,6 +401,7 @@ describe("README quick starts, installed from packed tarballs", () => {
       } finally {
         await stop(started);
         await database?.drop();
+        await mysqlDatabase?.drop();
         timings.push(`${quickstart.slug}: ${Date.now() - began} ms`);
       }
     });

@@ -141,6 +141,9 @@ function eventAttributes(span: Span, event: MappaEvent): void {
   if (id !== undefined) span.setAttribute(ATTR.MESSAGING_MESSAGE_ID, id);
   const jobId = jobIdOf(event);
   if (jobId !== undefined) span.setAttribute(ATTR.JOB_ID, jobId);
+  // Cores whose events say whether recovery built them (rather than a delivery from Mappa).
+  const recovered = (event as { recovered?: unknown }).recovered;
+  if (typeof recovered === "boolean") span.setAttribute(ATTR.RECOVERED, recovered);
 }
 
 const TRACEPARENT = /^([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})(?:-.*)?$/;

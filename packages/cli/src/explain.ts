@@ -14,6 +14,8 @@ export const CHECK_FOR_CODE: Record<MappaWebhookErrorCode, string> = {
   handler_failed: "handlers succeeded",
   handler_timeout: "handlers settled in time",
   idempotency_store_failed: "idempotency store reachable",
+  mappa_api_failed: "Mappa's API answered",
+  job_not_recoverable: "job has an outcome to recover",
   missing_secret: "a secret is configured",
   invalid_options: "options are valid",
   body_already_parsed: "raw body available",

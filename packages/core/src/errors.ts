@@ -23,6 +23,9 @@ export type MappaWebhookErrorCode =
   | "handler_failed"
   | "handler_timeout"
   | "idempotency_store_failed"
+  // recovery (createMappaRecovery)
+  | "mappa_api_failed"
+  | "job_not_recoverable"
   // configuration and transport mistakes the adapters detect
   | "missing_secret"
   | "invalid_options"
@@ -45,6 +48,10 @@ const STATUS: Record<MappaWebhookErrorCode, number> = {
   // A handler (in a queue worker or an inbox) did not settle within its time limit.
   handler_timeout: 500,
   idempotency_store_failed: 503,
+  // Mappa's API answered an error or could not be reached.
+  mappa_api_failed: 502,
+  // A tracked job that ended canceled, is stuck, or that the API no longer knows.
+  job_not_recoverable: 422,
   missing_secret: 500,
   invalid_options: 500,
   body_already_parsed: 500,

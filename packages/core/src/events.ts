@@ -90,6 +90,11 @@ interface EventFields {
   occurredAt: string | undefined;
   /** The parsed JSON object as sent, with every field kept (also ones not typed here). */
   raw: Readonly<Record<string, unknown>>;
+  /**
+   * `true` when the event was not delivered by Mappa but built by `createMappaRecovery` from
+   * the job as `GET /v1/jobs/:id` returned it (its webhook never arrived in time).
+   */
+  recovered: boolean;
 }
 
 /** A known event, with its `type` and typed `data`. `known` is `true`. */
@@ -99,9 +104,9 @@ export type MappaKnownEvent<T extends MappaEventType = MappaEventType> = {
     known: true;
     data: MappaEventDataMap[K];
     /**
-     * The key every delivery of this event shares: its `id` as sent, or, for an event without
-     * an id, a key built from `type` and `data.jobId` that no event id can equal. Deduplicate
-     * on it.
+     * The key every delivery of this job outcome shares: `~job:<type>:<jobId>`, built from
+     * `type` and `data.jobId` (never from `id`), so a webhook and the event recovery builds
+     * for the same job are one event. No event id can equal it. Deduplicate on it.
      */
     idempotencyKey: string;
   };
@@ -115,7 +120,10 @@ export interface MappaUnknownEvent extends EventFields {
   type: string;
   known: false;
   data: unknown;
-  /** As on known events; `undefined` when the event has neither an id nor a `data.jobId`. */
+  /**
+   * The `id` as sent, else `~job:<type>:<jobId>`; `undefined` when the event has neither an
+   * id nor a `data.jobId`.
+   */
   idempotencyKey: string | undefined;
 }
 
@@ -135,20 +143,24 @@ export type MatchingCompletedEvent = MappaKnownEvent<"matching.completed">;
 export type MatchingFailedEvent = MappaKnownEvent<"matching.failed">;
 
 /**
- * Idempotency keys of events without an id start with this; an event id that starts with it
- * is escaped by doubling the `~`, so the two can never be equal. Every id Mappa sends
- * (`evt_…`) is used as the key unchanged.
+ * Idempotency keys of job outcomes start with this; an event id that starts with `~` is
+ * escaped by doubling it, so an id can never equal a job-outcome key.
  */
 const FALLBACK_KEY_PREFIX = "~job:";
 
 /**
- * The idempotency key for an event: `id` as sent (an id starting with `~` gets one more `~`),
- * or `~job:<type>:<jobId>` for an event without an id, or `undefined` when it has neither.
+ * The idempotency key for an event. A known event (`report.completed`, `report.failed`,
+ * `matching.completed`, `matching.failed`) is one job's outcome, so it is keyed by the outcome:
+ * `~job:<type>:<jobId>`, whatever its id. Every delivery of that outcome shares the key: a
+ * retry, a resend under a new id, an id-less delivery and the event recovery builds from the
+ * API (see `createMappaRecovery`). Any other event is keyed by its `id` as sent (an id
+ * starting with `~` gets one more `~`), else by `~job:<type>:<jobId>`, else `undefined`.
  *
  * @example
  * ```ts
- * idempotencyKeyFor({ id: "evt_1", type: "report.completed", jobId: "j1" }); // "evt_1"
+ * idempotencyKeyFor({ id: "evt_1", type: "report.completed", jobId: "j1" }); // "~job:report.completed:j1"
  * idempotencyKeyFor({ type: "report.completed", jobId: "j1" }); // "~job:report.completed:j1"
+ * idempotencyKeyFor({ id: "evt_2", type: "report.progress", jobId: "j1" }); // "evt_2"
  * ```
  */
 export function idempotencyKeyFor(event: {
@@ -157,9 +169,25 @@ export function idempotencyKeyFor(event: {
   jobId?: string | undefined;
 }): string | undefined {
   const { id, type, jobId } = event;
+  if (jobId !== undefined && isKnownType(type)) return jobOutcomeKey(type, jobId);
   if (id !== undefined && id !== "") return id.charCodeAt(0) === 0x7e ? `~${id}` : id;
   return jobId !== undefined ? `${FALLBACK_KEY_PREFIX}${type}:${jobId}` : undefined;
 }
+
+/**
+ * The key of one job's outcome: what the webhook of that outcome and its recovery both claim.
+ *
+ * @example
+ * ```ts
+ * jobOutcomeKey("report.completed", "job_1"); // "~job:report.completed:job_1"
+ * ```
+ */
+export function jobOutcomeKey(type: MappaEventType, jobId: string): string {
+  return `${FALLBACK_KEY_PREFIX}${type}:${jobId}`;
+}
+
+/** The top-level field marking an event built by recovery. */
+export const RECOVERED_FIELD = "mappaRecovered";
 
 const decoder = new TextDecoder();
 
@@ -274,5 +302,6 @@ export function parseEvent(payload: RawBody): MappaEvent {
     data,
     idempotencyKey,
     raw: json,
+    recovered: json[RECOVERED_FIELD] === true,
   } as MappaEvent;
 }

@@ -1,5 +1,6 @@
 import { MappaWebhookError } from "./errors.js";
 import type { MappaEvent } from "./events.js";
+import { type JobTrackingStore, memoryJobTracking } from "./recovery-store.js";
 
 /** What {@link IdempotencyStore.claim} is told besides the key. */
 export interface ClaimOptions {
@@ -107,7 +108,7 @@ function newToken(): string {
  */
 export function createMemoryIdempotencyStore(
   options: MemoryIdempotencyStoreOptions = {},
-): Required<IdempotencyStore> & { readonly size: number } {
+): Required<IdempotencyStore> & JobTrackingStore & { readonly size: number } {
   if (options === null || typeof options !== "object") {
     throw new MappaWebhookError(
       "invalid_options",
@@ -130,6 +131,7 @@ export function createMemoryIdempotencyStore(
     );
   }
   const entries = new Map<string, Entry>();
+  const tracking = memoryJobTracking(now);
 
   const set = (key: string, entry: Entry) => {
     entries.delete(key); // re-insert so Map order stays oldest-first
@@ -144,6 +146,9 @@ export function createMemoryIdempotencyStore(
     get size() {
       return entries.size;
     },
+    track: tracking.track,
+    untrack: tracking.untrack,
+    tracked: tracking.tracked,
     async claim(key, { leaseMs }) {
       const t = now();
       const entry = entries.get(key);

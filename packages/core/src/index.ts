@@ -17,6 +17,7 @@ export {
 } from "./errors.js";
 export {
   idempotencyKeyFor,
+  jobOutcomeKey,
   MAPPA_EVENT_TYPES,
   type MappaCompletedStatus,
   type MappaEvent,
@@ -77,6 +78,24 @@ export {
   type WebhookRequestInput,
   type WebhookResponse,
 } from "./pipeline.js";
+export {
+  createMappaRecovery,
+  DEFAULT_MAPPA_API_URL,
+  DEFAULT_RECOVERY_BATCH,
+  DEFAULT_RECOVERY_GRACE_MS,
+  DEFAULT_STUCK_AFTER_MS,
+  type MappaJob,
+  type MappaRecovery,
+  type MappaRecoveryJobResult,
+  type MappaRecoveryOptions,
+  type MappaRecoveryOutcome,
+  type MappaRecoveryReport,
+} from "./recovery.js";
+export {
+  isJobTrackingStore,
+  type JobTrackingStore,
+  type TrackedJob,
+} from "./recovery-store.js";
 export {
   type ClockInput,
   DEFAULT_SIGNATURE_HEADERS,

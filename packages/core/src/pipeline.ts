@@ -40,6 +40,7 @@ import {
   successLine,
   writeLog,
 } from "./log.js";
+import { untrackHandled } from "./recovery-store.js";
 import {
   type ClockInput,
   normalizeSecrets,
@@ -64,7 +65,7 @@ export type MappaHandlerMap<TContext = unknown> = {
 export type MappaAnyHandler<TContext = unknown> = (event: MappaEvent, context: TContext) => unknown;
 
 /** Where an error reported to `onError` happened. */
-export type MappaErrorPhase = "request" | "handler" | "idempotency" | "background";
+export type MappaErrorPhase = "request" | "handler" | "idempotency" | "background" | "recovery";
 
 /** What `onError` receives besides the error. */
 export interface MappaErrorInfo {
@@ -455,7 +456,12 @@ async function claimEvent<TContext>(
     if (trace !== undefined && claim.stored === true) trace.stored = true;
     return { token: claim.token };
   }
-  if (claim.status === "completed") return success(event, verification, true);
+  if (claim.status === "completed") {
+    await untrackHandled(store, event, (error) =>
+      report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event }),
+    );
+    return success(event, verification, true);
+  }
   return answerError(
     receiver,
     new MappaWebhookError(
@@ -604,6 +610,9 @@ async function runAndSettle<TContext>(
     // The effect happened: answering non-2xx would make Mappa run it again.
     report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event });
   }
+  await untrackHandled(store, event, (error) =>
+    report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event }),
+  );
   return undefined;
 }
 

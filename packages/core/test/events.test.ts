@@ -17,6 +17,32 @@ describe("parseEvent", () => {
     expect(event.occurredAt).toBe("2026-01-17T12:05:00.000Z");
   });
 
+  it("keys a known event by its job outcome, whatever its id", () => {
+    const body = (id: string | undefined) =>
+      JSON.stringify({
+        ...(id === undefined ? {} : { id }),
+        type: "report.completed",
+        data: { jobId: "job_7", reportId: "r", status: "succeeded" },
+      });
+    const keys = [body("evt_a"), body("evt_b"), body(undefined), body("~job:x")].map(
+      (b) => parseEvent(b).idempotencyKey,
+    );
+    expect(new Set(keys)).toEqual(new Set(["~job:report.completed:job_7"]));
+    const failed = parseEvent(
+      JSON.stringify({
+        id: "evt_a",
+        type: "report.failed",
+        data: { jobId: "job_7", status: "failed", error: { code: "c", message: "m" } },
+      }),
+    );
+    expect(failed.idempotencyKey).toBe("~job:report.failed:job_7");
+    expect(failed.recovered).toBe(false);
+    expect(
+      parseEvent(JSON.stringify({ id: "evt_u", type: "x.y", data: { jobId: "job_7" } }))
+        .idempotencyKey,
+    ).toBe("evt_u");
+  });
+
   it("passes unknown types through, keyed when it can be", () => {
     const event = parseEvent(
       JSON.stringify({ id: "evt_n", type: "report.progress", data: { progress: 1 } }),
@@ -48,7 +74,8 @@ describe("parseEvent", () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect((Object.prototype as Record<string, unknown>).polluted).toBeUndefined();
     expect((event as unknown as Record<string, unknown>).polluted).toBeUndefined();
-    expect(event.idempotencyKey).toBe("evt_p");
+    expect(event.id).toBe("evt_p");
+    expect(event.idempotencyKey).toBe("~job:report.completed:j");
   });
 
   it("accepts bytes with a BOM and an ArrayBuffer", () => {

@@ -172,7 +172,7 @@ describe("lease renewal while handlers run", () => {
   it("a claim nobody renews (a crashed instance) expires and the retry runs the handler", async () => {
     fakeClock();
     const store = createMemoryIdempotencyStore();
-    const crashed = await store.claim("evt_steps_1", { leaseMs: 1_000 });
+    const crashed = await store.claim("~job:report.completed:job_1", { leaseMs: 1_000 });
     expect(crashed.status).toBe("claimed");
     const handler = vi.fn();
     const webhooks = receiver({
@@ -238,7 +238,7 @@ describe("lease renewal while handlers run", () => {
     });
     const response = await webhooks.handle(await delivery(eventBody()));
     expect(claimed).toEqual([response.event]);
-    expect(response.event?.idempotencyKey).toBe("evt_steps_1");
+    expect(response.event?.idempotencyKey).toBe("~job:report.completed:job_1");
   });
 
   it("does not start a timer for synchronous handlers", async () => {

@@ -164,7 +164,11 @@ describe("onVerified", () => {
     await webhooks.handle({ ...(await delivery(eventBody())), onVerified });
     await webhooks.handle({ ...(await delivery(eventBody())), onVerified });
     await webhooks.handle({ ...(await delivery(eventBody())), headers: {}, onVerified });
-    expect(order).toEqual(["verified:evt_pipe_1", "handler", "verified:evt_pipe_1"]);
+    expect(order).toEqual([
+      "verified:~job:report.completed:job_1",
+      "handler",
+      "verified:~job:report.completed:job_1",
+    ]);
   });
 });
 
@@ -196,7 +200,7 @@ describe("idempotency", () => {
     expect((await webhooks.handle(await delivery(eventBody()))).status).toBe(200);
     expect((await webhooks.handle(await delivery(eventBody()))).status).toBe(200);
     expect(attempts).toBe(2);
-    expect(effects).toEqual(["evt_pipe_1"]);
+    expect(effects).toEqual(["~job:report.completed:job_1"]);
   });
 
   it("concurrent copies run the handler once and are answered 200 or 409, never 5xx", async () => {

@@ -194,7 +194,7 @@ describe("the inspector in Chromium", () => {
   });
 
   it("copies the delivery as a curl command that reproduces it", async () => {
-    await page.getByRole("button", { name: "Copy as curl" }).click();
+    await page.getByRole("button", { name: "Copy as curl", exact: true }).click();
     await expect
       .poll(() => page.locator("#action-status").innerText())
       .toBe("Copied the curl command.");

@@ -2,8 +2,8 @@
  * The inspector page's script, bundled on its own for the browser (tsup inlines the bundle into
  * the page). It shares its types with the server. Everything from a delivery is written with
  * `textContent`, never parsed as HTML. The list is updated row by row: a new delivery adds one
- * row, an update replaces one, a dropped delivery removes one; only a (re)connection's snapshot
- * builds the whole list.
+ * row, an update replaces one, a dropped delivery removes one; only a (re)connection builds the
+ * whole list, from GET /api/deliveries.
  */
 
 import type { ForwardResult } from "./forward.js";
@@ -164,7 +164,7 @@ const removeRow = (id: string) => {
   updateCount();
 };
 
-/** The whole list at once, from a (re)connection's snapshot (newest first). */
+/** The whole list at once, on a (re)connection (newest first). */
 const renderAll = (list: Summary[]) => {
   deliveries.clear();
   rowOf.clear();
@@ -586,6 +586,14 @@ const describeRoute = () => {
 };
 
 let snapshotSeen = false;
+// On every (re)connection the stream says it is ready; the list is then fetched as JSON, and the
+// changes that arrived meanwhile are applied after it (each is idempotent: an upsert or a remove).
+let queued: Array<() => void> | undefined = [];
+/** Runs a change now, or once the list being fetched is shown. */
+const whenListed = (apply: () => void) => {
+  if (queued === undefined) apply();
+  else queued.push(apply);
+};
 const stream = new EventSource("/api/stream");
 stream.addEventListener("open", () => {
   connection.textContent = "Live";
@@ -594,27 +602,36 @@ stream.addEventListener("open", () => {
 stream.addEventListener("error", () => {
   connection.textContent = "Disconnected: reconnecting… (is listen still running?)";
   connection.className = "conn bad";
+  // A reconnection starts again from a fresh list; changes wait for it.
+  queued = queued ?? [];
 });
-stream.addEventListener("snapshot", (message) => {
-  const data = JSON.parse((message as MessageEvent<string>).data) as {
-    info: Info;
-    deliveries: Summary[];
-  };
-  info = data.info;
-  describeRoute();
-  const focused = (document.activeElement as HTMLElement | null)?.getAttribute("data-id");
-  renderAll(data.deliveries);
-  if (selected !== undefined) select(selected);
-  if (focused !== null && focused !== undefined) {
-    rowOf.get(focused)?.querySelector<HTMLAnchorElement>("a[data-id]")?.focus();
-  }
-  if (!snapshotSeen) {
-    snapshotSeen = true;
-    routeTo();
-  }
+stream.addEventListener("ready", () => {
+  queued = queued ?? [];
+  void (async () => {
+    let data: { info: Info; deliveries: Summary[] };
+    try {
+      data = await api<{ info: Info; deliveries: Summary[] }>("/api/deliveries");
+    } catch {
+      return; // The stream's error handler shows it; EventSource reconnects.
+    }
+    info = data.info;
+    describeRoute();
+    const focused = (document.activeElement as HTMLElement | null)?.getAttribute("data-id");
+    renderAll(data.deliveries);
+    if (selected !== undefined) select(selected);
+    if (focused !== null && focused !== undefined) {
+      rowOf.get(focused)?.querySelector<HTMLAnchorElement>("a[data-id]")?.focus();
+    }
+    const changes = queued ?? [];
+    queued = undefined;
+    for (const apply of changes) apply();
+    if (!snapshotSeen) {
+      snapshotSeen = true;
+      routeTo();
+    }
+  })();
 });
-const onChange = (kind: "delivery" | "update") => (message: Event) => {
-  const s = JSON.parse((message as MessageEvent<string>).data) as Summary;
+const change = (kind: "delivery" | "update", s: Summary) => {
   const before = deliveries.get(s.id);
   upsert(s);
   // One announcement per delivery, once the app's answer (if any) is known.
@@ -624,9 +641,13 @@ const onChange = (kind: "delivery" | "update") => (message: Event) => {
   if (arrived) announce(`New delivery: ${describe(s)}`);
   if (s.id === selected && kind === "update") void openDetail(s.id, false);
 };
+const onChange = (kind: "delivery" | "update") => (message: Event) => {
+  const s = JSON.parse((message as MessageEvent<string>).data) as Summary;
+  whenListed(() => change(kind, s));
+};
 stream.addEventListener("delivery", onChange("delivery"));
 stream.addEventListener("update", onChange("update"));
 stream.addEventListener("remove", (message) => {
   const { id } = JSON.parse((message as MessageEvent<string>).data) as { id: string };
-  removeRow(id);
+  whenListed(() => removeRow(id));
 });

@@ -33,7 +33,7 @@ export interface InspectorOptions {
 
 /**
  * A stream whose reader has not taken this much yet is cut off (its page reconnects and gets a
- * fresh snapshot): a reader that never reads must not grow the process without bound.
+ * fresh list): a reader that never reads must not grow the process without bound.
  */
 export const MAX_STREAM_BACKLOG_BYTES = 4 * 1024 * 1024;
 
@@ -187,23 +187,13 @@ export class Inspector {
 
   /** Writes to one stream, cutting it off when its reader has fallen too far behind. */
   private send(stream: ServerResponse, message: string): void {
-    if (
-      stream.writableLength + message.length >
-      MAX_STREAM_BACKLOG_BYTES + this.allowance(stream)
-    ) {
+    if (stream.writableLength + message.length > MAX_STREAM_BACKLOG_BYTES) {
       this.streams.delete(stream);
-      this.backlogAllowance.delete(stream);
       this.dropped++;
       stream.destroy();
       return;
     }
     stream.write(message);
-  }
-
-  /** The snapshot a stream started with may be large (--keep 10000): it does not count. */
-  private readonly backlogAllowance = new WeakMap<ServerResponse, number>();
-  private allowance(stream: ServerResponse): number {
-    return this.backlogAllowance.get(stream) ?? 0;
   }
 
   private broadcast(event: string, data: unknown): void {
@@ -277,15 +267,9 @@ export class Inspector {
         "x-content-type-options": "nosniff",
       });
       res.write("retry: 1000\n\n");
-      const snapshot = {
-        info: this.info(),
-        deliveries: this.options.store.list().map(summarize),
-      };
-      const first = `event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n`;
-      res.write(first);
-      this.backlogAllowance.set(res, first.length);
-      // Once the snapshot is taken, the reader is held to the usual bound.
-      res.once("drain", () => this.backlogAllowance.delete(res));
+      // Changes only: the page then fetches the list itself (GET /api/deliveries). A browser's
+      // EventSource parses one multi-megabyte event slowly (40 s for --keep 10000), JSON fast.
+      res.write(`event: ready\ndata: ${JSON.stringify(this.info())}\n\n`);
       this.streams.add(res);
       req.on("close", () => this.streams.delete(res));
       return;

@@ -26,6 +26,7 @@ export {
   type MappaKnownEvent,
   type MappaUnknownEvent,
   MappaWebhookError,
+  type MappaWebhooksOptions,
 } from "@mappa-webhooks/core";
 
 /**

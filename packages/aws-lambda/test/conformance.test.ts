@@ -6,7 +6,8 @@
 // bodies for the others), the path that keeps any byte exact: the suite's vectors include a body
 // that is not valid UTF-8, which no source can carry as text. Text bodies (what HTTP APIs,
 // function URLs and ALBs send for `application/json`) are covered in lambda.test.ts.
-import { describeConformance } from "@mappa-webhooks/conformance";
+import { describeAdapterExports, describeConformance } from "@mappa-webhooks/conformance";
+import * as adapterModule from "../src/index.js";
 import { createMappaWebhookHandler, type MappaLambdaOptions } from "../src/index.js";
 import { type EventSource, serveLambda } from "./bridge.js";
 
@@ -35,3 +36,9 @@ for (const { name, source } of sources) {
     capabilities,
   );
 }
+
+describeAdapterExports(
+  "@mappa-webhooks/aws-lambda",
+  adapterModule,
+  new URL("../src/index.ts", import.meta.url),
+);

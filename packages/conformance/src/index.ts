@@ -955,3 +955,66 @@ export function describeConformance(
     describeTelemetry(factory);
   });
 }
+
+/** The core's values every adapter re-exports, so apps need no direct dependency on the core. */
+export const ADAPTER_REEXPORTED_VALUES = ["isMappaWebhookError", "MappaWebhookError"] as const;
+/** The core's types every adapter re-exports (or, NestJS's `MappaEvent`, declares as the same). */
+export const ADAPTER_REEXPORTED_TYPES = [
+  "MappaEvent",
+  "MappaEventType",
+  "MappaHandlerMap",
+  "MappaKnownEvent",
+  "MappaUnknownEvent",
+  "MappaWebhooksOptions",
+] as const;
+
+/** The names a module's source exports: its `export { ... }` lists and its declarations. */
+function exportedNames(source: string): Set<string> {
+  const names = new Set<string>();
+  for (const [, list] of source.matchAll(/export\s+(?:type\s+)?\{([^}]*)\}/g)) {
+    for (const item of (list ?? "").split(",")) {
+      const name = item
+        .trim()
+        .replace(/^type\s+/, "")
+        .split(/\s+as\s+/)
+        .pop()
+        ?.trim();
+      if (name) names.add(name);
+    }
+  }
+  const declared = /export\s+(?:declare\s+)?(?:type|interface|const|function|class)\s+(\w+)/g;
+  for (const [, name] of source.matchAll(declared)) if (name) names.add(name);
+  return names;
+}
+
+/**
+ * Checks one adapter's entry point re-exports the one list of the core's values and types
+ * ({@link ADAPTER_REEXPORTED_VALUES}, {@link ADAPTER_REEXPORTED_TYPES}): the values are the
+ * core's own (so `instanceof MappaWebhookError` holds across packages), the types are named in
+ * its source.
+ *
+ * @example
+ * ```ts
+ * import * as adapter from "../src/index.js";
+ * describeAdapterExports("express", adapter, new URL("../src/index.ts", import.meta.url));
+ * ```
+ */
+export function describeAdapterExports(
+  name: string,
+  adapter: Record<string, unknown>,
+  source: URL,
+): void {
+  describe(`${name} re-exports`, () => {
+    it("re-exports the core's values, as the core's own", async () => {
+      const core = (await import("@mappa-webhooks/core")) as Record<string, unknown>;
+      for (const value of ADAPTER_REEXPORTED_VALUES) {
+        expect(adapter[value], value).toBe(core[value]);
+      }
+    });
+
+    it("re-exports the core's types", () => {
+      const names = exportedNames(readFileSync(source, "utf8"));
+      expect(ADAPTER_REEXPORTED_TYPES.filter((type) => !names.has(type))).toEqual([]);
+    });
+  });
+}

@@ -183,4 +183,14 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
   return middleware;
 }
 
-export type { MappaEvent, MappaKnownEvent, MappaUnknownEvent } from "@mappa-webhooks/core";
+// The event types and the error class, so apps need no direct dependency on the core.
+export {
+  isMappaWebhookError,
+  type MappaEvent,
+  type MappaEventType,
+  type MappaHandlerMap,
+  type MappaKnownEvent,
+  type MappaUnknownEvent,
+  MappaWebhookError,
+  type MappaWebhooksOptions,
+} from "@mappa-webhooks/core";

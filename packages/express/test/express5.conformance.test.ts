@@ -1,5 +1,6 @@
-import { describeConformance } from "@mappa-webhooks/conformance";
+import { describeAdapterExports, describeConformance } from "@mappa-webhooks/conformance";
 import express, { type NextFunction, type Request, type Response } from "express";
+import * as adapterModule from "../src/index.js";
 import { mappaWebhook } from "../src/index.js";
 import { listen } from "./helpers.js";
 
@@ -19,3 +20,9 @@ describeConformance("Express 5", async (options) => {
   });
   return { ...(await listen(app)), frameworkErrors: () => frameworkErrors };
 });
+
+describeAdapterExports(
+  "@mappa-webhooks/express",
+  adapterModule,
+  new URL("../src/index.ts", import.meta.url),
+);

@@ -175,4 +175,14 @@ export const mappaWebhookPlugin: FastifyPluginAsync<MappaFastifyOptions> = fp(pl
   fastify: "5.x",
 });
 
-export type { MappaEvent, MappaKnownEvent, MappaUnknownEvent } from "@mappa-webhooks/core";
+// The event types and the error class, so apps need no direct dependency on the core.
+export {
+  isMappaWebhookError,
+  type MappaEvent,
+  type MappaEventType,
+  type MappaHandlerMap,
+  type MappaKnownEvent,
+  type MappaUnknownEvent,
+  MappaWebhookError,
+  type MappaWebhooksOptions,
+} from "@mappa-webhooks/core";

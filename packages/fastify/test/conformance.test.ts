@@ -1,5 +1,6 @@
-import { describeConformance } from "@mappa-webhooks/conformance";
+import { describeAdapterExports, describeConformance } from "@mappa-webhooks/conformance";
 import Fastify from "fastify";
+import * as adapterModule from "../src/index.js";
 import { mappaWebhookPlugin } from "../src/index.js";
 
 describeConformance("Fastify 5", async (options) => {
@@ -20,3 +21,9 @@ describeConformance("Fastify 5", async (options) => {
     close: () => app.close(),
   };
 });
+
+describeAdapterExports(
+  "@mappa-webhooks/fastify",
+  adapterModule,
+  new URL("../src/index.ts", import.meta.url),
+);

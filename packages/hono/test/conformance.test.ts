@@ -1,7 +1,8 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { describeConformance } from "@mappa-webhooks/conformance";
+import { describeAdapterExports, describeConformance } from "@mappa-webhooks/conformance";
 import { Hono } from "hono";
+import * as adapterModule from "../src/index.js";
 import { type MappaWebhookVariables, mappaWebhook } from "../src/index.js";
 
 describeConformance("Hono on @hono/node-server", async (options) => {
@@ -27,3 +28,9 @@ describeConformance("Hono on @hono/node-server", async (options) => {
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 });
+
+describeAdapterExports(
+  "@mappa-webhooks/hono",
+  adapterModule,
+  new URL("../src/index.ts", import.meta.url),
+);

@@ -22,6 +22,7 @@ export {
   type MappaKnownEvent,
   type MappaUnknownEvent,
   MappaWebhookError,
+  type MappaWebhooksOptions,
 } from "@mappa-webhooks/core";
 
 declare module "koa" {

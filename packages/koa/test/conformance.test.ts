@@ -1,8 +1,9 @@
 import { bodyParser } from "@koa/bodyparser";
 import Router from "@koa/router";
-import { describeConformance } from "@mappa-webhooks/conformance";
+import { describeAdapterExports, describeConformance } from "@mappa-webhooks/conformance";
 import Koa2 from "koa2";
 import Koa3 from "koa3";
+import * as adapterModule from "../src/index.js";
 import { mappaWebhook } from "../src/index.js";
 import { listen } from "./helpers.js";
 
@@ -25,3 +26,9 @@ for (const { name, Koa } of majors) {
     return listen(app);
   });
 }
+
+describeAdapterExports(
+  "@mappa-webhooks/koa",
+  adapterModule,
+  new URL("../src/index.ts", import.meta.url),
+);

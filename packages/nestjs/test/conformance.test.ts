@@ -1,5 +1,6 @@
-import { describeConformance } from "@mappa-webhooks/conformance";
+import { describeAdapterExports, describeConformance } from "@mappa-webhooks/conformance";
 import type { MappaNestOptions } from "../src/index.js";
+import * as adapterModule from "../src/index.js";
 import { appModule, type Platform, startNest } from "./apps.js";
 
 const platforms: Array<{ name: string; platform: Platform }> = [
@@ -16,3 +17,9 @@ for (const { name, platform } of platforms) {
     { ackFirst: false },
   );
 }
+
+describeAdapterExports(
+  "@mappa-webhooks/nestjs",
+  adapterModule,
+  new URL("../src/index.ts", import.meta.url),
+);

@@ -1,15 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   createMappaWebhooks,
-  MappaWebhookError,
   type MappaWebhooks,
   type MappaWebhooksOptions,
-  payloadTooLarge,
-  readBodyWithLimit,
-  requestAborted,
-  type WebhookRequestInput,
-  type WebhookResponse,
 } from "@mappa-webhooks/core";
+import { receiveNodeRequest, writeNodeResponse } from "@mappa-webhooks/core/node";
 
 // The event types and the error class, so apps need no direct dependency on the core.
 export {
@@ -188,50 +183,16 @@ export function createMappaPagesHandler(
   const { waitUntil, ...coreOptions } = options;
   const receiver = lazyReceiver(coreOptions);
 
-  const answer = async (req: IncomingMessage & { body?: unknown }): Promise<WebhookResponse> => {
-    const webhooks = receiver();
-    const method = req.method ?? "GET";
-    if (method.toUpperCase() !== "POST") {
-      return webhooks.handle({ method, headers: req.headers, rawBody: "" });
-    }
-    // Next's body parser sets req.body and drains the stream; the raw bytes are gone.
-    if (req.body !== undefined || req.readableEnded) {
-      return webhooks.errorResponse(
-        new MappaWebhookError(
-          "body_already_parsed",
-          "The request body was parsed before the webhook handler could read its raw bytes. Add `export const config = { api: { bodyParser: false } }` to this API route.",
-        ),
-      );
-    }
-    // The client left before anything read the stream: no event will ever come from it.
-    if (req.destroyed) return webhooks.errorResponse(requestAborted());
-    if (Number(req.headers["content-length"] ?? Number.NaN) > webhooks.maxBodyBytes) {
-      return webhooks.errorResponse(payloadTooLarge(webhooks.maxBodyBytes));
-    }
-    let rawBody: Uint8Array;
-    try {
-      rawBody = await readBodyWithLimit(req, webhooks.maxBodyBytes, {
-        timeoutMs: webhooks.bodyTimeoutMs,
-      });
-    } catch (error) {
-      return webhooks.errorResponse(error);
-    }
-    const input: WebhookRequestInput<IncomingMessage> = {
-      method,
-      headers: req.headers,
-      rawBody,
+  return async (req: IncomingMessage & { body?: unknown }, res) => {
+    const result = await receiveNodeRequest(receiver(), req, {
+      // Next's body parser sets req.body and drains the stream; the raw bytes are gone.
+      consumed: req.body !== undefined,
+      consumedMessage:
+        "The request body was parsed before the webhook handler could read its raw bytes. Add `export const config = { api: { bodyParser: false } }` to this API route.",
       context: req,
-    };
-    if (waitUntil !== undefined) input.waitUntil = waitUntil;
-    return webhooks.handle(input);
-  };
-
-  return async (req, res) => {
-    const result = await answer(req);
+      ...(waitUntil === undefined ? {} : { waitUntil }),
+    });
     // A client that went away gets nothing; onError was told.
-    if (result.error?.code === "request_aborted" || res.headersSent || res.destroyed) return;
-    res.statusCode = result.status;
-    for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
-    res.end(result.body);
+    writeNodeResponse(req, res, result);
   };
 }

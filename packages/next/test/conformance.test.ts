@@ -1,4 +1,5 @@
-import { describeConformance } from "@mappa-webhooks/conformance";
+import { describeAdapterExports, describeConformance } from "@mappa-webhooks/conformance";
+import * as adapterModule from "../src/index.js";
 import { createMappaPagesHandler, createMappaWebhookHandler } from "../src/index.js";
 import { echo, serve } from "./serve.js";
 
@@ -25,4 +26,10 @@ describeConformance(
     };
   },
   { jsonRoute: false },
+);
+
+describeAdapterExports(
+  "@mappa-webhooks/next",
+  adapterModule,
+  new URL("../src/index.ts", import.meta.url),
 );

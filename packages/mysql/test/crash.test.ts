@@ -4,6 +4,7 @@ import {
   type Child,
   createTestDatabase,
   deliver,
+  keyOf,
   SECRET,
   startFixture,
   type TestDatabase,
@@ -53,7 +54,7 @@ describe.each([
         (result) => result.status,
         () => "network error",
       );
-      await doomed.waitForLine(new RegExp(`^wrote ${event.id}$`), 30_000);
+      await doomed.waitForLine(new RegExp(`^wrote ${keyOf(event)}$`), 30_000);
       const killedAt = performance.now();
       await doomed.kill("SIGKILL");
       expect(await answer).toBe("network error");
@@ -65,7 +66,7 @@ describe.each([
       const report = await simulateDelivery(url, event, { secret: SECRET, timeScale: 0.01 });
       const recoveryMs = Math.round(performance.now() - killedAt);
       expect(report.delivered).toBe(true);
-      const written = await effectsOf(db, event.id);
+      const written = await effectsOf(db, keyOf(event));
       console.log(
         `[crash] ${JSON.stringify({ database: "MariaDB", mode, effects: written, retryAnswers: report.attempts.map((a) => a.status ?? a.errorCode), recoveryMs })}`,
       );
@@ -73,7 +74,7 @@ describe.each([
       if (mode === "transactional") {
         const [rows] = await db.pool.query(
           "SELECT status, attempts FROM mappa_webhooks_events WHERE event_key = ?",
-          [event.id],
+          [keyOf(event)],
         );
         expect(rows).toEqual([{ status: "done", attempts: 1 }]);
       }
@@ -81,7 +82,7 @@ describe.each([
         status: 200,
         body: { received: true, duplicate: true },
       });
-      expect(await effectsOf(db, event.id)).toEqual(effects);
+      expect(await effectsOf(db, keyOf(event))).toEqual(effects);
       await rescuer.kill();
     });
   },

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   type Child,
   createTestDatabase,
+  keyOf,
   SECRET,
   startFixture,
   type TestDatabase,
@@ -70,7 +71,7 @@ describe.each(["transactional", "store"] as const)(
         },
       });
       const query = async <T>(sql: string) => (await db.pool.query(sql))[0] as T[];
-      const perKey = new Map<string, number>(events.map((event) => [event.id, 0]));
+      const perKey = new Map<string, number>(events.map((event) => [keyOf(event), 0]));
       for (const row of await query<{ event_key: string; n: number }>(
         "SELECT event_key, count(*) AS n FROM effects GROUP BY event_key",
       )) {

@@ -6,6 +6,7 @@ import { createTransactionalHandlers } from "../src/index.js";
 import {
   createTestDatabase,
   deliver,
+  keyOf,
   SECRET,
   sleep,
   type TestDatabase,
@@ -60,20 +61,20 @@ describe("createTransactionalHandlers (MariaDB) over HTTP", () => {
         body: { received: true, duplicate: true },
       });
       expect(await reports(ok.data.reportId)).toBe(1);
-      expect(await mark(ok.id)).toEqual({ status: "done", attempts: 1, last_error: null });
+      expect(await mark(keyOf(ok))).toEqual({ status: "done", attempts: 1, last_error: null });
 
       const base = createTestEvent("report.completed");
       const failing = { ...base, data: { ...base.data, reportId: `${base.data.reportId}_fail` } };
       expect((await deliver(receiver.url, failing)).status).toBe(500);
       expect(await reports(failing.data.reportId)).toBe(0);
-      expect(await mark(failing.id)).toEqual({
+      expect(await mark(keyOf(failing))).toEqual({
         status: "failed",
         attempts: 1,
         last_error: "transient",
       });
       expect((await deliver(receiver.url, failing)).status).toBe(200);
       expect(await reports(failing.data.reportId)).toBe(1);
-      expect(await mark(failing.id)).toEqual({ status: "done", attempts: 2, last_error: null });
+      expect(await mark(keyOf(failing))).toEqual({ status: "done", attempts: 2, last_error: null });
     } finally {
       await receiver.close();
     }

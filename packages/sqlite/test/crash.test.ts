@@ -8,6 +8,7 @@ import {
   cleanupDirs,
   DRIVER,
   deliver,
+  keyOf,
   SECRET,
   startFixture,
   tempDir,
@@ -58,7 +59,7 @@ describe.each([
         (result) => result.status,
         () => "network error",
       );
-      await doomed.waitForLine(new RegExp(`^wrote ${event.id}$`), 30_000);
+      await doomed.waitForLine(new RegExp(`^wrote ${keyOf(event)}$`), 30_000);
       const killedAt = performance.now();
       await doomed.kill("SIGKILL");
       expect(await answer).toBe("network error");
@@ -75,7 +76,7 @@ describe.each([
       const reader = await openSqliteDatabase(database, { driver: DRIVER });
       const written = reader
         .all<{ worker: string }>("SELECT worker FROM effects WHERE event_key = ? ORDER BY id", [
-          event.id,
+          keyOf(event),
         ])
         .map((row) => row.worker);
       const summary = {
@@ -90,16 +91,16 @@ describe.each([
       if (mode === "transactional") {
         expect(
           reader.get("SELECT status, attempts FROM mappa_webhooks_events WHERE key = ?", [
-            event.id,
+            keyOf(event),
           ]),
         ).toEqual({ status: "done", attempts: 1 });
       }
       // A later duplicate runs nothing more.
       const again = await deliver(await webhookUrlOf(rescuer), event);
       expect(again).toEqual({ status: 200, body: { received: true, duplicate: true } });
-      expect(reader.all("SELECT worker FROM effects WHERE event_key = ?", [event.id])).toHaveLength(
-        effects.length,
-      );
+      expect(
+        reader.all("SELECT worker FROM effects WHERE event_key = ?", [keyOf(event)]),
+      ).toHaveLength(effects.length);
       reader.close();
       await rescuer.kill();
     });

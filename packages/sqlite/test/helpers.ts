@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseEvent } from "@mappa-webhooks/core";
 import { type Child, startProcess } from "@mappa-webhooks/tooling/test-helpers";
 import type { SqliteDriverName } from "../src/index.js";
 
@@ -74,4 +75,11 @@ export async function deliver(
     headers: { "content-type": "application/json", "mappa-signature": signature },
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** The idempotency key the core derives for `event` (what the stores and the fixtures key by). */
+export function keyOf(event: unknown): string {
+  const key = parseEvent(JSON.stringify(event)).idempotencyKey;
+  if (key === undefined) throw new Error("test event without an idempotency key");
+  return key;
 }

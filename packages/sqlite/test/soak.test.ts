@@ -13,6 +13,7 @@ import {
   type Child,
   cleanupDirs,
   DRIVER,
+  keyOf,
   SECRET,
   startFixture,
   tempDir,
@@ -83,7 +84,7 @@ describe.each(["transactional", "store"] as const)(
       });
 
       const reader = await openSqliteDatabase(database, { driver: DRIVER });
-      const perKey = new Map<string, number>(events.map((event) => [event.id, 0]));
+      const perKey = new Map<string, number>(events.map((event) => [keyOf(event), 0]));
       for (const row of reader.all<{ event_key: string; n: number }>(
         "SELECT event_key, count(*) AS n FROM effects GROUP BY event_key",
       )) {

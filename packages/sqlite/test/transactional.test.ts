@@ -7,7 +7,7 @@ import {
   type SqliteConnection,
   type SqliteTransaction,
 } from "../src/index.js";
-import { cleanupDirs, DRIVER, deliver, SECRET, sleep, tempFile } from "./helpers.js";
+import { cleanupDirs, DRIVER, deliver, keyOf, SECRET, sleep, tempFile } from "./helpers.js";
 import { startReceiver } from "./receiver.js";
 
 afterAll(cleanupDirs);
@@ -56,7 +56,7 @@ describe(`createTransactionalHandlers (${DRIVER}) over HTTP`, () => {
       expect(reportCount(reader, event.data.reportId)).toBe(1);
       const mark = reader.get<{ status: string; attempts: number; type: string }>(
         "SELECT status, attempts, type FROM mappa_webhooks_events WHERE key = ?",
-        [event.id],
+        [keyOf(event)],
       );
       expect(mark).toMatchObject({ status: "done", attempts: 1, type: "report.completed" });
     } finally {
@@ -92,7 +92,7 @@ describe(`createTransactionalHandlers (${DRIVER}) over HTTP`, () => {
       expect(reportCount(reader, event.data.reportId)).toBe(0);
       const failed = reader.get<{ status: string; attempts: number; last_error: string }>(
         "SELECT status, attempts, last_error FROM mappa_webhooks_events WHERE key = ?",
-        [event.id],
+        [keyOf(event)],
       );
       expect(failed).toEqual({
         status: "failed",
@@ -102,7 +102,9 @@ describe(`createTransactionalHandlers (${DRIVER}) over HTTP`, () => {
       expect(await deliver(receiver.url, event)).toEqual({ status: 200, body: { received: true } });
       expect(reportCount(reader, event.data.reportId)).toBe(1);
       expect(
-        reader.get("SELECT status, attempts FROM mappa_webhooks_events WHERE key = ?", [event.id]),
+        reader.get("SELECT status, attempts FROM mappa_webhooks_events WHERE key = ?", [
+          keyOf(event),
+        ]),
       ).toEqual({ status: "done", attempts: 2 });
     } finally {
       await receiver.close();

@@ -36,7 +36,9 @@ for (const file of readdirSync(reportDir).filter((f) => f.endsWith(".json"))) {
 
 // Report files are named after the package (the part after the scope).
 const reportName = (pkg) => pkg.replace(/^@[^/]+\//, "");
-const summaries = existsSync(runsDir) ? readdirSync(runsDir).filter((f) => f.endsWith(".json")) : [];
+const summaries = existsSync(runsDir)
+  ? readdirSync(runsDir).filter((f) => f.endsWith(".json"))
+  : [];
 for (const file of summaries) {
   const summary = JSON.parse(readFileSync(`${runsDir}/${file}`, "utf8"));
   for (const task of summary.tasks ?? []) {

@@ -29,22 +29,30 @@ app.use(
     ...(await idempotencyStore()),
     on: {
       "report.completed": (event) => {
-        console.log(`[mappa] ${event.type} ${event.idempotencyKey} report=${event.data.reportId}`);
+        console.log(
+          `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} report=${event.data.reportId}`,
+        );
       },
       "report.failed": (event) => {
-        console.log(`[mappa] ${event.type} ${event.idempotencyKey} error=${event.data.error.code}`);
+        console.log(
+          `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} error=${event.data.error.code}`,
+        );
       },
       "matching.completed": (event) => {
         console.log(
-          `[mappa] ${event.type} ${event.idempotencyKey} matching=${event.data.matchingId}`,
+          `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} matching=${event.data.matchingId}`,
         );
       },
       "matching.failed": (event) => {
-        console.log(`[mappa] ${event.type} ${event.idempotencyKey} error=${event.data.error.code}`);
+        console.log(
+          `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} error=${event.data.error.code}`,
+        );
       },
     },
     onUnknown: (event) => {
-      console.log(`[mappa] ${event.type} ${event.idempotencyKey} (not a known type, ignored)`);
+      console.log(
+        `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} (not a known type, ignored)`,
+      );
     },
     onError: (error, info) => {
       console.error(`[mappa:error] ${error.code} in ${info.phase}: ${error.message}`);

@@ -41,10 +41,14 @@ app.use(
     instrumentation: openTelemetry(),
     on: {
       "report.completed": (event) => {
-        console.log(`[mappa] ${event.type} ${event.idempotencyKey} report=${event.data.reportId}`);
+        console.log(
+          `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} report=${event.data.reportId}`,
+        );
       },
       "report.failed": (event) => {
-        console.log(`[mappa] ${event.type} ${event.idempotencyKey} error=${event.data.error.code}`);
+        console.log(
+          `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} error=${event.data.error.code}`,
+        );
       },
     },
   }),

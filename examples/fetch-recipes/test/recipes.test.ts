@@ -74,7 +74,7 @@ describe.each(recipes)("$name", ({ command, args, getStatus }) => {
       id,
       type: "report.completed",
       createdAt: "2026-01-17T12:05:00.000Z",
-      data: { jobId: "job_r", reportId: "rep_r", status: "completed", note: "東京 🎉" },
+      data: { jobId: `job_${id}`, reportId: "rep_r", status: "completed", note: "東京 🎉" },
     });
     const headers = {
       "content-type": "application/json",

@@ -19,27 +19,29 @@ export function createApp(secret, options = {}) {
       on: {
         "report.completed": (event) => {
           console.log(
-            `[mappa] ${event.type} ${event.idempotencyKey} report=${event.data.reportId}`,
+            `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} report=${event.data.reportId}`,
           );
         },
         "report.failed": (event) => {
           console.log(
-            `[mappa] ${event.type} ${event.idempotencyKey} error=${event.data.error.code}`,
+            `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} error=${event.data.error.code}`,
           );
         },
         "matching.completed": (event) => {
           console.log(
-            `[mappa] ${event.type} ${event.idempotencyKey} matching=${event.data.matchingId}`,
+            `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} matching=${event.data.matchingId}`,
           );
         },
         "matching.failed": (event) => {
           console.log(
-            `[mappa] ${event.type} ${event.idempotencyKey} error=${event.data.error.code}`,
+            `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} error=${event.data.error.code}`,
           );
         },
       },
       onUnknown: (event) => {
-        console.log(`[mappa] ${event.type} ${event.idempotencyKey} (not a known type, ignored)`);
+        console.log(
+          `[mappa] ${event.type} ${event.id ?? event.idempotencyKey} (not a known type, ignored)`,
+        );
       },
       // Rejected deliveries (a wrong secret, a stale timestamp, ...) and failures, one line each.
       onError: (error, info) => {

@@ -7,7 +7,7 @@ export class WebhooksController {
   @Post("mappa")
   @MappaWebhook()
   receive(@MappaEvent() event: Event) {
-    const key = event.idempotencyKey;
+    const key = event.id ?? event.idempotencyKey;
     if (!event.known) {
       console.log(`[mappa] ${event.type} ${key} (not a known type, ignored)`);
       return;

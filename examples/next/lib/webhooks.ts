@@ -7,7 +7,7 @@ import type {
 
 // One line per handled event, so you can watch deliveries arrive.
 function log(event: { type: string; idempotencyKey: string | undefined }): void {
-  console.log(`[mappa] ${event.type} ${event.idempotencyKey}`);
+  console.log(`[mappa] ${event.type} ${event.id ?? event.idempotencyKey}`);
 }
 
 /** The handlers every route of this example shares. Replace the logging with your own work. */

@@ -82,7 +82,7 @@ async function delivery(note: string, headerName = "mappa-signature") {
     id,
     type: "report.completed",
     createdAt: "2026-01-17T12:05:00.000Z",
-    data: { jobId: "job_sls", reportId: "rep_sls", status: "completed", note },
+    data: { jobId: `job_${id}`, reportId: "rep_sls", status: "completed", note },
   });
   const signature = await signPayload({ payload: body, secret });
   return { id, body, headers: { "Content-Type": "application/json", [headerName]: signature } };

@@ -189,7 +189,7 @@ export function describeExampleApp(name: string, dir: string): void {
       const id = `evt_e2e_${Date.now()}`;
       const event = createTestEvent("report.completed", {
         id,
-        data: { jobId: "job_e2e", reportId: "rep_e2e" },
+        data: { jobId: `job_${id}`, reportId: "rep_e2e" },
       });
       const first = await post(event);
       expect(first.status).toBe(200);
@@ -201,7 +201,7 @@ export function describeExampleApp(name: string, dir: string): void {
       const failed = createTestEvent("report.failed", {
         id: `${id}_failed`,
         data: {
-          jobId: "job_e2e",
+          jobId: `job_${id}`,
           error: { code: "target_not_found", message: "Could not identify target speaker" },
         },
       });

@@ -437,7 +437,8 @@ function describeDeliveries(
           known: true,
           createdAt: event.createdAt,
           timestamp: event.timestamp,
-          idempotencyKey: event.id,
+          // A job's outcome is one event, however many deliveries carry it.
+          idempotencyKey: `~job:${event.type}:${(event.data as { jobId: string }).jobId}`,
           data: event.data,
         });
         expect(seen?.event.raw).toEqual(event);

@@ -49,6 +49,8 @@ export interface MappaEmulatorOptions {
   retrySchedule?: readonly number[];
   /** How long one webhook attempt may take, in wall-clock ms. Default 30 000. */
   webhookTimeoutMs?: number;
+  /** Webhook requests in flight at once; the others wait for a free slot. Default 32. */
+  maxConcurrentWebhooks?: number;
   /** Emulator-clock ms between SSE heartbeats. Default 15 000. */
   heartbeatMs?: number;
   /** Credit balance; a job that costs more gets 402 insufficient_credits. Default `null`: unlimited. */
@@ -228,6 +230,7 @@ export async function startMappaEmulator(
     timeoutMs: positive("webhookTimeoutMs", options.webhookTimeoutMs, DEFAULT_WEBHOOK_TIMEOUT_MS),
     signatureHeader: options.signatureHeader?.toLowerCase(),
     maxDeliveries: positive("maxDeliveries", options.maxDeliveries, 10_000),
+    maxConcurrent: positive("maxConcurrentWebhooks", options.maxConcurrentWebhooks, 32),
     signatureNow: options.signatureNow ?? Date.now,
     fetch: fetchImpl,
     onAttempt: options.onWebhookAttempt,

@@ -68,6 +68,8 @@ export interface WebhookSenderOptions {
   timeoutMs: number;
   signatureHeader: string | undefined;
   maxDeliveries: number;
+  /** Webhook requests in flight at once; the rest wait their turn (a real sender's pool). */
+  maxConcurrent: number;
   /** Unix ms for signature timestamps (default Date.now: receivers check the real clock). */
   signatureNow: () => number;
   fetch: typeof fetch;
@@ -91,6 +93,8 @@ function countOf(value: number | "all" | undefined): number {
 export class WebhookSender {
   private readonly states = new Map<string, DeliveryState>();
   private held: DeliveryState[] = [];
+  private sending = 0;
+  private readonly waitingToSend: (() => void)[] = [];
 
   constructor(
     private readonly clock: EmulatorClock,
@@ -275,6 +279,12 @@ export class WebhookSender {
       ...record.headers,
       [this.options.signatureHeader ?? signatureHeaderFor(record.shape)]: signature,
     };
+    // One turn in the sender's pool: a burst of finished jobs (1,000 at once in a test) must
+    // not open 1,000 sockets and overflow the receiver's accept queue.
+    if (this.sending >= this.options.maxConcurrent) {
+      await new Promise<void>((resolve) => this.waitingToSend.push(resolve));
+    }
+    this.sending++;
     const controller = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -306,6 +316,8 @@ export class WebhookSender {
       }
     } finally {
       clearTimeout(timer);
+      this.sending--;
+      this.waitingToSend.shift()?.();
     }
     attempt.latencyMs = Math.round((performance.now() - started) * 100) / 100;
     return recordAttempt();

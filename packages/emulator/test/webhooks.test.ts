@@ -376,6 +376,33 @@ describe("at time scale 0.01 on the real clock", () => {
 });
 
 describe("load", () => {
+  it("keeps at most maxConcurrentWebhooks requests in flight; the rest wait their turn", async () => {
+    let inFlight = 0;
+    let most = 0;
+    let answered = 0;
+    const server = createServer((req, res) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      req.resume();
+      // Hold each answer a little so overlapping requests would show.
+      setTimeout(() => {
+        inFlight--;
+        answered++;
+        res.writeHead(200).end("{}");
+      }, 100);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/mappa`;
+    const { emulator, createJob } = await setup({ maxConcurrentWebhooks: 3 });
+    await Promise.all(Array.from({ length: 12 }, () => createJob(url)));
+    await emulator.advance(150_000);
+    expect(answered).toBe(12);
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(3);
+    expect(emulator.deliveries().every((d) => d.state === "delivered")).toBe(true);
+  });
+
   it("1,000 jobs created concurrently: every webhook delivered once, records capped", async () => {
     const receiver = await startReceiver();
     cleanups.push(receiver.close);

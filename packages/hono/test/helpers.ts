@@ -10,7 +10,7 @@ export function reportCompleted(id = `evt_hono_${++sequence}_${Date.now()}`): st
     id,
     type: "report.completed",
     createdAt: "2026-01-17T12:05:00.000Z",
-    data: { jobId: "job_1", reportId: `rep_${id}`, status: "completed" },
+    data: { jobId: `job_${id}`, reportId: `rep_${id}`, status: "completed" },
   });
 }
 

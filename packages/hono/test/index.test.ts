@@ -336,7 +336,7 @@ describe("mappaWebhook on @hono/node-server", () => {
         secret: SECRET,
         mode: "next",
         maxBodyBytes: 4096,
-        on: { "report.completed": (event) => void seen.push(event.idempotencyKey) },
+        on: { "report.completed": (event) => void seen.push(event.id as string) },
       }),
       async (c) => c.json({ id: c.get("mappaEvent").id, body: await c.req.text() }),
     );

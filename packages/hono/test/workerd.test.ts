@@ -79,7 +79,11 @@ describe("on workerd", () => {
   it("answers 401 for a tampered body", async () => {
     const body = reportCompleted("evt_workerd_tampered");
     const headers = await signedHeaders(body, SECRET);
-    const res = await deliver("/webhooks/mappa", body.replace("job_1", "job_2"), headers);
+    const res = await deliver(
+      "/webhooks/mappa",
+      body.replace('"completed"', '"succeeded"'),
+      headers,
+    );
     expect(res).toEqual({ status: 401, json: { error: "signature_mismatch" } });
     expect(await handledCount("evt_workerd_tampered")).toBe(0);
   });

@@ -13,7 +13,7 @@ function reportCompleted(id = `evt_next_${++sequence}_${Date.now()}`): string {
     id,
     type: "report.completed",
     createdAt: "2026-01-17T12:05:00.000Z",
-    data: { jobId: "job_1", reportId: `rep_${id}`, status: "completed" },
+    data: { jobId: `job_${id}`, reportId: `rep_${id}`, status: "completed" },
   });
 }
 
@@ -49,7 +49,7 @@ describe("createMappaWebhookHandler", () => {
     const signed = await signedRequest(body);
     const tampered = new Request(signed.url, {
       method: "POST",
-      body: body.replace("job_1", "job_9"),
+      body: body.replace('"completed"', '"succeeded"'),
       headers: signed.headers,
     });
     const response = await POST(tampered);

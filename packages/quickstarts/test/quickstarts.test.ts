@@ -11,7 +11,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { signPayload } from "@mappa-webhooks/core";
+import { jobOutcomeKey, signPayload } from "@mappa-webhooks/core";
 import { createTestEvent } from "@mappa-webhooks/testing";
 import { Redis } from "ioredis";
 import mysql from "mysql2/promise";
@@ -392,7 +392,7 @@ describe("README quick starts, installed from packed tarballs", () => {
         }
         if (quickstart.imports.includes("ioredis")) {
           const redis = new Redis(REDIS_URL);
-          const key = `mappa-webhooks:{${event.id}}`;
+          const key = `mappa-webhooks:{${jobOutcomeKey(event.type, event.data.jobId)}}`;
           const value = await redis.get(key);
           await redis.del(key);
           await redis.quit();

@@ -135,7 +135,8 @@ const targets: Target[] = [
     name: "Deno",
     runtime: "deno",
     version: /^2\./,
-    cryptoRuntime: "node",
+    // The core's `deno` export condition: the Web Crypto build (its types need no chunk lookup).
+    cryptoRuntime: "web",
     streamingLimit: true,
     start: () =>
       startProcess(bin("@deno/linux-x64-glibc", "deno"), [
@@ -162,8 +163,8 @@ function event(label: string, type = "report.completed"): { id: string; body: st
   const id = `evt_${label}_${sequence}_${Date.now().toString(36)}`;
   const data =
     type === "report.completed"
-      ? { jobId: "job_m", reportId: "rep_m", status: "completed", note: "Zürich — 東京 — 🎉" }
-      : { jobId: "job_m", extra: true };
+      ? { jobId: `job_${id}`, reportId: "rep_m", status: "completed", note: "Zürich — 東京 — 🎉" }
+      : { jobId: `job_${id}`, extra: true };
   return { id, body: JSON.stringify({ id, type, createdAt: "2026-01-17T12:05:00.000Z", data }) };
 }
 

@@ -14,7 +14,12 @@ describe("createTestEvent", () => {
     expect(Math.abs(Date.parse(event.createdAt) - Date.now())).toBeLessThan(5_000);
     expect(event.data.jobId).toMatch(/^cm[0-9a-z]{23}$/);
     const parsed = parseEvent(JSON.stringify(event));
-    expect(parsed).toMatchObject({ known: true, type, id: event.id, idempotencyKey: event.id });
+    expect(parsed).toMatchObject({
+      known: true,
+      type,
+      id: event.id,
+      idempotencyKey: `~job:${type}:${event.data.jobId}`,
+    });
   });
 
   it("fills the fields each type promises", () => {

@@ -20,7 +20,14 @@ export const PRELUDES: Record<string, string> = {
   "README.md": `${common}${express}
 declare const saveReport: (reportId: string) => Promise<void>;
 `,
-  "packages/core/README.md": common,
+  "packages/core/README.md": `${common}
+/** The reader's Mappa SDK client (conduit). */
+declare const mappa: { reports: { create(input: object): Promise<{ jobId: string }> } };
+/** The receiver's options, as in the recovery excerpt above. */
+declare const options: import("@mappa-webhooks/core").MappaWebhooksOptions & {
+  idempotency: import("@mappa-webhooks/core").IdempotencyStore;
+};
+`,
   "packages/express/README.md": `${common}${express}`,
   "packages/fastify/README.md": `${common}
 declare const app: import("fastify").FastifyInstance;

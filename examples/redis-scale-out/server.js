@@ -16,7 +16,7 @@ const host = process.env.HOST ?? "127.0.0.1";
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const instance = process.env.INSTANCE ?? `pid ${process.pid}`;
 const queueMode = process.env.MODE === "queue";
-// Lets several apps (or test runs) share one Redis; keys are `<prefix>:{<event id>}`.
+// Lets several apps (or test runs) share one Redis; keys are `<prefix>:{<event key>}`.
 const keyPrefix = process.env.KEY_PREFIX ?? "mappa-webhooks";
 
 const redis = new Redis(redisUrl);

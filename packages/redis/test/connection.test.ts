@@ -7,6 +7,7 @@ import { createRedisIdempotencyStore } from "../src/index.js";
 import { createMappaWorker, createQueueHandoff, type MappaJobData } from "../src/queue.js";
 import {
   type Child,
+  keyOf,
   messageChain,
   SECRET,
   startFixture,
@@ -72,9 +73,9 @@ async function startPair(queueName: string, leaseMs = LEASE_MS) {
   const [, port] = await receiver.waitForLine(/^listening on http:\/\/127\.0\.0\.1:(\d+)$/, 30_000);
   await worker.waitForLine(/^worker ready/, 30_000);
   const url = `http://127.0.0.1:${port}/webhooks/mappa`;
-  const effects = (events: Array<{ id: string }>) =>
+  const effects = (events: Array<Parameters<typeof keyOf>[0]>) =>
     redis
-      .mget(...events.map((event) => `${prefix}:${queueName}:effect:${event.id}`))
+      .mget(...events.map((event) => `${prefix}:${queueName}:effect:${keyOf(event)}`))
       .then((values) => values.map(Number));
   return { receiver, worker, url, effects };
 }

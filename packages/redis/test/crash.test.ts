@@ -9,6 +9,8 @@ import {
   type Child,
   connect,
   deleteKeys,
+  escapeRegExp,
+  keyOf,
   SECRET,
   startFixture,
   uniquePrefix,
@@ -160,7 +162,7 @@ describe("crash: a receiver killed mid-delivery (hand-off mode)", { timeout: 120
       (error: Error) =>
         `network error (${(error.cause as { code?: string } | undefined)?.code ?? error.message})`,
     );
-    await doomed.waitForLine(new RegExp(`^stalling ${interrupted.id}$`), 30_000);
+    await doomed.waitForLine(new RegExp(`^stalling ${escapeRegExp(keyOf(interrupted))}$`), 30_000);
     const killedAt = performance.now();
     await doomed.kill("SIGKILL");
     const firstOutcome = await firstAttempt;
@@ -188,7 +190,9 @@ describe("crash: a receiver killed mid-delivery (hand-off mode)", { timeout: 120
       const worker = startWorker(10, handoffQueue);
       await worker.waitForLine(/^worker ready/, 30_000);
       await waitFor(async () => (await queue2.getCompletedCount()) === all.length, 60_000, 50);
-      const counts = (await redis.mget(...all.map((e) => `${prefix}:effect:${e.id}`))).map(Number);
+      const counts = (await redis.mget(...all.map((e) => `${prefix}:effect:${keyOf(e)}`))).map(
+        Number,
+      );
       const summary = {
         acknowledgedBeforeKill: acknowledged.length,
         interruptedFirstAttempt: firstOutcome,

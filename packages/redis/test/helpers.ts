@@ -4,6 +4,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
   createMappaWebhooks,
+  idempotencyKeyFor,
   type MappaWebhooksOptions,
   readBodyWithLimit,
 } from "@mappa-webhooks/core";
@@ -34,6 +35,31 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<number> 
     if (cursor === "0") break;
   }
   return deleted;
+}
+
+/**
+ * The idempotency key the core derives for a test event (its `event.idempotencyKey` once
+ * received): a known event's is its job outcome, `~job:<type>:<data.jobId>`, not its `id`.
+ * The fixtures name their Redis keys (effects, markers, `stalling` lines) by it.
+ */
+export function keyOf(event: {
+  id?: string;
+  type: string;
+  data?: { jobId?: string } | Record<string, unknown>;
+}): string {
+  const jobId = event.data?.jobId;
+  const key = idempotencyKeyFor({
+    id: event.id,
+    type: event.type,
+    jobId: typeof jobId === "string" ? jobId : undefined,
+  });
+  if (key === undefined) throw new Error(`event ${JSON.stringify(event)} has no idempotency key`);
+  return key;
+}
+
+/** `text` as a regular expression source that matches exactly it. */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /** Counts the keys matching `pattern` (bounded SCAN, not KEYS). */

@@ -11,6 +11,8 @@ import {
   type Child,
   connect,
   deleteKeys,
+  escapeRegExp,
+  keyOf,
   SECRET,
   sleep,
   startFixture,
@@ -130,7 +132,7 @@ describe("a handler slower than the lease", () => {
     const [a, b] = instances as [string, string];
     const event = createTestEvent("report.completed");
     const body = JSON.stringify(event);
-    const key = `${storePrefix}:{${event.id}}`;
+    const key = `${storePrefix}:{${keyOf(event)}}`;
 
     const first = post(a, body);
     // Answered only once the gate opens; should the test fail before, nothing is left unhandled.
@@ -181,7 +183,7 @@ describe("a handler slower than the lease", () => {
     const [a, b] = instances as [string, string];
     const event = createTestEvent("report.completed");
     const body = JSON.stringify(event);
-    const key = `${storePrefix}:{${event.id}}`;
+    const key = `${storePrefix}:{${keyOf(event)}}`;
 
     const first = post(a, body);
     first.catch(() => {});
@@ -227,14 +229,14 @@ describe("a receiver that dies mid-handler", () => {
     const sent = createTestEvent("report.completed");
     const event = { ...sent, data: { ...sent.data, stallOn: "a" } };
     const body = JSON.stringify(event);
-    const key = `${runPrefix}:idem:{${event.id}}`;
+    const key = `${runPrefix}:idem:{${keyOf(event)}}`;
 
     const firstAttempt = post(doomedUrl, body).then(
       (answer) => `HTTP ${answer.status}`,
       (error: Error) =>
         `network error (${(error.cause as { code?: string })?.code ?? error.message})`,
     );
-    await doomed.waitForLine(new RegExp(`^stalling ${event.id}$`), 20_000);
+    await doomed.waitForLine(new RegExp(`^stalling ${escapeRegExp(keyOf(event))}$`), 20_000);
     await doomed.kill("SIGKILL");
     const killedAt = performance.now();
     expect(await firstAttempt).toMatch(/^network error/);
@@ -254,8 +256,8 @@ describe("a receiver that dies mid-handler", () => {
     expect(answers[0]).toBe(409);
     expect(answers.at(-1)).toBe(200);
     expect(answers.slice(0, -1).every((status) => status === 409)).toBe(true);
-    expect(await redis.lrange(`${runPrefix}:started:${event.id}`, 0, -1)).toEqual(["a", "b"]);
-    expect(await redis.get(`${runPrefix}:effect:${event.id}`)).toBe("1");
+    expect(await redis.lrange(`${runPrefix}:started:${keyOf(event)}`, 0, -1)).toEqual(["a", "b"]);
+    expect(await redis.get(`${runPrefix}:effect:${keyOf(event)}`)).toBe("1");
     expect(await redis.get(key)).toMatch(/^d:/);
     expect(await post(survivorUrl, body)).toEqual({
       status: 200,

@@ -21,6 +21,7 @@ import {
   bullConnection,
   connect,
   deleteKeys,
+  keyOf,
   messageChain,
   REDIS_URL,
   SECRET,
@@ -129,7 +130,8 @@ describe("createQueueHandoff", () => {
     const body = JSON.stringify(event);
     expect(await post(receiver.url, body)).toEqual({ status: 200, body: { received: true } });
     // No waiting: the 200 means the job is already in Redis.
-    const job = await queue.getJob(jobIdFor(event.id));
+    // A known event's job id is its key, `~job:<type>:<jobId>`, not its `id`.
+    const job = await queue.getJob(jobIdFor(keyOf(event)));
     expect(job?.name).toBe("report.completed");
     expect(job?.data.event).toEqual(event);
     expect(job?.opts.attempts).toBe(10);

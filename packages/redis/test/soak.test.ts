@@ -11,6 +11,7 @@ import {
   connect,
   countKeys,
   deleteKeys,
+  keyOf,
   SECRET,
   startFixture,
   uniquePrefix,
@@ -122,7 +123,7 @@ async function soak(urls: string[], runPrefix: string, count: number) {
   const durationMs = Math.round(performance.now() - started);
 
   // The effects, counted in Redis.
-  const effectKeys = events.map((event) => `${runPrefix}:effect:${event.id}`);
+  const effectKeys = events.map((event) => `${runPrefix}:effect:${keyOf(event)}`);
   const counts = (await redis.mget(...effectKeys)).map((value) => Number(value ?? 0));
   const handledBy = await redis.mget(`${runPrefix}:handled-by:a`, `${runPrefix}:handled-by:b`);
   const byStatus: Record<string, number> = {};

@@ -6,7 +6,7 @@ import type {
 } from "@mappa-webhooks/next";
 
 // One line per handled event, so you can watch deliveries arrive.
-function log(event: { type: string; idempotencyKey: string | undefined }): void {
+function log(event: { type: string; id?: string; idempotencyKey: string | undefined }): void {
   console.log(`[mappa] ${event.type} ${event.id ?? event.idempotencyKey}`);
 }
 

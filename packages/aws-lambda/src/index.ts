@@ -1,9 +1,14 @@
 import { STATUS_CODES } from "node:http";
 import {
   createMappaWebhooks,
+  createRecoveryEndpoint,
+  type MappaRecovery,
+  type MappaRecoveryReport,
   MappaWebhookError,
   type MappaWebhooksOptions,
   payloadTooLarge,
+  type RecoveryEndpointOptions,
+  recoveryReportJson,
   type WebhookResponse,
 } from "@mappa-webhooks/core";
 import type {
@@ -291,4 +296,69 @@ export function createMappaWebhookHandler(options: MappaLambdaOptions): MappaLam
     return toResult(source, event, response);
   };
   return handler as MappaLambdaHandler;
+}
+
+/** An EventBridge (CloudWatch Events) scheduled invocation, as a schedule rule sends it. */
+export interface MappaScheduledEvent {
+  source: "aws.events" | "aws.scheduler" | string;
+  "detail-type"?: string;
+  [field: string]: unknown;
+}
+
+/**
+ * A Lambda that runs recovery: on a schedule (an EventBridge rule or EventBridge Scheduler,
+ * which invokes it under IAM, so no token) it returns the report; behind a function URL, API
+ * Gateway or an ALB it needs `Authorization: Bearer <token>` and answers like a cron route.
+ */
+export interface MappaRecoveryLambdaHandler {
+  (event: MappaScheduledEvent, context?: Context): Promise<Record<string, unknown>>;
+  (event: MappaLambdaEvent, context?: Context): Promise<MappaLambdaResult>;
+}
+
+function isScheduled(event: unknown): event is MappaScheduledEvent {
+  const source = (event as { source?: unknown } | null)?.source;
+  return source === "aws.events" || source === "aws.scheduler";
+}
+
+/**
+ * Creates a Lambda handler that runs `recovery.reconcile()` (see `createMappaRecovery` in
+ * `@mappa-webhooks/core`): point an EventBridge schedule at it (every 5 to 15 minutes), or call
+ * it over HTTP with the bearer token. A scheduled run that cannot reach Mappa's API throws, so
+ * the invocation shows as failed; every other outcome is in the returned report.
+ *
+ * @example
+ * ```ts
+ * import { createRecoveryHandler } from "@mappa-webhooks/aws-lambda";
+ *
+ * export const handler = createRecoveryHandler(recovery, { token: process.env.CRON_SECRET! });
+ * ```
+ */
+export function createRecoveryHandler(
+  recovery: MappaRecovery,
+  options: RecoveryEndpointOptions,
+): MappaRecoveryLambdaHandler {
+  const endpoint = createRecoveryEndpoint(recovery, options);
+  const handler = async (event: unknown): Promise<unknown> => {
+    if (isScheduled(event)) {
+      const report: MappaRecoveryReport = await recovery.reconcile();
+      if (report.apiError !== undefined) throw report.apiError;
+      return recoveryReportJson(report);
+    }
+    const source = sourceOf(event);
+    const http = event as MappaLambdaEvent;
+    const method =
+      source === "v2"
+        ? (http as APIGatewayProxyEventV2).requestContext.http.method
+        : (http as APIGatewayProxyEvent | ALBEvent).httpMethod;
+    const headers = headersOf(
+      http as Parameters<typeof headersOf>[0] & { headers?: Record<string, string | undefined> },
+    );
+    const answer = await endpoint({ method, headers });
+    return toResult(source, http, {
+      status: answer.status,
+      headers: answer.headers,
+      body: answer.body,
+    });
+  };
+  return handler as MappaRecoveryLambdaHandler;
 }

@@ -92,6 +92,13 @@ export {
   type MappaRecoveryReport,
 } from "./recovery.js";
 export {
+  createRecoveryEndpoint,
+  type RecoveryEndpointOptions,
+  type RecoveryEndpointRequest,
+  type RecoveryEndpointResponse,
+  recoveryReportJson,
+} from "./recovery-endpoint.js";
+export {
   isJobTrackingStore,
   type JobTrackingStore,
   type TrackedJob,

@@ -1,8 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   createMappaWebhooks,
+  createRecoveryEndpoint,
+  type MappaRecovery,
   type MappaWebhooks,
   type MappaWebhooksOptions,
+  type RecoveryEndpointOptions,
 } from "@mappa-webhooks/core";
 import { receiveNodeRequest, writeNodeResponse } from "@mappa-webhooks/core/node";
 
@@ -194,5 +197,34 @@ export function createMappaPagesHandler(
     });
     // A client that went away gets nothing; onError was told.
     writeNodeResponse(req, res, result);
+  };
+}
+
+/**
+ * An App Router route that runs recovery (`createMappaRecovery` from `@mappa-webhooks/core`)
+ * once per authorized request: point a cron at it. Vercel Cron calls `GET` with
+ * `Authorization: Bearer $CRON_SECRET`; a wrong token gets 401 and runs nothing. Answers 200
+ * with the run's report, or 503 with `Retry-After` when Mappa's API failed.
+ *
+ * @example
+ * ```ts
+ * // app/api/mappa-recovery/route.ts
+ * import { createRecoveryRoute } from "@mappa-webhooks/next";
+ * import { recovery } from "@/lib/recovery";
+ *
+ * export const GET = createRecoveryRoute(recovery, { token: process.env.CRON_SECRET! });
+ * ```
+ */
+export function createRecoveryRoute(
+  recovery: MappaRecovery,
+  options: RecoveryEndpointOptions,
+): MappaRouteHandler {
+  const endpoint = createRecoveryEndpoint(recovery, options);
+  return async (request) => {
+    const { status, headers, body } = await endpoint({
+      method: request.method,
+      headers: request.headers,
+    });
+    return new Response(body, { status, headers });
   };
 }

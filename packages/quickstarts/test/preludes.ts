@@ -77,8 +77,18 @@ declare const pool: import("mysql2/promise").Pool;
   "packages/sqlite/README.md": `${common}${express}
 declare const handlers: import("@mappa-webhooks/core").MappaHandlerMap;
 `,
+  "packages/aws-lambda/README.md": `${common}
+/** The receiver's options, shared with recovery. */
+declare const options: import("@mappa-webhooks/core").MappaWebhooksOptions & {
+  idempotency: import("@mappa-webhooks/core").IdempotencyStore;
+};
+`,
   "packages/next/README.md": `${common}
 declare const createMappaWebhookHandler: typeof import("@mappa-webhooks/next").createMappaWebhookHandler;
+/** The receiver's options, shared with recovery. */
+declare const options: import("@mappa-webhooks/core").MappaWebhooksOptions & {
+  idempotency: import("@mappa-webhooks/core").IdempotencyStore;
+};
 `,
   "packages/postgres/README.md": `${common}${express}
 declare const pool: import("pg").Pool;

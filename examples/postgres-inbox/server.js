@@ -46,7 +46,7 @@ async function save(event, client, detail) {
     event.type,
     detail,
   ]);
-  console.log(`[mappa] ${event.type} ${event.idempotencyKey} ${detail}`);
+  console.log(`[mappa] ${event.type} ${event.id ?? event.idempotencyKey} ${detail}`);
 }
 
 let server;

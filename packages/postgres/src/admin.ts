@@ -266,11 +266,16 @@ export async function countEvents(options: PostgresAdminOptions): Promise<EventC
 }
 
 /**
- * Reads one stored event by its idempotency key (`event.idempotencyKey`, usually the event id).
+ * Reads one stored event by its idempotency key (`event.idempotencyKey`). For a known event
+ * (`report.completed`, `report.failed`, `matching.completed`, `matching.failed`) that is its job
+ * outcome, `"~job:<type>:<jobId>"` (see `jobOutcomeKey` in `@mappa-webhooks/core`), not the
+ * event id; for any other event it is the event id.
  *
  * @example
  * ```ts
- * const stored = await getEvent({ pool }, "evt_123");
+ * import { jobOutcomeKey } from "@mappa-webhooks/core";
+ *
+ * const stored = await getEvent({ pool }, jobOutcomeKey("report.completed", "job_123"));
  * console.log(stored?.status, stored?.attempts);
  * ```
  */

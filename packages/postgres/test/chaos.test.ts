@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type Child,
   createTestDatabase,
+  keyOf,
   SECRET,
   sleep,
   startFixture,
@@ -74,10 +75,10 @@ describe("chaos soak: receivers and workers under connection kills and poison ev
     });
     const poisonKeys = events
       .filter((event) => (event.data as { poison?: string }).poison !== undefined)
-      .map((event) => event.id);
+      .map((event) => keyOf(event));
     const goodKeys = events
       .filter((event) => (event.data as { poison?: string }).poison === undefined)
-      .map((event) => event.id);
+      .map((event) => keyOf(event));
 
     // The chaos: a random connection of these processes ended every ~200 ms.
     let chaos = true;
@@ -101,6 +102,7 @@ describe("chaos soak: receivers and workers under connection kills and poison ev
     // Supervision: a worker that died is restarted; only the poison deaths are expected.
     let supervising = true;
     const deaths: string[] = [];
+    const dead: Child[] = [];
     const unexpected: string[] = [];
     const supervisor = (async () => {
       const deadline = Date.now() + DEADLINE_MS;
@@ -111,6 +113,7 @@ describe("chaos soak: receivers and workers under connection kills and poison ev
           if (exitCode === null && signalCode === null) continue;
           const deliberate = exitCode === 77 || signalCode === "SIGKILL";
           deaths.push(`${exitCode ?? signalCode}`);
+          dead.push(worker);
           if (!deliberate || crashedBadly(worker).length > 0) {
             unexpected.push(`${exitCode} ${signalCode}\n${worker.output.slice(-20).join("\n")}`);
           }
@@ -204,7 +207,9 @@ describe("chaos soak: receivers and workers under connection kills and poison ev
     );
     const poisonAttempts: Record<string, number[]> = {};
     for (const row of poisonRows.rows) {
-      (poisonAttempts[row.poison] ??= []).push(row.attempts);
+      const list = poisonAttempts[row.poison] ?? [];
+      list.push(row.attempts);
+      poisonAttempts[row.poison] = list;
     }
     const goodAttempts = await db.pool.query(
       `SELECT attempts, count(*)::int AS n FROM "${db.schema}".events WHERE key = ANY($1) GROUP BY attempts ORDER BY attempts`,
@@ -255,7 +260,29 @@ describe("chaos soak: receivers and workers under connection kills and poison ev
     // The crash poisons killed their worker at each attempt, and only they did.
     const crashPoisons = (poisonAttempts.exit ?? []).concat(poisonAttempts.kill ?? []);
     expect(crashPoisons).toEqual(Array(poisonKeys.length / 4).fill(MAX_ATTEMPTS));
-    expect(deaths.length).toBe(crashPoisons.length * MAX_ATTEMPTS);
+    // Every death was a crash poison's handler ending its worker, one per dead worker, and a
+    // crash poison's handler never ran without ending its worker. An attempt can count without
+    // its handler running: the chaos ended the connection of its transaction first (e.g. while
+    // it waited for the worker's other slots, as a retried event runs alone), so the deaths can
+    // be fewer than crashPoisons.length * MAX_ATTEMPTS, never more.
+    const crashing = (child: Child) =>
+      child.output.flatMap((line) => /^crashing (\S+)$/.exec(line)?.[1] ?? []);
+    const crashKeys = events
+      .filter((event) =>
+        ["exit", "kill"].includes((event.data as { poison?: string }).poison ?? ""),
+      )
+      .map((event) => keyOf(event));
+    for (const child of dead) {
+      expect(crashing(child)).toHaveLength(1);
+      expect(crashKeys).toContain(crashing(child)[0]);
+    }
+    const crashRuns = children.flatMap(crashing);
+    expect(crashRuns).toHaveLength(deaths.length);
+    for (const key of crashKeys) {
+      const runs = crashRuns.filter((run) => run === key).length;
+      expect(runs, key).toBeGreaterThanOrEqual(1);
+      expect(runs, key).toBeLessThanOrEqual(MAX_ATTEMPTS);
+    }
     for (const close of closes) {
       expect(close.code).toBe(0);
       expect(close.closedMs).not.toBeNull();

@@ -5,6 +5,7 @@ import { createInbox } from "../src/index.js";
 import {
   type Child,
   createTestDatabase,
+  keyOf,
   SECRET,
   startFixture,
   type TestDatabase,
@@ -128,7 +129,7 @@ describe("crash: a receiver killed mid-insert and with deliveries in flight", ()
     await blocker.query("BEGIN");
     await blocker.query(
       `INSERT INTO "${db.schema}".events (key, type, payload) VALUES ($1, 'blocker', '{}')`,
-      [interrupted.id],
+      [keyOf(interrupted)],
     );
     const post = async (event: object) => {
       const body = JSON.stringify(event);
@@ -171,7 +172,7 @@ describe("crash: a receiver killed mid-insert and with deliveries in flight", ()
     const ackedInBurst = burst.filter((_, index) => answers[index] === 200);
 
     // Nothing acknowledged is lost: every 200 is a stored row, right after the kill.
-    const ackedKeys = [...acknowledged, ...ackedInBurst].map((event) => event.id);
+    const ackedKeys = [...acknowledged, ...ackedInBurst].map((event) => keyOf(event));
     const storedAfterKill = await statusOf(ackedKeys);
     expect(storedAfterKill).toEqual({ pending: ackedKeys.length });
 
@@ -184,7 +185,7 @@ describe("crash: a receiver killed mid-insert and with deliveries in flight", ()
     );
     expect(retries.every((report) => report.delivered)).toBe(true);
     const all = [...acknowledged, interrupted, ...burst];
-    const allKeys = all.map((event) => event.id);
+    const allKeys = all.map((event) => keyOf(event));
     expect(await statusOf(allKeys)).toEqual({ pending: all.length });
 
     const worker = start("worker.mjs", { INSTANCE: "after-crash" });

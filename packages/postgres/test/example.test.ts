@@ -5,6 +5,7 @@ import {
   type Child,
   createPool,
   DATABASE_URL,
+  keyOf,
   startScript,
   uniqueSchema,
   waitFor,
@@ -71,10 +72,15 @@ describe("examples/postgres-inbox", () => {
     const url = await webhookUrlOf(first);
     await first.waitForLine(/^worker ready/, 30_000);
 
-    const sent = await trigger("report.completed", url);
+    // The same --id sends the same job's outcome (its jobId follows from the id) again.
+    const id = `evt_example_${Date.now()}`;
+    const sent = await trigger("report.completed", url, id);
     expect(sent.code).toBe(0);
     expect(sent.report.attempts[0].responseBody).toBe('{"received":true}');
-    const id = sent.report.event.id as string;
+    // Logged by its event id; stored (and listed, replayed) under the key the core derives, the
+    // job's outcome.
+    const key = keyOf(sent.report.event);
+    expect(key).toBe(`~job:report.completed:${sent.report.event.data.jobId}`);
     await first.waitForLine(new RegExp(`^\\[mappa\\] report\\.completed ${id} report=`), 20_000);
     const again = await trigger("report.completed", url, id);
     expect(again.report.duplicate).toBe(true);
@@ -82,13 +88,14 @@ describe("examples/postgres-inbox", () => {
     const failing = await trigger("report.failed", url);
     expect(failing.code).toBe(0);
     const failedId = failing.report.event.id as string;
+    const failedKey = keyOf(failing.report.event);
     await first.waitForLine(
-      new RegExp(`^\\[failed\\] ${failedId} parked after 2 attempts`),
+      new RegExp(`^\\[failed\\] ${failedKey} parked after 2 attempts`),
       20_000,
     );
     const listed = await run(ADMIN, ["failed", "--schema", schema, "--json"]);
     expect(JSON.parse(listed.stdout).failed.map((event: { key: string }) => event.key)).toEqual([
-      failedId,
+      failedKey,
     ]);
 
     // Killed without a goodbye; a receiver-only instance stores an event nobody handles yet.
@@ -98,6 +105,7 @@ describe("examples/postgres-inbox", () => {
     const stored = await trigger("matching.completed", receiverUrl);
     expect(stored.code).toBe(0);
     const storedId = stored.report.event.id as string;
+    const storedKey = keyOf(stored.report.event);
     const stats = await run(ADMIN, ["stats", "--schema", schema, "--json"]);
     expect(JSON.parse(stats.stdout)).toEqual({ pending: 1, done: 1, failed: 1 });
     await receiverOnly.kill("SIGKILL");
@@ -106,9 +114,9 @@ describe("examples/postgres-inbox", () => {
     const fixed = startExample({});
     await webhookUrlOf(fixed);
     await fixed.waitForLine(new RegExp(`^\\[mappa\\] matching\\.completed ${storedId} `), 20_000);
-    const replay = await run(ADMIN, ["replay", failedId, "--schema", schema]);
+    const replay = await run(ADMIN, ["replay", failedKey, "--schema", schema]);
     expect(replay.code).toBe(0);
-    expect(replay.stdout).toMatch(new RegExp(`^Replayed 1 event: ${failedId}\\.`));
+    expect(replay.stdout).toMatch(new RegExp(`^Replayed 1 event: ${failedKey}\\.`));
     await fixed.waitForLine(new RegExp(`^\\[mappa\\] report\\.failed ${failedId} error=`), 20_000);
     await waitFor(async () => {
       const done = await run(ADMIN, ["stats", "--schema", schema, "--json"]);
@@ -118,7 +126,7 @@ describe("examples/postgres-inbox", () => {
       `SELECT event_key FROM "${schema}".example_reports ORDER BY event_key`,
     );
     expect(rows.rows.map((row: { event_key: string }) => row.event_key).sort()).toEqual(
-      [id, failedId, storedId].sort(),
+      [key, failedKey, storedKey].sort(),
     );
     console.log(`[example] ${fixed.output.filter((line) => line.startsWith("[")).join(" | ")}`);
   });

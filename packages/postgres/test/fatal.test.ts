@@ -8,6 +8,7 @@ import {
   type Child,
   createTestDatabase,
   DATABASE_URL,
+  keyOf,
   SECRET,
   startFixture,
   type TestDatabase,
@@ -71,10 +72,10 @@ describe("a FATAL with a new connection's first ReadyForQuery", () => {
     await waitFor(() => proxy.injected >= before + 3 || !alive(worker), 30_000);
     const event = parseEvent(JSON.stringify(createTestEvent("report.completed")));
     await createInbox({ pool: db.pool, schema: db.schema }).store(event);
-    await waitFor(async () => !alive(worker) || (await effects(event.id as string)) === 1, 30_000);
+    await waitFor(async () => !alive(worker) || (await effects(keyOf(event))) === 1, 30_000);
     expect(worker.output.filter((line) => /Unhandled|uncaught/i.test(line))).toEqual([]);
     expect(alive(worker)).toBe(true);
-    expect(await effects(event.id as string)).toBe(1);
+    expect(await effects(keyOf(event))).toBe(1);
     await worker.kill();
   });
 
@@ -88,7 +89,7 @@ describe("a FATAL with a new connection's first ReadyForQuery", () => {
     expect(report.delivered).toBe(true);
     expect(alive(receiver)).toBe(true);
     expect(receiver.output.filter((line) => /Unhandled|uncaught/i.test(line))).toEqual([]);
-    expect(await effects(event.id)).toBe(1);
+    expect(await effects(keyOf(event))).toBe(1);
     await receiver.kill();
   });
 
@@ -186,8 +187,8 @@ describe("a Postgres restart", () => {
           [key],
         )
       ).rows[0].n;
-    await waitFor(async () => (await count(queued.id as string)) === 1, 30_000);
-    expect(await count(second.id)).toBe(1);
+    await waitFor(async () => (await count(keyOf(queued))) === 1, 30_000);
+    expect(await count(keyOf(second))).toBe(1);
     for (const child of [worker, receiver]) {
       expect(alive(child)).toBe(true);
       expect(child.output.filter((line) => /Unhandled|uncaught/i.test(line))).toEqual([]);

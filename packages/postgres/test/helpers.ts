@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
+import { parseEvent } from "@mappa-webhooks/core";
 import { type Child, startProcess } from "@mappa-webhooks/tooling/test-helpers";
 import pg from "pg";
 import { migrate } from "../src/index.js";
@@ -95,4 +96,11 @@ export async function deliver(
     headers: { "content-type": "application/json", "mappa-signature": signature },
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** The idempotency key the core derives for `event` (what the stores and the fixtures key by). */
+export function keyOf(event: unknown): string {
+  const key = parseEvent(JSON.stringify(event)).idempotencyKey;
+  if (key === undefined) throw new Error("test event without an idempotency key");
+  return key;
 }

@@ -17,6 +17,7 @@ import {
   createPool,
   createTestDatabase,
   deliver,
+  keyOf,
   SECRET,
   type TestDatabase,
   waitFor,
@@ -84,7 +85,7 @@ describe.each<AdapterName>(["express", "fastify", "hono"])("inbox receiving on %
     try {
       const event = createTestEvent("report.completed");
       expect(await deliver(receiver.url, event)).toEqual({ status: 200, body: { received: true } });
-      const stored = await inbox.get(event.id);
+      const stored = await inbox.get(keyOf(event));
       expect(stored).toMatchObject({ status: "pending", attempts: 0, type: "report.completed" });
       expect(stored?.payload).toEqual(event);
       expect(await deliver(receiver.url, event)).toEqual({
@@ -97,7 +98,7 @@ describe.each<AdapterName>(["express", "fastify", "hono"])("inbox receiving on %
       expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200, 200]);
       const rows = await db.pool.query(
         `SELECT count(*)::int AS n FROM "${db.schema}".events WHERE key = $1`,
-        [other.id],
+        [keyOf(other)],
       );
       expect(rows.rows[0].n).toBe(1);
       // Still answered 401 for a forged delivery: nothing stored.
@@ -147,9 +148,9 @@ describe("inbox workers", () => {
     try {
       const event = createTestEvent("report.completed");
       expect((await deliver(receiver.url, event)).status).toBe(200);
-      await waitFor(async () => (await inbox.get(event.id))?.status === "done", 20_000);
-      expect(await effectCount(event.id)).toBe(1);
-      expect(await inbox.get(event.id)).toMatchObject({ attempts: 1, lastError: null });
+      await waitFor(async () => (await inbox.get(keyOf(event)))?.status === "done", 20_000);
+      expect(await effectCount(keyOf(event))).toBe(1);
+      expect(await inbox.get(keyOf(event))).toMatchObject({ attempts: 1, lastError: null });
     } finally {
       await receiver.close();
       await worker.close();
@@ -162,8 +163,8 @@ describe("inbox workers", () => {
     const event = parseEvent(JSON.stringify(createTestEvent("matching.completed")));
     expect(await inbox.store(event)).toBe(true);
     expect(await inbox.store(event)).toBe(false);
-    await waitFor(async () => (await inbox.get(event.id as string))?.status === "done", 20_000);
-    expect(await effectCount(event.id as string)).toBe(1);
+    await waitFor(async () => (await inbox.get(keyOf(event)))?.status === "done", 20_000);
+    expect(await effectCount(keyOf(event))).toBe(1);
     await worker.close();
   });
 
@@ -233,19 +234,16 @@ describe("inbox workers", () => {
     const event = parseEvent(JSON.stringify(createTestEvent("matching.failed")));
     await inbox.store(event);
     // The attempt counts from the moment it starts; its outcome follows.
-    await waitFor(
-      async () => (await inbox.get(event.id as string))?.lastError === "not yet",
-      20_000,
-    );
+    await waitFor(async () => (await inbox.get(keyOf(event)))?.lastError === "not yet", 20_000);
     const row = await db.pool.query(
       `SELECT status, extract(epoch FROM run_at - updated_at) AS wait_s
          FROM "${db.schema}".events WHERE key = $1`,
-      [event.id],
+      [keyOf(event)],
     );
     expect(row.rows[0].status).toBe("pending");
     expect(Number(row.rows[0].wait_s)).toBeCloseTo(60, 0);
     await worker.close();
-    expect((await inbox.get(event.id as string))?.attempts).toBe(1);
+    expect((await inbox.get(keyOf(event)))?.attempts).toBe(1);
   });
 
   it("share the events between workers: each handled once", async () => {

@@ -105,8 +105,11 @@ describe("inbox worker outcomes", () => {
     workers.push(worker);
     const event = parseEvent(JSON.stringify(createTestEvent("report.completed")));
     await inbox.store(event);
-    await waitFor(async () => (await inbox.get(event.id as string))?.status === "failed", 30_000);
-    const stored = await inbox.get(event.id as string);
+    await waitFor(
+      async () => (await inbox.get(event.idempotencyKey as string))?.status === "failed",
+      30_000,
+    );
+    const stored = await inbox.get(event.idempotencyKey as string);
     expect(stored).toMatchObject({ attempts: 3, lastError: "upstream said: bad\\u0000byte" });
     expect(runs).toBe(3);
     expect(worker.stats).toMatchObject({ retried: 2, failed: 1, done: 0 });

@@ -44,7 +44,10 @@ describe("schema and table names", () => {
       const event = parseEvent(JSON.stringify(createTestEvent("report.completed")));
       expect(await inbox.store(event)).toBe(true);
       // Woken by NOTIFY on the derived channel (polling is a minute away).
-      await waitFor(async () => (await inbox.get(event.id as string))?.status === "done", 20_000);
+      await waitFor(
+        async () => (await inbox.get(event.idempotencyKey as string))?.status === "done",
+        20_000,
+      );
       await worker.close();
       const store = createPostgresIdempotencyStore({ pool, ...names });
       expect((await store.claim("evt_odd", { leaseMs: 1000 })).status).toBe("claimed");

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type Child,
   createTestDatabase,
+  keyOf,
   SECRET,
   startFixture,
   type TestDatabase,
@@ -129,7 +130,7 @@ describe("soak: two inbox receivers and two workers on one database", () => {
     await waitFor(async () => (await countByStatus()).done === EVENTS, DRAIN_DEADLINE_MS, 100);
     const drainedMs = Math.round(performance.now() - started);
 
-    const keys = events.map((event) => event.id);
+    const keys = events.map((event) => keyOf(event));
     const perKey = await db.pool.query(
       `SELECT k AS key, count(e.id)::int AS n
          FROM unnest($1::text[]) AS k LEFT JOIN "${db.schema}".effects e ON e.event_key = k

@@ -4,7 +4,14 @@ import { type Generated, Kysely, PostgresDialect } from "kysely";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTransactionalHandlers, getEvent, singleClientPool } from "../src/index.js";
-import { createTestDatabase, deliver, SECRET, type TestDatabase, waitFor } from "./helpers.js";
+import {
+  createTestDatabase,
+  deliver,
+  keyOf,
+  SECRET,
+  type TestDatabase,
+  waitFor,
+} from "./helpers.js";
 import { type AdapterName, startReceiver } from "./receivers.js";
 
 let db: TestDatabase;
@@ -54,8 +61,8 @@ describe.each<AdapterName>(["express", "fastify", "hono"])(
           status: 200,
           body: { received: true },
         });
-        expect(await effectsOf(event.id)).toEqual([event.data.reportId]);
-        const stored = await getEvent({ pool: db.pool, schema: db.schema }, event.id);
+        expect(await effectsOf(keyOf(event))).toEqual([event.data.reportId]);
+        const stored = await getEvent({ pool: db.pool, schema: db.schema }, keyOf(event));
         expect(stored).toMatchObject({ status: "done", attempts: 1, type: "report.completed" });
         expect(stored?.payload).toMatchObject({
           id: event.id,
@@ -66,7 +73,7 @@ describe.each<AdapterName>(["express", "fastify", "hono"])(
           status: 200,
           body: { received: true, duplicate: true },
         });
-        expect(await effectsOf(event.id)).toHaveLength(1);
+        expect(await effectsOf(keyOf(event))).toHaveLength(1);
       } finally {
         await receiver.close();
       }
@@ -91,9 +98,9 @@ describe.each<AdapterName>(["express", "fastify", "hono"])(
         const first = await deliver(receiver.url, event);
         expect(first.status).toBe(500);
         expect(first.body.error).toBe("handler_failed");
-        expect(await effectsOf(event.id)).toEqual([]);
+        expect(await effectsOf(keyOf(event))).toEqual([]);
         // The failed attempt is on record (outside the rolled-back transaction), replayable.
-        expect(await getEvent({ pool: db.pool, schema: db.schema }, event.id)).toMatchObject({
+        expect(await getEvent({ pool: db.pool, schema: db.schema }, keyOf(event))).toMatchObject({
           status: "failed",
           attempts: 1,
           lastError: "the downstream call failed after the write",
@@ -103,8 +110,8 @@ describe.each<AdapterName>(["express", "fastify", "hono"])(
           status: 200,
           body: { received: true },
         });
-        expect(await effectsOf(event.id)).toEqual(["attempt 2"]);
-        expect(await getEvent({ pool: db.pool, schema: db.schema }, event.id)).toMatchObject({
+        expect(await effectsOf(keyOf(event))).toEqual(["attempt 2"]);
+        expect(await getEvent({ pool: db.pool, schema: db.schema }, keyOf(event))).toMatchObject({
           status: "done",
           attempts: 2,
           lastError: null,
@@ -150,13 +157,13 @@ describe("transactional handlers under concurrency and crashes", () => {
         expect(answer.body.error).toBe("event_in_flight");
       }
       // Not committed yet: nobody else sees the write.
-      expect(await effectsOf(event.id)).toEqual([]);
+      expect(await effectsOf(keyOf(event))).toEqual([]);
       release();
       expect(await first).toEqual({ status: 200, body: { received: true } });
       expect(await deliver(receiver.url, event)).toMatchObject({ body: { duplicate: true } });
       expect(runs).toBe(1);
       expect(maxRunning).toBe(1);
-      expect(await effectsOf(event.id)).toHaveLength(1);
+      expect(await effectsOf(keyOf(event))).toHaveLength(1);
     } finally {
       release();
       await receiver.close();
@@ -188,9 +195,9 @@ describe("transactional handlers under concurrency and crashes", () => {
       const event = createTestEvent("report.completed");
       expect((await deliver(receiver.url, event)).status).toBe(500);
       expect(backendPid).toBeGreaterThan(0);
-      expect(await effectsOf(event.id)).toEqual([]);
+      expect(await effectsOf(keyOf(event))).toEqual([]);
       expect(await deliver(receiver.url, event)).toEqual({ status: 200, body: { received: true } });
-      expect(await effectsOf(event.id)).toEqual(["attempt 2"]);
+      expect(await effectsOf(keyOf(event))).toEqual(["attempt 2"]);
     } finally {
       await receiver.close();
     }
@@ -229,9 +236,9 @@ describe("transactional handlers under concurrency and crashes", () => {
     try {
       const event = createTestEvent("report.completed");
       expect((await deliver(receiver.url, event)).status).toBe(500);
-      expect(await effectsOf(event.id)).toEqual([]);
+      expect(await effectsOf(keyOf(event))).toEqual([]);
       expect((await deliver(receiver.url, event)).status).toBe(200);
-      expect(await effectsOf(event.id)).toEqual(["kysely 2"]);
+      expect(await effectsOf(keyOf(event))).toEqual(["kysely 2"]);
     } finally {
       await receiver.close();
     }

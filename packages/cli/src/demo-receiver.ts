@@ -1,6 +1,7 @@
 // A minimal receiver on @mappa-webhooks/core that follows the examples' contract (PORT, HOST,
-// MAPPA_WEBHOOK_SECRET; `listening on …`; one `[mappa] <type> <idempotencyKey> …` line per
-// handled event, here with the fields worth a glance: `job=… report=… status=succeeded`).
+// MAPPA_WEBHOOK_SECRET; `listening on …`; one `[mappa] <type> <id> …` line per handled event,
+// its id or, for an id-less event, its idempotency key, here with the fields worth a glance:
+// `job=… report=… status=succeeded`). Duplicates are recognised by the idempotency key.
 // The demo falls back to it when examples/express is not available.
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -20,7 +21,7 @@ webhooks.onAny((event) => {
   const fields = formatKeyData(keyData(event));
   const note = event.known ? "" : " (not a known type, ignored)";
   process.stdout.write(
-    `[mappa] ${event.type} ${event.idempotencyKey ?? "-"}${fields === "" ? "" : ` ${fields}`}${note}\n`,
+    `[mappa] ${event.type} ${event.id ?? event.idempotencyKey ?? "-"}${fields === "" ? "" : ` ${fields}`}${note}\n`,
   );
 });
 

@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { idempotencyKeyFor } from "@mappa-webhooks/core";
 import {
   createDeliverySimulator,
   createSignedDelivery,
@@ -171,14 +172,34 @@ class Receiver {
     }
   }
 
-  handledLines(key: string): string[] {
-    return this.lines.filter((line) => line.startsWith("[mappa] ") && line.split(" ")[2] === key);
+  handledLines(event: { id?: string; type: string; data: unknown }): string[] {
+    return this.lines.filter((line) => isHandledLine(line, event));
   }
 }
 
 interface StepResult {
   title: string;
   differences: string[];
+}
+
+/**
+ * What a receiver may log for `event` after `[mappa] <type> `: its id, or its idempotency key as
+ * the core derives it (`~job:<type>:<jobId>` for a known type, whatever the id).
+ */
+function logIdsOf(event: { id?: string; type: string; data: unknown }): string[] {
+  const { jobId } = event.data as { jobId?: unknown };
+  const key = idempotencyKeyFor({
+    id: event.id,
+    type: event.type,
+    jobId: typeof jobId === "string" ? jobId : undefined,
+  });
+  return [event.id, key].filter((id): id is string => id !== undefined && id !== "");
+}
+
+/** True when `line` is the receiver's `[mappa] <type> <id or key> …` line for `event`. */
+function isHandledLine(line: string, event: { id?: string; type: string; data: unknown }) {
+  const [tag, type, id] = line.split(" ");
+  return tag === "[mappa]" && type === event.type && logIdsOf(event).includes(id ?? "");
 }
 
 function attemptLine(attempt: DeliveryAttempt, total: number): string {
@@ -273,11 +294,7 @@ async function play(
       );
       return undefined;
     }
-    const line = await receiver.waitForLine(
-      (l) => l.startsWith(`[mappa] ${event.type} ${event.id}`),
-      LOG_WAIT_MS,
-      from,
-    );
+    const line = await receiver.waitForLine((l) => isHandledLine(l, event), LOG_WAIT_MS, from);
     if (line === undefined)
       differences.push(`the receiver did not log "[mappa] ${event.type} ${event.id}"`);
     else out(`     receiver: ${style.cyan(line)}`);
@@ -304,7 +321,12 @@ async function play(
     );
     if (response.status !== 401) differences.push(`expected 401, got ${response.status}`);
     if (error !== undefined && error !== code) differences.push(`expected ${code}, got ${error}`);
-    const handled = await receiver.waitForLine((l) => l.includes(event.id), QUIET_MS, from);
+    const ids = logIdsOf(event);
+    const handled = await receiver.waitForLine(
+      (l) => ids.some((id) => l.includes(id)),
+      QUIET_MS,
+      from,
+    );
     if (handled !== undefined) differences.push(`the receiver handled it: "${handled}"`);
     else out(style.dim("     the handler did not run"));
   };
@@ -367,7 +389,7 @@ async function play(
     if (!again.delivered)
       differences.push("the duplicate was not answered 2xx, so Mappa would retry it");
     await sleep(QUIET_MS);
-    const lines = receiver.handledLines(event.id);
+    const lines = receiver.handledLines(event);
     out(style.dim(`     receiver log lines for ${event.id}: ${lines.length}`));
     if (lines.length !== 1)
       differences.push(
@@ -413,10 +435,7 @@ async function play(
     out(
       `     ${style.green(`delivered on attempt ${last.attempt}`)}${style.dim(`: on Mappa's real schedule ${formatDuration(last.scheduledAtMs)} after the first attempt`)}`,
     );
-    const line = await receiver.waitForLine(
-      (l) => l.startsWith(`[mappa] ${event.type} ${event.id}`),
-      LOG_WAIT_MS,
-    );
+    const line = await receiver.waitForLine((l) => isHandledLine(l, event), LOG_WAIT_MS);
     if (line === undefined) differences.push("the receiver did not log the recovered event");
     else out(`     receiver: ${style.cyan(line)}`);
   });

@@ -163,7 +163,7 @@ describe("listen", () => {
         id: event.id,
         type: "matching.failed",
         known: true,
-        idempotencyKey: event.id,
+        idempotencyKey: `~job:matching.failed:${event.data.jobId}`,
         createdAt: event.createdAt,
         timestamp: event.timestamp,
         occurredAt: event.createdAt,

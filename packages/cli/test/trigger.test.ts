@@ -212,6 +212,36 @@ describe("trigger delivery", () => {
     expect(JSON.parse(target.received[0]?.body ?? "")).toEqual(report.event);
   });
 
+  it("derives the data's ids from --id, so the same --id is the same job's outcome", async () => {
+    const target = await server([200, 200, 200, 200]);
+    const send = async (id: string, ...extra: string[]) => {
+      const result = await run([
+        "trigger",
+        "report.completed",
+        "--url",
+        target.url,
+        "--secret",
+        SECRET,
+        "--no-retry",
+        "--id",
+        id,
+        ...extra,
+      ]);
+      expect(result.code).toBe(0);
+      return JSON.parse(target.received.at(-1)?.body ?? "").data;
+    };
+    const first = await send("evt_cli_same");
+    expect(first).toMatchObject({ jobId: expect.stringMatching(/^cm\w+$/), status: "succeeded" });
+    expect(await send("evt_cli_same")).toEqual(first);
+    const other = await send("evt_cli_other");
+    expect(other.jobId).not.toBe(first.jobId);
+    expect(other.reportId).not.toBe(first.reportId);
+    expect(await send("evt_cli_same", "--data", '{"jobId":"job_given"}')).toEqual({
+      ...first,
+      jobId: "job_given",
+    });
+  });
+
   it("reads --data-file and sends unknown types with --allow-unknown", async () => {
     const target = await server([200]);
     const file = join(dir, "data.json");

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { MAPPA_EVENT_TYPES } from "@mappa-webhooks/core";
 import {
@@ -43,7 +44,9 @@ Options
   --secret <secret>    Signing secret (default: $MAPPA_WEBHOOK_SECRET)
   --data <json>        JSON object deep-merged into the event's data, e.g. '{"jobId":"job_1"}'
   --data-file <path>   The same, read from a file
-  --id <id>            Event id (default: a fresh evt_… id); reuse one to send a duplicate
+  --id <id>            Event id (default: a fresh evt_… id); the data's jobId, reportId and
+                       matchingId follow from it (unless --data sets them): reuse one to send
+                       a duplicate
   --shape <shape>      The event's wire shape (default current):
                          current         {id, type, createdAt, timestamp, data}, status "succeeded"
                          guide           {id, type, createdAt, data}, status "completed"
@@ -57,8 +60,8 @@ Options
   -h, --help           Show this help
 
 A 2xx answer of {"duplicate":true} is shown as a duplicate: the receiver already had this
-event (same id; for the id-less mappa-node-1.2 shape, same type and data.jobId) and did not take
-it again. That it was received before does not say it was handled: an inbox only stores events,
+event (same type and data.jobId for a known type, whatever the id; same id for another type)
+and did not take it again. That it was received before does not say it was handled: an inbox only stores events,
 its workers handle them later. An error answer that names a known set-up mistake (e.g.
 body_already_parsed: a JSON body parser ran before the webhook route) is followed by its fix.
 
@@ -121,6 +124,21 @@ async function readData(
   return parseData(text, `--data-file ${file}`);
 }
 
+/**
+ * With `--id`, the ids in `data` (`jobId`, and `reportId` or `matchingId`) follow from it, in
+ * the cuid form Mappa uses: the same `--id` sends the same job's outcome again, which receivers
+ * deduplicate on (`~job:<type>:<jobId>`), as they would a re-delivery from Mappa. `--data` wins.
+ */
+function idsFromEventId(id: string, type: string): Record<string, string> {
+  const derived = (field: string) =>
+    `cm${createHash("sha256").update(`${field}:${id}`).digest("hex").slice(0, 23)}`;
+  return {
+    jobId: derived("jobId"),
+    ...(type === "report.completed" ? { reportId: derived("reportId") } : {}),
+    ...(type === "matching.completed" ? { matchingId: derived("matchingId") } : {}),
+  };
+}
+
 function readUrl(value: string | undefined): URL {
   if (value === undefined) {
     throw new UsageError(
@@ -141,7 +159,7 @@ const NETWORK_REASONS: Record<string, string> = {
 };
 
 /**
- * True when a 2xx answer says the receiver already had this event id:
+ * True when a 2xx answer says the receiver already had this event (its idempotency key):
  * `{"received":true,"duplicate":true}`, what receivers on @mappa-webhooks/core send. It may
  * have handled it, or only stored it for a worker (an inbox): either way it did not take it again.
  */
@@ -242,10 +260,11 @@ export async function trigger(argv: string[]): Promise<number> {
       "trigger",
     );
   }
+  const merged = values.id === undefined ? data : { ...idsFromEventId(values.id, type), ...data };
   const event: { id?: string; type: string; data: unknown } = createTestEvent(
     type,
     {
-      ...(data === undefined ? {} : { data }),
+      ...(merged === undefined ? {} : { data: merged }),
       ...(values.id === undefined ? {} : { id: values.id }),
     },
     { shape },

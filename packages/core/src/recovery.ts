@@ -87,7 +87,10 @@ export type MappaRecoveryOutcome =
   | "stuck"
   /** Canceled: there is no outcome to handle. Untracked. */
   | "canceled"
-  /** The API answered 404 for it. Untracked. */
+  /**
+   * The API answered 404 for it (untracked), or it ended but the API's answer names no report or
+   * matching to build an event from (kept tracked).
+   */
   | "unknown"
   /** Another delivery of the same outcome is being handled right now. Kept tracked. */
   | "in_flight"
@@ -152,6 +155,9 @@ const OUTCOMES: readonly MappaRecoveryOutcome[] = [
   "api_error",
 ];
 
+/** How long the built-in `fetchJob` waits for `GET /v1/jobs/:id` (headers and body). */
+const FETCH_JOB_TIMEOUT_MS = 30_000;
+
 /** A failure of the built-in `fetchJob`, with what the API said. */
 class JobFetchFailure extends Error {
   constructor(
@@ -167,11 +173,22 @@ function invalidOption(message: string): MappaWebhookError {
   return new MappaWebhookError("invalid_options", `createMappaRecovery: ${message}`);
 }
 
-function checkMs(value: unknown, name: string, min: number): number | undefined {
+/** Timers take at most 2^31−1 ms; a longer delay fires after 1 ms (a busy loop). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function checkMs(
+  value: unknown,
+  name: string,
+  min: number,
+  { unit = "milliseconds", max = Number.MAX_SAFE_INTEGER, where = "createMappaRecovery" } = {},
+): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-    throw invalidOption(
-      `\`${name}\` must be a whole number of milliseconds ≥ ${min}, got ${String(value)}.`,
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
+    const shown = typeof value === "string" ? JSON.stringify(value) : String(value);
+    throw new MappaWebhookError(
+      "invalid_options",
+      `${where}: \`${name}\` must be a whole number of ${unit} ${range}, got ${shown}.`,
     );
   }
   return value;
@@ -192,19 +209,25 @@ function builtInFetchJob(
 ): (jobId: string) => Promise<MappaJob> {
   const base = baseUrl.replace(/\/+$/, "");
   return async (jobId) => {
+    // A hung API must not hang reconcile() (nor the stop() of start() waiting for it).
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), FETCH_JOB_TIMEOUT_MS);
     let response: Response;
+    let text: string;
     try {
       response = await fetchImpl(`${base}/v1/jobs/${encodeURIComponent(jobId)}`, {
         headers: { "Mappa-Api-Key": apiKey, Accept: "application/json" },
+        signal: controller.signal,
       });
+      text = await response.text();
     } catch (cause) {
-      throw new JobFetchFailure(
-        `could not reach ${base} (${(cause as Error)?.message ?? String(cause)})`,
-        undefined,
-        undefined,
-      );
+      const why = controller.signal.aborted
+        ? `no answer within ${FETCH_JOB_TIMEOUT_MS / 1000} s`
+        : ((cause as Error)?.message ?? String(cause));
+      throw new JobFetchFailure(`could not reach ${base} (${why})`, undefined, undefined);
+    } finally {
+      clearTimeout(timer);
     }
-    const text = await response.text();
     if (!response.ok) {
       let code = "";
       try {
@@ -355,7 +378,8 @@ export function createMappaRecovery<TContext = unknown>(
   const fetchOne = fetchJob;
   const graceMs = checkMs(options.graceMs, "graceMs", 0) ?? DEFAULT_RECOVERY_GRACE_MS;
   const stuckAfterMs = checkMs(options.stuckAfterMs, "stuckAfterMs", 1) ?? DEFAULT_STUCK_AFTER_MS;
-  const batchSize = checkMs(options.batchSize, "batchSize", 1) ?? DEFAULT_RECOVERY_BATCH;
+  const batchSize =
+    checkMs(options.batchSize, "batchSize", 1, { unit: "jobs" }) ?? DEFAULT_RECOVERY_BATCH;
   const clock = options.clock ?? Date.now;
   if (typeof clock !== "function")
     throw invalidOption("`clock` must be a function returning unix ms (like `Date.now`).");
@@ -436,9 +460,18 @@ export function createMappaRecovery<TContext = unknown>(
       ? cause
       : new MappaWebhookError(
           "idempotency_store_failed",
-          `recovery could not untrack a handled job: ${(cause as Error)?.message ?? String(cause)}. Its outcome key still makes a later recovery a duplicate.`,
+          `recovery could not untrack a job: ${(cause as Error)?.message ?? String(cause)}. It is looked at again next run; a handled outcome's key still makes that a duplicate.`,
           { cause },
         );
+  }
+
+  /** Untracks a job that has no outcome to handle; a store failure is reported, not thrown. */
+  async function untrackQuietly(jobId: string): Promise<void> {
+    try {
+      await tracking.untrack(jobId);
+    } catch (error) {
+      tell(storeError(error), 503);
+    }
   }
 
   function notRecoverable(
@@ -459,7 +492,7 @@ export function createMappaRecovery<TContext = unknown>(
     } catch (cause) {
       const status = (cause as { status?: unknown })?.status;
       if (status === 404) {
-        await tracking.untrack(jobId);
+        await untrackQuietly(jobId);
         return notRecoverable(
           jobId,
           "unknown",
@@ -483,10 +516,16 @@ export function createMappaRecovery<TContext = unknown>(
         { cause },
       );
     }
-    const status = String(job?.status);
+    if (job === null || typeof job !== "object" || typeof job.status !== "string") {
+      return new MappaWebhookError(
+        "mappa_api_failed",
+        `recovery could not read job ${jobId}: the API (or fetchJob) answered ${job === null || typeof job !== "object" ? String(job) : "a job without a string `status`"}, not a job. The next run tries again.`,
+      );
+    }
+    const status = job.status;
     const now = clock();
     if (status === "canceled") {
-      await tracking.untrack(jobId);
+      await untrackQuietly(jobId);
       return notRecoverable(
         jobId,
         "canceled",
@@ -581,7 +620,11 @@ export function createMappaRecovery<TContext = unknown>(
     untrack: (jobId) => tracking.untrack(jobId),
     reconcile,
     start(startOptions = {}) {
-      const intervalMs = checkMs(startOptions.intervalMs, "intervalMs", 1) ?? 5 * 60 * 1000;
+      const intervalMs =
+        checkMs(startOptions?.intervalMs, "intervalMs", 1, {
+          max: MAX_TIMER_MS,
+          where: "recovery.start",
+        }) ?? 5 * 60 * 1000;
       let stopped = false;
       let timer: ReturnType<typeof setTimeout> | undefined;
       let running: Promise<unknown> = Promise.resolve();
@@ -602,7 +645,8 @@ export function createMappaRecovery<TContext = unknown>(
           .then((result) => {
             if (stopped) return;
             const pause = (result as MappaRecoveryReport | undefined)?.retryAfterMs ?? 0;
-            timer = setTimeout(tick, Math.max(intervalMs, pause));
+            // A long Retry-After is waited in steps: reconcile() stays paused until it is over.
+            timer = setTimeout(tick, Math.min(Math.max(intervalMs, pause), MAX_TIMER_MS));
             (timer as { unref?: () => void }).unref?.();
           });
       };

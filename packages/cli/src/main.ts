@@ -2,6 +2,7 @@ import { EXIT_OK, EXIT_USAGE, RUN, UsageError } from "./args.js";
 import { DOCTOR_HELP, doctor } from "./commands/doctor.js";
 import { EMULATOR_HELP, emulator } from "./commands/emulator.js";
 import { LISTEN_HELP, listen } from "./commands/listen.js";
+import { RECOVER_HELP, recover } from "./commands/recover.js";
 import { TRIGGER_HELP, trigger } from "./commands/trigger.js";
 import { VERIFY_HELP, verify } from "./commands/verify.js";
 import { colorEnabled, createStyle } from "./output.js";
@@ -24,6 +25,7 @@ Commands
   verify                Explain why a captured delivery does or does not verify
   doctor <url>          Check a deployed endpoint before Mappa delivers to it
   emulator              Run a local Mappa API that creates jobs and sends their webhooks
+  recover               Recover job outcomes whose webhook never arrived (a recovery route, or job ids)
 
 Options
   -h, --help            Show help (also: ${RUN} <command> --help)
@@ -44,6 +46,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   verify: { run: verify, help: VERIFY_HELP },
   doctor: { run: doctor, help: DOCTOR_HELP },
   emulator: { run: emulator, help: EMULATOR_HELP },
+  recover: { run: recover, help: RECOVER_HELP },
 };
 
 /** Runs the CLI and resolves with the exit code; errors are printed, never thrown. */

@@ -535,7 +535,8 @@ export function createMappaRecovery<TContext = unknown>(
     }
     if (status === "succeeded" || status === "failed") {
       const endedAt = Date.parse(job.updatedAt ?? job.createdAt ?? "");
-      if (!Number.isNaN(endedAt) && now - endedAt < graceMs)
+      // graceMs 0 (poll mode) never waits, even for a job whose end the API's clock puts ahead of ours.
+      if (graceMs > 0 && !Number.isNaN(endedAt) && now - endedAt < graceMs)
         return { jobId, outcome: "waiting", status };
       const kind = eventTypeFor(job);
       if (

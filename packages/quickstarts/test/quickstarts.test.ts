@@ -173,6 +173,19 @@ function start(command: string, args: string[], cwd: string, env: Record<string,
   return { child, output: () => output, exited };
 }
 
+/** dynalite (an in-memory DynamoDB) from the project's node_modules, on a free port. */
+async function startDynalite(): Promise<{ endpoint: string; started: Started }> {
+  const port = await freePort();
+  const started = start(
+    join(project, "node_modules/.bin/dynalite"),
+    ["--port", String(port), "--host", "127.0.0.1", "--createTableMs", "0"],
+    project,
+    {},
+  );
+  await waitFor(`dynalite on port ${port}`, started, () => listening(port), 60_000);
+  return { endpoint: `http://127.0.0.1:${port}`, started };
+}
+
 function stop(started: Started): Promise<unknown> {
   if (started.child.exitCode === null && started.child.pid !== undefined) {
     try {
@@ -350,12 +363,19 @@ describe("README quick starts, installed from packed tarballs", () => {
       const mysqlDatabase = quickstart.imports.includes("mysql2")
         ? await freshMysqlDatabase()
         : undefined;
+      // DynamoDB quick starts get a dynalite of their own (installed by their README's line).
+      const dynamo = quickstart.imports.includes("@aws-sdk/client-dynamodb")
+        ? await startDynalite()
+        : undefined;
       const env: Record<string, string> = {
         MAPPA_WEBHOOK_SECRET: secret,
         PORT: String(port),
         DATABASE_URL: database?.url ?? DATABASE_URL,
         REDIS_URL,
         MYSQL_URL: mysqlDatabase?.url ?? MYSQL_URL,
+        ...(dynamo === undefined
+          ? {}
+          : { DYNAMODB_ENDPOINT: dynamo.endpoint, DYNAMODB_TABLE: `quickstart_${port}` }),
         NEXT_TELEMETRY_DISABLED: "1",
       };
       if (quickstart.kind === "lambda") writeFileSync(join(dir, "front-door.ts"), FRONT_DOOR);
@@ -402,6 +422,7 @@ describe("README quick starts, installed from packed tarballs", () => {
         await stop(started);
         await database?.drop();
         await mysqlDatabase?.drop();
+        if (dynamo !== undefined) await stop(dynamo.started);
         timings.push(`${quickstart.slug}: ${Date.now() - began} ms`);
       }
     });

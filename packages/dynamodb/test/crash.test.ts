@@ -1,0 +1,82 @@
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { createTestEvent, simulateDelivery } from "@mappa-webhooks/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type Child,
+  clientOf,
+  createTestTable,
+  deliver,
+  effectsOf,
+  keyOf,
+  type LocalDynamoDb,
+  SECRET,
+  startDynalite,
+  startFixture,
+  type TestTable,
+  webhookUrlOf,
+} from "./helpers.js";
+
+let local: LocalDynamoDb;
+let client: DynamoDBClient;
+const children: Child[] = [];
+const tables: TestTable[] = [];
+beforeAll(async () => {
+  local = await startDynalite();
+  client = clientOf(local.endpoint);
+});
+afterAll(async () => {
+  await Promise.all(children.map((child) => child.kill("SIGKILL")));
+  await Promise.all(tables.map((table) => table.drop()));
+  client?.destroy();
+  await local?.close();
+});
+
+// A receiver is killed with SIGKILL right after its handler wrote the event's effect; a new
+// process starts on the same table and Mappa's retry reaches it once the lease has run out.
+describe("crash (dynalite): kill -9 after the handler's effect", () => {
+  it("the retry runs after the lease: the documented at-least-once", async () => {
+    const table = await createTestTable(client, "crash");
+    tables.push(table);
+    const env = {
+      MAPPA_WEBHOOK_SECRET: SECRET,
+      DYNAMODB_ENDPOINT: local.endpoint,
+      TABLE_NAME: table.tableName,
+      PORT: "0",
+      LEASE_MS: "1000",
+    };
+    const doomed = startFixture("receiver.mjs", { ...env, INSTANCE: "doomed" });
+    children.push(doomed);
+    const base = createTestEvent("report.completed");
+    const event = { ...base, data: { ...base.data, stallOn: "doomed" } };
+    const answer = deliver(await webhookUrlOf(doomed), event).then(
+      (result) => result.status,
+      () => "network error",
+    );
+    await doomed.waitForLine(
+      new RegExp(`^wrote ${keyOf(event).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`),
+      30_000,
+    );
+    const killedAt = performance.now();
+    await doomed.kill("SIGKILL");
+    expect(await answer).toBe("network error");
+
+    const rescuer = startFixture("receiver.mjs", { ...env, INSTANCE: "rescuer" });
+    children.push(rescuer);
+    const url = await webhookUrlOf(rescuer);
+    // Mappa's retries at 1/100 of its schedule: 409 while the dead claim's lease lasts.
+    const report = await simulateDelivery(url, event, { secret: SECRET, timeScale: 0.01 });
+    const recoveryMs = Math.round(performance.now() - killedAt);
+    expect(report.delivered).toBe(true);
+    const written = await effectsOf(client, table.tableName, keyOf(event));
+    console.log(
+      `[crash] ${JSON.stringify({ store: "dynamodb (dynalite)", effects: written, retryAnswers: report.attempts.map((a) => a.status ?? a.errorCode), recoveryMs })}`,
+    );
+    expect(written).toEqual(["doomed", "rescuer"]);
+    expect(await deliver(url, event)).toEqual({
+      status: 200,
+      body: { received: true, duplicate: true },
+    });
+    expect(await effectsOf(client, table.tableName, keyOf(event))).toEqual(["doomed", "rescuer"]);
+    await rescuer.kill();
+  });
+});

@@ -1019,3 +1019,11 @@ export function describeAdapterExports(
     });
   });
 }
+export {
+  describeJobTrackingContract,
+  describeRecoveryWithStore,
+  type JobTrackingContractOptions,
+  type JobTrackingStoreFactory,
+  type JobTrackingStoreUnderTest,
+  type RecoveryStoreUnderTest,
+} from "./tracking-contract.js";

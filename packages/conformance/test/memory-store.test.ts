@@ -2,7 +2,11 @@
 // moves (exact boundaries), once on the real clock (the same path server-side stores take).
 // It runs here rather than in packages/core: this package depends on the core, not the reverse.
 import { createMemoryIdempotencyStore } from "@mappa-webhooks/core";
-import { describeIdempotencyStoreContract } from "../src/index.js";
+import {
+  describeIdempotencyStoreContract,
+  describeJobTrackingContract,
+  describeRecoveryWithStore,
+} from "../src/index.js";
 
 describeIdempotencyStoreContract("memory (core)", async () => {
   let now = 1_000_000;
@@ -19,3 +23,17 @@ describeIdempotencyStoreContract(
   async () => ({ store: createMemoryIdempotencyStore() }),
   { clock: "real" },
 );
+
+describeJobTrackingContract("memory (core)", async () => {
+  const now = 1_767_225_600_000;
+  return { store: createMemoryIdempotencyStore({ now: () => now }), now: () => now };
+});
+
+describeJobTrackingContract("memory (core), on the real clock", async () => ({
+  store: createMemoryIdempotencyStore(),
+}));
+
+describeRecoveryWithStore("memory (core)", async () => {
+  const store = createMemoryIdempotencyStore();
+  return { options: { idempotency: store }, tracking: store };
+});

@@ -20,7 +20,15 @@ export interface MysqlTablesOptions {
   eventsTable?: string;
   /** The idempotency store's keys. Default `"mappa_webhooks_idempotency"`. */
   idempotencyTable?: string;
+  /**
+   * The jobs `createMappaRecovery` tracks (created, outcome not handled yet). Default
+   * `"mappa_webhooks_tracked_jobs"`.
+   */
+  trackedJobsTable?: string;
 }
+
+/** The longest job id tracked, in UTF-8 bytes (255 characters of up to 4 bytes). */
+export const MAX_JOB_ID_BYTES = 1020;
 
 /**
  * The default table names.
@@ -33,12 +41,14 @@ export interface MysqlTablesOptions {
 export const DEFAULT_TABLES: Readonly<Required<MysqlTablesOptions>> = Object.freeze({
   eventsTable: "mappa_webhooks_events",
   idempotencyTable: "mappa_webhooks_idempotency",
+  trackedJobsTable: "mappa_webhooks_tracked_jobs",
 });
 
 export interface ResolvedTables {
   names: Required<MysqlTablesOptions>;
   events: string;
   idempotency: string;
+  trackedJobs: string;
 }
 
 /**
@@ -70,11 +80,13 @@ export function resolveTables(options: MysqlTablesOptions = {}): ResolvedTables 
   const names = {
     eventsTable: options.eventsTable ?? DEFAULT_TABLES.eventsTable,
     idempotencyTable: options.idempotencyTable ?? DEFAULT_TABLES.idempotencyTable,
+    trackedJobsTable: options.trackedJobsTable ?? DEFAULT_TABLES.trackedJobsTable,
   };
   return {
     names,
     events: quoteIdentifier(names.eventsTable),
     idempotency: quoteIdentifier(names.idempotencyTable),
+    trackedJobs: quoteIdentifier(names.trackedJobsTable),
   };
 }
 
@@ -116,6 +128,14 @@ export function schemaStatements(options: MysqlTablesOptions = {}): string[] {
   PRIMARY KEY (event_key),
   KEY expires_at (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+    // The jobs createMappaRecovery tracks: created, their outcome not handled yet (version 2;
+    // added to an existing database by the next migrate). The id is its UTF-8 bytes, so any id
+    // (trailing spaces, case) is its own and the list is in byte order; tracked_at in unix ms.
+    `CREATE TABLE IF NOT EXISTS ${t.trackedJobs} (
+  job_id VARBINARY(${MAX_JOB_ID_BYTES}) NOT NULL,
+  tracked_at BIGINT NOT NULL,
+  PRIMARY KEY (job_id)
+) ENGINE=InnoDB`,
   ];
 }
 
@@ -130,7 +150,7 @@ export function schemaStatements(options: MysqlTablesOptions = {}): string[] {
  * ```
  */
 export function schemaSql(options: MysqlTablesOptions = {}): string {
-  return `-- @mappa-webhooks/mysql schema (version 1). Idempotent. MySQL 8.0+ or MariaDB 10.5+.\n\n${schemaStatements(options).join(";\n\n")};\n`;
+  return `-- @mappa-webhooks/mysql schema (version 2). Idempotent. MySQL 8.0+ or MariaDB 10.5+.\n\n${schemaStatements(options).join(";\n\n")};\n`;
 }
 
 /**

@@ -1,5 +1,10 @@
 import { randomUUID } from "node:crypto";
-import type { ClaimResult, IdempotencyStore } from "@mappa-webhooks/core";
+import type {
+  ClaimResult,
+  IdempotencyStore,
+  JobTrackingStore,
+  TrackedJob,
+} from "@mappa-webhooks/core";
 import {
   checkPool,
   checkPositive,
@@ -12,7 +17,7 @@ import {
   storeFailed,
   withTimeout,
 } from "./mysql.js";
-import { type MysqlTablesOptions, resolveTables } from "./schema.js";
+import { MAX_JOB_ID_BYTES, type MysqlTablesOptions, resolveTables } from "./schema.js";
 
 /**
  * Options of {@link createMysqlIdempotencyStore}.
@@ -35,7 +40,8 @@ export interface MysqlIdempotencyStoreOptions extends MysqlTablesOptions {
 }
 
 /**
- * The MySQL idempotency store, with the table it uses.
+ * The MySQL idempotency store, with the table it uses. It also tracks jobs for
+ * `createMappaRecovery` ({@link JobTrackingStore}), in a table next to it.
  *
  * @example
  * ```ts
@@ -43,9 +49,84 @@ export interface MysqlIdempotencyStoreOptions extends MysqlTablesOptions {
  * console.log(store.table); // `mappa_webhooks_idempotency`
  * ```
  */
-export interface MysqlIdempotencyStore extends Required<IdempotencyStore> {
+export interface MysqlIdempotencyStore extends Required<IdempotencyStore>, JobTrackingStore {
   /** The quoted table name. */
   readonly table: string;
+  /** The quoted table of tracked jobs, e.g. `` `mappa_webhooks_tracked_jobs` ``. */
+  readonly trackedJobsTable: string;
+}
+
+/** A deadlock InnoDB resolved by rolling one statement back: safe to run that statement again. */
+const ER_LOCK_DEADLOCK = 1213;
+const TRACKING_TRIES = 5;
+
+/**
+ * Job tracking in the tracked jobs table (created by `migrate`): one row per job, listed in
+ * job id order (its UTF-8 bytes). Shared by the idempotency store and the transactional
+ * handlers, so `createMappaRecovery` accepts the receiver's store of each.
+ */
+export function mysqlJobTracking(
+  pool: MysqlPoolLike,
+  table: string,
+  timeoutMs: number,
+  now: () => number = Date.now,
+): JobTrackingStore {
+  const TRACK = `INSERT INTO ${table} (job_id, tracked_at) VALUES (?, ?)
+      ON DUPLICATE KEY UPDATE tracked_at = tracked_at`;
+  const UNTRACK = `DELETE FROM ${table} WHERE job_id = ?`;
+  const LIST = `SELECT job_id, tracked_at FROM ${table} ORDER BY job_id LIMIT ?`;
+  const LIST_AFTER = `SELECT job_id, tracked_at FROM ${table} WHERE job_id > ?
+      ORDER BY job_id LIMIT ?`;
+  const run = async (name: string, sql: string, values: unknown[]) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await withTimeout(pool.query(sql, values), timeoutMs, () =>
+          storeFailed(`MySQL did not answer the ${name} within ${timeoutMs} ms.`),
+        );
+      } catch (error) {
+        if ((error as { code?: unknown }).code === "idempotency_store_failed") throw error;
+        const errno = (error as { errno?: unknown }).errno;
+        if (errno === ER_LOCK_DEADLOCK && attempt < TRACKING_TRIES) continue;
+        throw storeFailed(`the ${name} failed: ${errorMessage(error)}.`, error);
+      }
+    }
+  };
+  const checkJobId = (name: string, jobId: unknown) => {
+    if (typeof jobId !== "string" || jobId === "") {
+      throw invalidOptions(name, `needs a non-empty string job id, got ${String(jobId)}.`);
+    }
+    if (Buffer.byteLength(jobId) > MAX_JOB_ID_BYTES) {
+      throw storeFailed(
+        `the ${name} of a job id longer than ${MAX_JOB_ID_BYTES} bytes is not stored.`,
+      );
+    }
+  };
+  const text = (value: unknown) =>
+    Buffer.isBuffer(value) ? value.toString("utf8") : String(value);
+  return {
+    async track(jobId, options = {}) {
+      checkJobId("track", jobId);
+      const trackedAt = Math.round(options.trackedAt ?? now());
+      await run(`tracking of job ${jobId}`, TRACK, [jobId, trackedAt]);
+    },
+    async untrack(jobId) {
+      checkJobId("untrack", jobId);
+      await run(`untracking of job ${jobId}`, UNTRACK, [jobId]);
+    },
+    async tracked({ limit, after }): Promise<TrackedJob[]> {
+      if (!Number.isInteger(limit) || limit < 1) {
+        throw invalidOptions("tracked", `needs a positive integer limit, got ${String(limit)}.`);
+      }
+      const result =
+        after === undefined
+          ? await run("listing of tracked jobs", LIST, [limit])
+          : await run("listing of tracked jobs", LIST_AFTER, [after, limit]);
+      return rowsOf<{ job_id: unknown; tracked_at: unknown }>(result).map((row) => ({
+        jobId: text(row.job_id),
+        trackedAt: Number(row.tracked_at),
+      }));
+    },
+  };
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -86,7 +167,8 @@ export function createMysqlIdempotencyStore(
     throw invalidOptions(api, "`now` must be a function returning milliseconds.");
   }
   const { pool } = options;
-  const table = resolveTables(options).idempotency;
+  const tables = resolveTables(options);
+  const table = tables.idempotency;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const clock = options.now;
   // The injected clock, or NULL for the database's (NOW(3) is fixed within a statement).
@@ -126,8 +208,17 @@ export function createMysqlIdempotencyStore(
     }
   };
 
+  const tracking = mysqlJobTracking(
+    pool,
+    tables.trackedJobs,
+    timeoutMs,
+    clock === undefined ? Date.now : clock,
+  );
+
   return {
     table,
+    trackedJobsTable: tables.trackedJobs,
+    ...tracking,
     async claim(key, { leaseMs }): Promise<ClaimResult> {
       const token = randomUUID();
       const lease = Math.ceil(leaseMs);

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import {
   DEFAULT_LEASE_MS,
   type IdempotencyStore,
+  type JobTrackingStore,
   MAPPA_EVENT_TYPES,
   type MappaEvent,
   type MappaHandlerMap,
@@ -22,6 +23,7 @@ import {
   withTimeout,
 } from "./mysql.js";
 import { type MysqlTablesOptions, type ResolvedTables, resolveTables } from "./schema.js";
+import { mysqlJobTracking } from "./store.js";
 
 /**
  * Options of {@link createTransactionalHandlers}.
@@ -60,7 +62,7 @@ export interface TransactionalHandlersOptions<TPool extends MysqlPoolLike = Mysq
  */
 export interface TransactionalReceiverOptions {
   /** Claims an event by opening its transaction and taking its lock. */
-  idempotency: Required<IdempotencyStore>;
+  idempotency: Required<IdempotencyStore> & JobTrackingStore;
   on: MappaHandlerMap;
   onUnknown: (event: MappaUnknownEvent) => Promise<void>;
 }
@@ -336,7 +338,9 @@ export function createTransactionalHandlers<TPool extends MysqlPoolLike>(
   const handlers: MappaHandlerMap = {};
   for (const type of MAPPA_EVENT_TYPES) (handlers as Record<string, unknown>)[type] = wrapper;
 
-  const idempotency: Required<IdempotencyStore> = {
+  // Tracks jobs too, so createMappaRecovery accepts these receiver options' store.
+  const idempotency: Required<IdempotencyStore> & JobTrackingStore = {
+    ...mysqlJobTracking(pool, t.trackedJobs, timeoutMs),
     async claim(key, { leaseMs }) {
       const begun = await begin(key, leaseMs);
       if (!("tx" in begun)) return { status: begun.status };

@@ -20,7 +20,8 @@ export type SqliteMigrateOptions = Omit<SqliteDatabaseOptions, "migrate">;
  * Creates the tables if missing (idempotent, safe to run from every process at start). The
  * factories do it themselves on first use unless `migrate: false`; call this when you turned
  * that off, e.g. to create the tables at deploy time. Opens and closes its own connection when
- * given a file name.
+ * given a file name. On a file made by an older version it adds what is new (the tracked jobs
+ * table of `createMappaRecovery`) and keeps every row.
  *
  * @example
  * ```ts

@@ -14,6 +14,11 @@ export interface SqliteTablesOptions {
   eventsTable?: string;
   /** The idempotency store's keys. Default `"mappa_webhooks_idempotency"`. */
   idempotencyTable?: string;
+  /**
+   * The jobs `createMappaRecovery` tracks (created, outcome not handled yet). Default
+   * `"mappa_webhooks_tracked_jobs"`.
+   */
+  trackedJobsTable?: string;
 }
 
 /**
@@ -27,6 +32,7 @@ export interface SqliteTablesOptions {
 export const DEFAULT_TABLES: Readonly<Required<SqliteTablesOptions>> = Object.freeze({
   eventsTable: "mappa_webhooks_events",
   idempotencyTable: "mappa_webhooks_idempotency",
+  trackedJobsTable: "mappa_webhooks_tracked_jobs",
 });
 
 /** Quoted names, ready to interpolate. */
@@ -34,6 +40,7 @@ export interface ResolvedTables {
   names: Required<SqliteTablesOptions>;
   events: string;
   idempotency: string;
+  trackedJobs: string;
   indexes: { expires: string; done: string };
 }
 
@@ -59,11 +66,13 @@ export function resolveTables(options: SqliteTablesOptions = {}): ResolvedTables
   const names = {
     eventsTable: options.eventsTable ?? DEFAULT_TABLES.eventsTable,
     idempotencyTable: options.idempotencyTable ?? DEFAULT_TABLES.idempotencyTable,
+    trackedJobsTable: options.trackedJobsTable ?? DEFAULT_TABLES.trackedJobsTable,
   };
   return {
     names,
     events: quoteIdentifier(names.eventsTable),
     idempotency: quoteIdentifier(names.idempotencyTable),
+    trackedJobs: quoteIdentifier(names.trackedJobsTable),
     indexes: {
       expires: quoteIdentifier(`${names.idempotencyTable}_expires_idx`),
       done: quoteIdentifier(`${names.eventsTable}_done_idx`),
@@ -84,7 +93,7 @@ export function resolveTables(options: SqliteTablesOptions = {}): ResolvedTables
  */
 export function schemaSql(options: SqliteTablesOptions = {}): string {
   const t = resolveTables(options);
-  return `-- @mappa-webhooks/sqlite schema (version 1). Every statement is idempotent.
+  return `-- @mappa-webhooks/sqlite schema (version 2). Every statement is idempotent.
 
 -- One row per event handled by transactional handlers: its done mark, committed in the same
 -- transaction as the handler's writes, and the failed attempts recorded outside it.
@@ -110,6 +119,13 @@ CREATE TABLE IF NOT EXISTS ${t.idempotency} (
   expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ${t.indexes.expires} ON ${t.idempotency} (expires_at);
+
+-- The jobs createMappaRecovery tracks: created, their outcome not handled yet (version 2;
+-- added to an existing file by the next migrate). Listed in job id order (BINARY: byte order).
+CREATE TABLE IF NOT EXISTS ${t.trackedJobs} (
+  job_id TEXT PRIMARY KEY NOT NULL,
+  tracked_at INTEGER NOT NULL
+);
 `;
 }
 

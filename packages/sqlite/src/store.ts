@@ -1,5 +1,10 @@
 import { randomUUID } from "node:crypto";
-import type { ClaimResult, IdempotencyStore } from "@mappa-webhooks/core";
+import type {
+  ClaimResult,
+  IdempotencyStore,
+  JobTrackingStore,
+  TrackedJob,
+} from "@mappa-webhooks/core";
 import { errorMessage, retryBusy, type SqliteConnection } from "./driver.js";
 import {
   checkDatabaseOptions,
@@ -28,7 +33,8 @@ export interface SqliteIdempotencyStoreOptions extends SqliteDatabaseOptions {
 }
 
 /**
- * The SQLite idempotency store, with the table it uses.
+ * The SQLite idempotency store, with the table it uses. It also tracks jobs for
+ * `createMappaRecovery` ({@link JobTrackingStore}), in a table next to it.
  *
  * @example
  * ```ts
@@ -36,13 +42,83 @@ export interface SqliteIdempotencyStoreOptions extends SqliteDatabaseOptions {
  * console.log(store.table); // "mappa_webhooks_idempotency"
  * ```
  */
-export interface SqliteIdempotencyStore extends Required<IdempotencyStore> {
+export interface SqliteIdempotencyStore extends Required<IdempotencyStore>, JobTrackingStore {
   /** The quoted table name, e.g. `"mappa_webhooks_idempotency"`. */
   readonly table: string;
+  /** The quoted table of tracked jobs, e.g. `"mappa_webhooks_tracked_jobs"`. */
+  readonly trackedJobsTable: string;
   /** Resolves with the open connection once the file is open and the tables exist. */
   ready(): Promise<SqliteConnection>;
   /** Closes the connection (only one this store opened from a file name). */
   close(): Promise<void>;
+}
+
+/** Options of {@link sqliteJobTracking}. */
+export interface SqliteJobTrackingOptions {
+  timeoutMs: number;
+  /** The clock of a default `trackedAt`. Default `Date.now`. */
+  now?: () => number;
+  /**
+   * Runs each statement in the caller's turn on a shared connection (the transactional
+   * handlers' queue), so it never lands inside another event's open transaction.
+   */
+  exclusive?: <T>(work: () => Promise<T>) => Promise<T>;
+}
+
+/**
+ * Job tracking in the tracked jobs table (created with the other tables): one row per job,
+ * listed in job id order. Shared by the idempotency store and the transactional handlers, so
+ * `createMappaRecovery` accepts the receiver's store of each.
+ */
+export function sqliteJobTracking(
+  connect: () => Promise<SqliteConnection>,
+  table: string,
+  options: SqliteJobTrackingOptions,
+): JobTrackingStore {
+  const { timeoutMs } = options;
+  const clock = options.now ?? Date.now;
+  const exclusive = options.exclusive ?? (<T>(work: () => Promise<T>) => work());
+  const TRACK = `INSERT INTO ${table} (job_id, tracked_at) VALUES (?, ?)
+      ON CONFLICT (job_id) DO NOTHING`;
+  const UNTRACK = `DELETE FROM ${table} WHERE job_id = ?`;
+  const LIST = `SELECT job_id, tracked_at FROM ${table} ORDER BY job_id LIMIT ?`;
+  const LIST_AFTER = `SELECT job_id, tracked_at FROM ${table} WHERE job_id > ?
+      ORDER BY job_id LIMIT ?`;
+  const run = async <T>(name: string, work: (c: SqliteConnection) => T): Promise<T> => {
+    try {
+      const connection = await connect();
+      return await exclusive(() => retryBusy(() => work(connection), timeoutMs));
+    } catch (error) {
+      throw storeFailed(`the ${name} failed: ${errorMessage(error)}.`, error);
+    }
+  };
+  const checkJobId = (name: string, jobId: unknown) => {
+    if (typeof jobId !== "string" || jobId === "") {
+      throw invalidOptions(name, `needs a non-empty string job id, got ${String(jobId)}.`);
+    }
+  };
+  return {
+    async track(jobId, trackOptions = {}) {
+      checkJobId("track", jobId);
+      const trackedAt = Math.round(trackOptions.trackedAt ?? clock());
+      await run(`tracking of job ${jobId}`, (c) => c.run(TRACK, [jobId, trackedAt]));
+    },
+    async untrack(jobId) {
+      checkJobId("untrack", jobId);
+      await run(`untracking of job ${jobId}`, (c) => c.run(UNTRACK, [jobId]));
+    },
+    async tracked({ limit, after }): Promise<TrackedJob[]> {
+      if (!Number.isInteger(limit) || limit < 1) {
+        throw invalidOptions("tracked", `needs a positive integer limit, got ${String(limit)}.`);
+      }
+      const rows = await run("listing of tracked jobs", (c) =>
+        after === undefined
+          ? c.all<{ job_id: string; tracked_at: number | bigint }>(LIST, [limit])
+          : c.all<{ job_id: string; tracked_at: number | bigint }>(LIST_AFTER, [after, limit]),
+      );
+      return rows.map((row) => ({ jobId: String(row.job_id), trackedAt: Number(row.tracked_at) }));
+    },
+  };
 }
 
 /** Expired keys are deleted by every this-many completions, a few at a time. */
@@ -79,10 +155,12 @@ export function createSqliteIdempotencyStore(
   if (options.now !== undefined && typeof options.now !== "function") {
     throw invalidOptions(api, "`now` must be a function returning milliseconds.");
   }
-  const table = resolveTables(options).idempotency;
+  const tables = resolveTables(options);
+  const table = tables.idempotency;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const clock = options.now ?? Date.now;
   const connect = lazyConnection(options);
+  const tracking = sqliteJobTracking(connect, tables.trackedJobs, { timeoutMs, now: clock });
   const ownsConnection = typeof options.database === "string";
   let completions = 0;
 
@@ -114,6 +192,8 @@ export function createSqliteIdempotencyStore(
 
   return {
     table,
+    trackedJobsTable: tables.trackedJobs,
+    ...tracking,
     ready: connect,
     async close() {
       if (!ownsConnection) return;

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   DEFAULT_LEASE_MS,
   type IdempotencyStore,
+  type JobTrackingStore,
   MAPPA_EVENT_TYPES,
   type MappaEvent,
   type MappaHandlerMap,
@@ -24,7 +25,7 @@ import {
   storeFailed,
 } from "./open.js";
 import { type ResolvedTables, resolveTables } from "./schema.js";
-import { rollback } from "./store.js";
+import { rollback, sqliteJobTracking } from "./store.js";
 
 /**
  * The open transaction of one event, as its handler gets it: write with it, and the writes
@@ -96,7 +97,7 @@ export interface TransactionalHandlersOptions<TDatabase = unknown> extends Sqlit
  */
 export interface TransactionalReceiverOptions {
   /** Claims an event by opening its transaction. */
-  idempotency: Required<IdempotencyStore>;
+  idempotency: Required<IdempotencyStore> & JobTrackingStore;
   on: MappaHandlerMap;
   onUnknown: (event: MappaUnknownEvent) => Promise<void>;
 }
@@ -423,7 +424,21 @@ export function createTransactionalHandlers<TDatabase = unknown>(
   const handlers: MappaHandlerMap = {};
   for (const type of MAPPA_EVENT_TYPES) (handlers as Record<string, unknown>)[type] = wrapper;
 
-  const idempotency: Required<IdempotencyStore> = {
+  // Tracks jobs too (createMappaRecovery), each statement in this process's turn on the
+  // connection, so it never lands inside another event's open transaction.
+  const tracking = sqliteJobTracking(connect, t.trackedJobs, {
+    timeoutMs,
+    exclusive: async (work) => {
+      const unlock = await takeTurn(timeoutMs);
+      try {
+        return await work();
+      } finally {
+        unlock();
+      }
+    },
+  });
+  const idempotency: Required<IdempotencyStore> & JobTrackingStore = {
+    ...tracking,
     async claim(key, { leaseMs }) {
       const begun = await begin(key);
       if (!("tx" in begun)) return { status: begun.status };

@@ -1,8 +1,14 @@
-import { describeIdempotencyStoreContract } from "@mappa-webhooks/conformance";
+import {
+  describeIdempotencyStoreContract,
+  describeJobTrackingContract,
+  describeRecoveryWithStore,
+} from "@mappa-webhooks/conformance";
 import { MappaWebhookError } from "@mappa-webhooks/core";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   createSqliteIdempotencyStore,
+  createTransactionalHandlers,
+  migrate,
   openSqliteDatabase,
   type SqliteIdempotencyStore,
 } from "../src/index.js";
@@ -46,6 +52,38 @@ describeIdempotencyStoreContract(`sqlite (${DRIVER}), injected clock`, async () 
 // The same contract on the machine's clock, as deployed.
 describeIdempotencyStoreContract(`sqlite (${DRIVER}), machine clock`, async () => freshStore(), {
   clock: "real",
+});
+
+// Job tracking (createMappaRecovery): the shared contract, replicas on connections of their own.
+describeJobTrackingContract(`sqlite (${DRIVER})`, async () => freshStore());
+
+describeJobTrackingContract(`sqlite (${DRIVER}), injected clock`, async () => {
+  const now = Date.UTC(2026, 0, 17, 12, 5);
+  return { ...freshStore(() => now), now: () => now };
+});
+
+// createMappaRecovery takes the store of each receiver this package makes.
+describeRecoveryWithStore(`sqlite (${DRIVER}), the idempotency store`, async () => {
+  const { store, close } = freshStore();
+  return { options: { idempotency: store }, tracking: store, close };
+});
+
+describeRecoveryWithStore(`sqlite (${DRIVER}), transactional handlers`, async () => {
+  const database = tempFile("recovery-tx");
+  const tx = createTransactionalHandlers({
+    database,
+    driver: DRIVER,
+    on: { "report.completed": () => {} },
+  });
+  const tracking = createSqliteIdempotencyStore({ database, driver: DRIVER });
+  return {
+    options: tx.receiverOptions,
+    tracking,
+    async close() {
+      await tx.close();
+      await tracking.close();
+    },
+  };
 });
 
 describe(`createSqliteIdempotencyStore (${DRIVER})`, () => {
@@ -156,5 +194,52 @@ describe(`createSqliteIdempotencyStore (${DRIVER})`, () => {
       expect((thrown as MappaWebhookError).code).toBe("invalid_options");
       expect((thrown as Error).message).toMatch(/^@mappa-webhooks\/sqlite: /);
     }
+  });
+
+  it("adds the tracked jobs table to a file made before job tracking, keeping its rows", async () => {
+    const database = tempFile("upgrade");
+    // A version 1 file: the two tables of then, one completed key.
+    const old = await openSqliteDatabase(database, { driver: DRIVER });
+    old.exec(`CREATE TABLE mappa_webhooks_idempotency (
+      key TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL,
+      completed INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL)`);
+    old.run("INSERT INTO mappa_webhooks_idempotency VALUES (?, ?, 1, ?)", [
+      "evt_old",
+      "t",
+      Date.now() + 3_600_000,
+    ]);
+    old.close();
+    await migrate({ database, driver: DRIVER });
+    const store = createSqliteIdempotencyStore({ database, driver: DRIVER, migrate: false });
+    expect(await store.claim("evt_old", { leaseMs: 1000 })).toEqual({ status: "completed" });
+    await store.track("job_new", { trackedAt: 5 });
+    expect(await store.tracked({ limit: 10 })).toEqual([{ jobId: "job_new", trackedAt: 5 }]);
+    await store.close();
+  });
+
+  it("tracks jobs of transactional handlers outside any open event transaction", async () => {
+    const database = tempFile("tx-tracking");
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const tx = createTransactionalHandlers({
+      database,
+      driver: DRIVER,
+      on: { "report.completed": () => gate },
+    });
+    const { idempotency } = tx.receiverOptions;
+    // An event's transaction is open (claimed, handler not run yet) ...
+    const claim = await idempotency.claim("evt_open", { leaseMs: 60_000 });
+    expect(claim.status).toBe("claimed");
+    // ... a track waits for its turn instead of joining it, so a rollback cannot undo it.
+    const tracking = idempotency.track("job_outside", { trackedAt: 7 });
+    if (claim.status === "claimed") await idempotency.release("evt_open", claim.token);
+    await tracking;
+    release();
+    expect(await idempotency.tracked({ limit: 10 })).toEqual([
+      { jobId: "job_outside", trackedAt: 7 },
+    ]);
+    await tx.close();
   });
 });

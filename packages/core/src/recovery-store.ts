@@ -6,7 +6,8 @@ import type { MappaEvent } from "./events.js";
  * the open ones with {@link JobTrackingStore.tracked} and forgets one with
  * {@link JobTrackingStore.untrack} once its outcome was handled by either path (the receiver
  * untracks after a webhook's handlers succeed, recovery after its own). Every store of this
- * project implements it: the memory store, `@mappa-webhooks/redis`, `@mappa-webhooks/postgres`.
+ * project implements it: the memory store, `@mappa-webhooks/redis`, `@mappa-webhooks/postgres`,
+ * `@mappa-webhooks/sqlite`, `@mappa-webhooks/mysql` and `@mappa-webhooks/dynamodb`.
  *
  * @example
  * ```ts

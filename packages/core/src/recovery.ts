@@ -349,7 +349,7 @@ export function createMappaRecovery<TContext = unknown>(
   const store = options.idempotency;
   if (!isJobTrackingStore(store)) {
     throw invalidOption(
-      "`idempotency` must be the receiver's own store, and one that tracks jobs (createMemoryIdempotencyStore(), @mappa-webhooks/redis, @mappa-webhooks/postgres): create it once and pass the same store to createMappaWebhooks and createMappaRecovery.",
+      "`idempotency` must be the receiver's own store, and one that tracks jobs (createMemoryIdempotencyStore(), or the store of @mappa-webhooks/redis, postgres, sqlite, mysql or dynamodb): create it once and pass the same store to createMappaWebhooks and createMappaRecovery.",
     );
   }
   const tracking: JobTrackingStore = store;

@@ -1,3 +1,4 @@
+import type { MappaBacklog } from "@mappa-webhooks/core";
 import {
   checkPool,
   errorMessage,
@@ -262,6 +263,37 @@ export async function countEvents(options: PostgresAdminOptions): Promise<EventC
     return counts;
   } catch (error) {
     throw adminError("countEvents", error);
+  }
+}
+
+/**
+ * The inbox's backlog, as the worker's `instrumentation` gauges report it: pending events,
+ * failed events and the age in seconds of the oldest pending one (by `received_at`, `0` when
+ * none is pending).
+ *
+ * @example
+ * ```ts
+ * const { pending, failed, oldestPendingAgeSec } = await readBacklog({ pool });
+ * ```
+ */
+export async function readBacklog(options: PostgresAdminOptions): Promise<MappaBacklog> {
+  const t = prepare("readBacklog", options);
+  try {
+    const result = await options.pool.query(
+      `SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending,
+              count(*) FILTER (WHERE status = 'failed')::int AS failed,
+              COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(received_at) FILTER (WHERE status = 'pending')), 0)::double precision AS oldest
+         FROM ${t.events}
+        WHERE status IN ('pending', 'failed')`,
+    );
+    const row = (result.rows[0] ?? {}) as { pending?: number; failed?: number; oldest?: number };
+    return {
+      pending: Number(row.pending ?? 0),
+      failed: Number(row.failed ?? 0),
+      oldestPendingAgeSec: Math.max(0, Number(row.oldest ?? 0)),
+    };
+  } catch (error) {
+    throw adminError("readBacklog", error);
   }
 }
 

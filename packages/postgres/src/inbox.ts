@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
   type IdempotencyStore,
+  type JobTrackingStore,
   MAPPA_EVENT_TYPES,
   type MappaEvent,
   type MappaHandlerMap,
@@ -28,6 +29,7 @@ import {
   withTimeout,
 } from "./pg.js";
 import { type PostgresTablesOptions, resolveTables } from "./schema.js";
+import { postgresJobTracking } from "./store.js";
 
 /**
  * Options of {@link createInbox}.
@@ -63,7 +65,7 @@ export interface InboxOptions extends PostgresTablesOptions {
  */
 export interface InboxReceiverOptions {
   /** Answers a stored event's re-delivery 200 `duplicate` without storing it again. */
-  idempotency: Required<IdempotencyStore>;
+  idempotency: Required<IdempotencyStore> & JobTrackingStore;
   on: MappaHandlerMap;
   onUnknown: (event: MappaUnknownEvent) => Promise<void>;
 }
@@ -139,21 +141,33 @@ export function createInbox(options: InboxOptions): Inbox {
 
   const INSERT = notify
     ? `WITH stored AS (
-         INSERT INTO ${t.events} (key, event_id, type, payload)
-         VALUES ($1, $2, $3, $4::json)
+         INSERT INTO ${t.events} (key, event_id, type, payload, trace_context)
+         VALUES ($1, $2, $3, $4::json, $5::jsonb)
          ON CONFLICT (key) DO NOTHING
          RETURNING key
        )
-       SELECT pg_notify($5, '') FROM stored`
-    : `INSERT INTO ${t.events} (key, event_id, type, payload)
-       VALUES ($1, $2, $3, $4::json)
+       SELECT pg_notify($6, '') FROM stored`
+    : `INSERT INTO ${t.events} (key, event_id, type, payload, trace_context)
+       VALUES ($1, $2, $3, $4::json, $5::jsonb)
        ON CONFLICT (key) DO NOTHING`;
   const EXISTS = `SELECT 1 FROM ${t.events} WHERE key = $1`;
 
-  /** Inserts the event (pending) unless its key is stored; rejects with the driver's error. */
-  const insert = async (event: MappaEvent): Promise<{ key: string; stored: boolean }> => {
+  /**
+   * Inserts the event (pending) unless its key is stored, with the trace context of the
+   * delivery that stored it (for the worker's span link); rejects with the driver's error.
+   */
+  const insert = async (
+    event: MappaEvent,
+    traceContext?: Readonly<Record<string, string>>,
+  ): Promise<{ key: string; stored: boolean }> => {
     const key = event.idempotencyKey ?? `~nokey:${randomUUID()}`;
-    const values: unknown[] = [key, event.id ?? null, event.type, JSON.stringify(event.raw)];
+    const values: unknown[] = [
+      key,
+      event.id ?? null,
+      event.type,
+      JSON.stringify(event.raw),
+      traceContext === undefined ? null : JSON.stringify(traceContext),
+    ];
     if (notify) values.push(t.channel);
     const result = await withTimeout(
       pool.query(INSERT, values),
@@ -193,20 +207,23 @@ export function createInbox(options: InboxOptions): Inbox {
   // The receiver's store recognises events already in the inbox (200 duplicate); the insert is
   // the claim, so there is nothing to complete, release or renew. A receiver that passes the
   // verified event to `claim` (`{ leaseMs, event }`) gets the insert there: one statement.
-  const idempotency: Required<IdempotencyStore> = {
+  // Tracks jobs too, so createMappaRecovery accepts these receiver options' store.
+  const idempotency: Required<IdempotencyStore> & JobTrackingStore = {
+    ...postgresJobTracking(pool, t.trackedJobs, timeoutMs),
     async claim(key, claimOptions) {
       // A receiver that hands over the verified event lets one statement be the whole ack.
       const event = (claimOptions as { event?: MappaEvent } | undefined)?.event;
       if (event !== undefined && event.idempotencyKey === key) {
         let stored: boolean;
         try {
-          stored = (await insert(event)).stored;
+          stored = (await insert(event, claimOptions?.traceContext)).stored;
         } catch (cause) {
           throw failure("idempotency_store_failed", event, cause);
         }
         if (!stored) return { status: "completed" };
         storedByClaim.add(key);
-        return { status: "claimed", token: key };
+        // The delivery's outcome is `stored` (traces, metrics, logs): workers handle it later.
+        return { status: "claimed", token: key, stored: true };
       }
       try {
         const result = await withTimeout(

@@ -11,6 +11,7 @@ export {
   prune,
   type ReplayOptions,
   type ReplayResult,
+  readBacklog,
   replayFailed,
   type StoredEvent,
 } from "./admin.js";

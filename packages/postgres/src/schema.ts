@@ -18,10 +18,13 @@ export interface PostgresTablesOptions {
   eventsTable?: string;
   /** The shared idempotency store's keys. Default `"idempotency"`. */
   idempotencyTable?: string;
+  /** The jobs `createMappaRecovery` tracks (created, outcome not handled yet). Default `"tracked_jobs"`. */
+  trackedJobsTable?: string;
 }
 
 /**
- * The default names: `mappa_webhooks.events` and `mappa_webhooks.idempotency`.
+ * The default names: `mappa_webhooks.events`, `mappa_webhooks.idempotency` and
+ * `mappa_webhooks.tracked_jobs`.
  *
  * @example
  * ```ts
@@ -32,6 +35,7 @@ export const DEFAULT_TABLES: Readonly<Required<PostgresTablesOptions>> = Object.
   schema: "mappa_webhooks",
   eventsTable: "events",
   idempotencyTable: "idempotency",
+  trackedJobsTable: "tracked_jobs",
 });
 
 /** Quoted, ready-to-interpolate names derived from {@link PostgresTablesOptions}. */
@@ -43,6 +47,8 @@ export interface ResolvedTables {
   events: string;
   /** `"schema"."idempotency"` */
   idempotency: string;
+  /** `"schema"."tracked_jobs"` */
+  trackedJobs: string;
   /** The NOTIFY channel of the events table (unquoted, for `pg_notify`). */
   channel: string;
   /** Index names, quoted. */
@@ -96,6 +102,7 @@ export function resolveTables(options: PostgresTablesOptions = {}): ResolvedTabl
     schema: options.schema ?? DEFAULT_TABLES.schema,
     eventsTable: options.eventsTable ?? DEFAULT_TABLES.eventsTable,
     idempotencyTable: options.idempotencyTable ?? DEFAULT_TABLES.idempotencyTable,
+    trackedJobsTable: options.trackedJobsTable ?? DEFAULT_TABLES.trackedJobsTable,
   };
   const schema = quoteIdentifier(names.schema);
   const channelName = `${names.schema}.${names.eventsTable}`;
@@ -104,6 +111,7 @@ export function resolveTables(options: PostgresTablesOptions = {}): ResolvedTabl
     schema,
     events: `${schema}.${quoteIdentifier(names.eventsTable)}`,
     idempotency: `${schema}.${quoteIdentifier(names.idempotencyTable)}`,
+    trackedJobs: `${schema}.${quoteIdentifier(names.trackedJobsTable)}`,
     channel:
       Buffer.byteLength(channelName) <= MAX_IDENTIFIER_BYTES
         ? channelName
@@ -153,6 +161,9 @@ CREATE TABLE IF NOT EXISTS ${t.events} (
 CREATE INDEX IF NOT EXISTS ${t.indexes.pending} ON ${t.events} (run_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS ${t.indexes.done} ON ${t.events} (done_at) WHERE status = 'done';
 CREATE INDEX IF NOT EXISTS ${t.indexes.failed} ON ${t.events} (updated_at) WHERE status = 'failed';
+-- The trace context (W3C traceparent, ...) of the delivery that stored the event, so the
+-- worker's span links to it (schema 2; added to the events table of a schema 1).
+ALTER TABLE ${t.events} ADD COLUMN IF NOT EXISTS trace_context jsonb;
 
 -- The shared idempotency store: one row per event key, a claim (lease) or a completed mark.
 CREATE TABLE IF NOT EXISTS ${t.idempotency} (
@@ -163,36 +174,53 @@ CREATE TABLE IF NOT EXISTS ${t.idempotency} (
 );
 CREATE INDEX IF NOT EXISTS ${t.indexes.expires} ON ${t.idempotency} (expires_at);
 
+-- The jobs createMappaRecovery tracks: created, their outcome not handled yet (schema 2).
+-- Listed in job id order, byte by byte (COLLATE "C"), whatever the database's collation.
+CREATE TABLE IF NOT EXISTS ${t.trackedJobs} (
+  job_id text COLLATE "C" PRIMARY KEY,
+  tracked_at timestamptz NOT NULL
+);
+
 -- The schema version, read by migrate() (which also checks the tables' columns).
 COMMENT ON TABLE ${t.events} IS '${SCHEMA_VERSION_MARK}${SCHEMA_VERSION}';
 `;
 }
 
-/** The version of the tables' shape this package creates and expects. */
-export const SCHEMA_VERSION = 1;
+/**
+ * The version of the tables' shape this package creates and expects. 2 added the tracked jobs
+ * table and the events' `trace_context` column; `migrate` on a schema 1 adds both (every
+ * statement is `IF NOT EXISTS`).
+ */
+export const SCHEMA_VERSION = 2;
 /** How the version is recorded: the events table's comment. */
 export const SCHEMA_VERSION_MARK = "@mappa-webhooks/postgres schema ";
 
 /** Columns this package reads and writes, with their types as `format_type` names them. */
-export const EXPECTED_COLUMNS: Readonly<Record<"events" | "idempotency", Record<string, string>>> =
-  Object.freeze({
-    events: {
-      key: "text",
-      event_id: "text",
-      type: "text",
-      payload: "json",
-      status: "text",
-      attempts: "integer",
-      run_at: "timestamp with time zone",
-      last_error: "text",
-      received_at: "timestamp with time zone",
-      done_at: "timestamp with time zone",
-      updated_at: "timestamp with time zone",
-    },
-    idempotency: {
-      key: "text",
-      token: "text",
-      completed: "boolean",
-      expires_at: "timestamp with time zone",
-    },
-  });
+export const EXPECTED_COLUMNS: Readonly<
+  Record<"events" | "idempotency" | "trackedJobs", Record<string, string>>
+> = Object.freeze({
+  events: {
+    key: "text",
+    event_id: "text",
+    type: "text",
+    payload: "json",
+    status: "text",
+    attempts: "integer",
+    run_at: "timestamp with time zone",
+    last_error: "text",
+    received_at: "timestamp with time zone",
+    done_at: "timestamp with time zone",
+    updated_at: "timestamp with time zone",
+    trace_context: "jsonb",
+  },
+  idempotency: {
+    key: "text",
+    token: "text",
+    completed: "boolean",
+    expires_at: "timestamp with time zone",
+  },
+  trackedJobs: {
+    job_id: "text",
+    tracked_at: "timestamp with time zone",
+  },
+});

@@ -1,5 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { type ClaimResult, type IdempotencyStore, isMappaWebhookError } from "@mappa-webhooks/core";
+import {
+  type ClaimResult,
+  type IdempotencyStore,
+  isMappaWebhookError,
+  type JobTrackingStore,
+  type TrackedJob,
+} from "@mappa-webhooks/core";
 import {
   checkDuration,
   checkPool,
@@ -36,7 +42,8 @@ export interface PostgresIdempotencyStoreOptions extends PostgresTablesOptions {
 }
 
 /**
- * The Postgres idempotency store, with the table it uses.
+ * The Postgres idempotency store, with the table it uses. It also tracks jobs for
+ * `createMappaRecovery` ({@link JobTrackingStore}), in the `tracked_jobs` table.
  *
  * @example
  * ```ts
@@ -44,9 +51,70 @@ export interface PostgresIdempotencyStoreOptions extends PostgresTablesOptions {
  * console.log(store.table); // "mappa_webhooks"."idempotency"
  * ```
  */
-export interface PostgresIdempotencyStore extends Required<IdempotencyStore> {
+export interface PostgresIdempotencyStore extends Required<IdempotencyStore>, JobTrackingStore {
   /** The qualified, quoted table name, e.g. `"mappa_webhooks"."idempotency"`. */
   readonly table: string;
+  /** The qualified, quoted table of tracked jobs, e.g. `"mappa_webhooks"."tracked_jobs"`. */
+  readonly trackedJobsTable: string;
+}
+
+/**
+ * Job tracking on the `tracked_jobs` table (created by `migrate`): one row per job, listed in
+ * job id order (`COLLATE "C"`, byte order). Shared by the idempotency store, the transactional
+ * handlers and the inbox, so `createMappaRecovery` accepts the receiver's store of each.
+ */
+export function postgresJobTracking(
+  pool: PgPoolLike,
+  table: string,
+  timeoutMs: number,
+  now: () => number = Date.now,
+): JobTrackingStore {
+  const TRACK = `INSERT INTO ${table} (job_id, tracked_at)
+      VALUES ($1, 'epoch'::timestamptz + $2::bigint * interval '1 millisecond')
+      ON CONFLICT (job_id) DO NOTHING`;
+  const UNTRACK = `DELETE FROM ${table} WHERE job_id = $1`;
+  const LIST = `SELECT job_id,
+         round(extract(epoch FROM tracked_at) * 1000)::bigint::text AS tracked_at
+    FROM ${table}
+   WHERE $2::text IS NULL OR job_id > $2::text
+   ORDER BY job_id
+   LIMIT $1`;
+  const run = async (name: string, sql: string, values: unknown[]) => {
+    try {
+      return await withTimeout(pool.query(sql, values), timeoutMs, () =>
+        storeError(`Postgres did not answer the ${name} within ${timeoutMs} ms.`),
+      );
+    } catch (error) {
+      if (isMappaWebhookError(error)) throw error;
+      throw storeError(`the ${name} failed: ${errorMessage(error)}.`, error);
+    }
+  };
+  const checkJobId = (name: string, jobId: unknown) => {
+    if (typeof jobId !== "string" || jobId === "" || jobId.includes("\0")) {
+      throw invalidOptions(name, `needs a non-empty string job id, got ${String(jobId)}.`);
+    }
+  };
+  return {
+    async track(jobId, options = {}) {
+      checkJobId("track", jobId);
+      const trackedAt = Math.round(options.trackedAt ?? now());
+      await run(`tracking of job ${jobId}`, TRACK, [jobId, trackedAt]);
+    },
+    async untrack(jobId) {
+      checkJobId("untrack", jobId);
+      await run(`untracking of job ${jobId}`, UNTRACK, [jobId]);
+    },
+    async tracked({ limit, after }): Promise<TrackedJob[]> {
+      if (!Number.isInteger(limit) || limit < 1) {
+        throw invalidOptions("tracked", `needs a positive integer limit, got ${String(limit)}.`);
+      }
+      const result = await run("listing of tracked jobs", LIST, [limit, after ?? null]);
+      return (result.rows as Array<{ job_id: string; tracked_at: string }>).map((row) => ({
+        jobId: row.job_id,
+        trackedAt: Number(row.tracked_at),
+      }));
+    },
+  };
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -95,7 +163,8 @@ export function createPostgresIdempotencyStore(
     throw invalidOptions(api, "`now` must be a function returning milliseconds.");
   }
   const { pool } = options;
-  const table = resolveTables(options).idempotency;
+  const tables = resolveTables(options);
+  const table = tables.idempotency;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const clock = options.now;
   // $now: the injected clock, or NULL for the database's clock.
@@ -136,8 +205,12 @@ export function createPostgresIdempotencyStore(
     }
   };
 
+  const tracking = postgresJobTracking(pool, tables.trackedJobs, timeoutMs, clock);
+
   return {
     table,
+    trackedJobsTable: tables.trackedJobs,
+    ...tracking,
     async claim(key, { leaseMs }): Promise<ClaimResult> {
       const token = randomUUID();
       for (let attempt = 0; attempt < CLAIM_TRIES; attempt++) {

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   DEFAULT_LEASE_MS,
   type IdempotencyStore,
+  type JobTrackingStore,
   MAPPA_EVENT_TYPES,
   type MappaEvent,
   type MappaHandlerMap,
@@ -23,6 +24,7 @@ import {
   withTimeout,
 } from "./pg.js";
 import { type PostgresTablesOptions, resolveTables } from "./schema.js";
+import { postgresJobTracking } from "./store.js";
 import {
   beginEventTransaction,
   destroyTransaction,
@@ -84,7 +86,7 @@ export interface TransactionalHandlersOptions<TPool extends PgPoolLike = PgPoolL
  */
 export interface TransactionalReceiverOptions {
   /** Claims an event by opening its transaction and taking its lock. */
-  idempotency: Required<IdempotencyStore>;
+  idempotency: Required<IdempotencyStore> & JobTrackingStore;
   on: MappaHandlerMap;
   onUnknown: (event: MappaUnknownEvent) => Promise<void>;
 }
@@ -303,7 +305,9 @@ export function createTransactionalHandlers<TPool extends PgPoolLike>(
   const handlers: MappaHandlerMap = {};
   for (const type of MAPPA_EVENT_TYPES) handlers[type] = wrapper;
 
-  const idempotency: Required<IdempotencyStore> = {
+  // Tracks jobs too, so createMappaRecovery accepts these receiver options' store.
+  const idempotency: Required<IdempotencyStore> & JobTrackingStore = {
+    ...postgresJobTracking(pool, t.trackedJobs, timeoutMs),
     async claim(key, { leaseMs }) {
       const begun = await beginEventTransaction(pool, t, key, leaseMs, timeoutMs, handlerTimeoutMs);
       if (begun.status !== "claimed") return begun;

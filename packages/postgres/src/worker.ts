@@ -1,9 +1,18 @@
 import {
+  createLogWriter,
   type MappaEvent,
   type MappaHandlerMap,
+  type MappaInstrumentation,
+  type MappaLogger,
+  type MappaLogLevel,
+  type MappaProcessScope,
+  type MappaProcessStart,
+  type MappaStepScope,
+  type MappaTraceCarrier,
   type MappaUnknownEvent,
   parseEvent,
 } from "@mappa-webhooks/core";
+import { readBacklog } from "./admin.js";
 import {
   checkDuration,
   checkPool,
@@ -117,6 +126,23 @@ export interface InboxWorkerOptions<TPool extends PgPoolLike = PgPoolLike>
   handlerTimeoutMs?: number;
   /** Every failure: handler errors (with what happens next) and database errors. Never throws back. */
   onError?: (error: Error, info: InboxWorkerErrorInfo) => void;
+  /**
+   * Traces and metrics (e.g. `openTelemetry()` from @mappa-webhooks/opentelemetry): one span
+   * per attempt (handoff `"postgres-inbox"`, linked to the delivery that stored the event when
+   * its row holds a trace context), a child span per handler, and backlog gauges read from the
+   * events table: pending events, failed events and the age of the oldest pending one (by
+   * `received_at`).
+   */
+  instrumentation?: MappaInstrumentation;
+  /**
+   * Where the worker logs: one line at `error` per failed attempt (the event, what happens next
+   * and what to do, never its payload), database trouble at `warn`, and one line per handled
+   * event at `info`. Anything with `debug`, `info`, `warn` and `error` (console, pino, winston).
+   * Default `console`; `false` logs nothing.
+   */
+  logger?: MappaLogger | false;
+  /** The lowest level logged. Default `"warn"`: failures only. */
+  logLevel?: MappaLogLevel;
 }
 
 /**
@@ -187,6 +213,8 @@ const QUERY_TIMEOUT_MS = 60_000;
 interface TakenRow {
   key: string;
   payload: unknown;
+  /** The trace context of the delivery that stored the event, when it was traced. */
+  trace_context?: MappaTraceCarrier | null;
   /** Attempts counted so far, this one included. */
   attempts: number;
   /** `failed`: parked at the take, its earlier attempts never recorded an outcome. */
@@ -208,6 +236,83 @@ interface Outcome {
 
 /** A statement of the event's transaction failed, or the handler left it unusable. */
 class BrokenTransaction extends Error {}
+
+const LOG_PREFIX = "@mappa-webhooks/postgres: ";
+const clock: () => number =
+  typeof globalThis.performance?.now === "function"
+    ? () => globalThis.performance.now()
+    : () => Date.now();
+const NO_STEP: MappaStepScope = { run: (fn) => fn(), end: () => {} };
+
+/** Calls `fn`; an instrumentation that throws never changes what the worker does. */
+function guarded<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
+/** One attempt's span (or whatever the instrumentation makes of it); never throws. */
+class AttemptTrace {
+  private readonly started = clock();
+  private ended = false;
+  constructor(private readonly scope: MappaProcessScope) {}
+
+  /** The handler's step; its `run` falls back to calling `fn` should the scope's throw. */
+  step(name: string): MappaStepScope {
+    const inner = guarded(() => this.scope.step("handler", name)) ?? NO_STEP;
+    return {
+      run: (fn) => {
+        let called = false;
+        try {
+          return inner.run(() => {
+            called = true;
+            return fn();
+          });
+        } catch (error) {
+          if (called) throw error;
+          return fn();
+        }
+      },
+      end: (error) => {
+        guarded(() => inner.end(error));
+      },
+    };
+  }
+
+  end(outcome: "handled" | "failed", error?: Error, willRetry?: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    const durationMs = clock() - this.started;
+    guarded(() =>
+      this.scope.end({
+        outcome,
+        durationMs,
+        ...(error === undefined ? {} : { error }),
+        ...(willRetry === undefined ? {} : { willRetry }),
+      }),
+    );
+  }
+}
+
+function codeOf(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && code !== "" ? code : error.name;
+}
+
+/** The message without the package prefix, ending with a full stop. */
+function bare(error: Error): string {
+  const text = error.message.startsWith(LOG_PREFIX)
+    ? error.message.slice(LOG_PREFIX.length)
+    : error.message;
+  return /[.!?]$/.test(text) ? text : `${text}.`;
+}
+
+/** Which event a log line is about: its type and key when it parsed, else its key. */
+function eventText(key: string, event: MappaEvent | undefined): string {
+  return event === undefined ? `event ${key}` : `event ${key} (${event.type})`;
+}
 
 const ABORTED = "25P02";
 /** A string literal any `standard_conforming_strings` reads the same way. */
@@ -290,6 +395,42 @@ export function createInboxWorker<TPool extends PgPoolLike>(
   const lockTimeoutMs = pgTimeoutMs(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
   const handlerTimeoutMs = pgTimeoutMs(options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS);
   const stats: InboxWorkerStats = { done: 0, retried: 0, failed: 0 };
+  const instrumentation = options.instrumentation;
+  if (
+    instrumentation !== undefined &&
+    (instrumentation === null || typeof instrumentation !== "object")
+  ) {
+    throw invalidOptions(
+      api,
+      "`instrumentation` must be an object such as `openTelemetry()` from @mappa-webhooks/opentelemetry.",
+    );
+  }
+  let log: MappaLogger;
+  try {
+    log = createLogWriter({ logger: options.logger, logLevel: options.logLevel });
+  } catch (error) {
+    throw invalidOptions(api, errorMessage(error).replace(/^@mappa-webhooks: /, ""));
+  }
+  // Each taken row's attempt, from its take (or its parse) to its recorded outcome.
+  const traces = new Map<TakenRow, AttemptTrace>();
+  const startTrace = (row: TakenRow, event: MappaEvent | undefined): AttemptTrace | undefined => {
+    if (instrumentation?.startProcess === undefined) return undefined;
+    const start: MappaProcessStart = {
+      handoff: "postgres-inbox",
+      attempt: row.attempts,
+      startedAt: Date.now(),
+    };
+    if (event !== undefined) start.event = event;
+    const carrier = row.trace_context;
+    if (carrier !== null && carrier !== undefined && typeof carrier === "object") {
+      start.carrier = carrier;
+    }
+    const scope = guarded(() => instrumentation.startProcess?.(start));
+    if (scope === undefined) return undefined;
+    const trace = new AttemptTrace(scope);
+    traces.set(row, trace);
+    return trace;
+  };
 
   const abandoned = `'attempt ' || (e.attempts + 1) || ' recorded no outcome: the worker stopped (a crash, a kill, process.exit in the handler) or lost its database connection while the handler ran'`;
   const SQL = {
@@ -318,7 +459,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
                   updated_at = clock_timestamp()
              FROM chosen
             WHERE e.key = chosen.key
-        RETURNING e.key, e.payload, e.attempts, e.status, e.last_error, chosen.previous_error`,
+        RETURNING e.key, e.payload, e.trace_context, e.attempts, e.status, e.last_error, chosen.previous_error`,
     begin: `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${lockTimeoutMs}; SET LOCAL statement_timeout = ${statementTimeoutFor(handlerTimeoutMs)}`,
     // Still ours: pending with the attempt we counted.
     // Waits rather than skips: a concurrent take may hold a row's lock for an instant.
@@ -358,6 +499,9 @@ export function createInboxWorker<TPool extends PgPoolLike>(
   };
 
   const report = (error: unknown, info: InboxWorkerErrorInfo) => {
+    if (info.outcome === "worker") {
+      log.warn(`${LOG_PREFIX}inbox worker trouble: ${errorMessage(error)}`);
+    }
     if (options.onError === undefined) return;
     try {
       options.onError(error instanceof Error ? error : new Error(String(error)), info);
@@ -433,6 +577,58 @@ export function createInboxWorker<TPool extends PgPoolLike>(
         outcome: kind,
       });
     }
+    const thrown = error instanceof Error ? error : new Error(String(error));
+    // A handler's own error is told as `handler_failed`, its message kept.
+    const failure =
+      typeof (thrown as { code?: unknown }).code === "string"
+        ? thrown
+        : event === undefined
+          ? postgresError(
+              "invalid_event",
+              `event ${row.key} is not a Mappa event: ${errorMessage(thrown)}`,
+              { cause: thrown },
+            )
+          : postgresError(
+              "handler_failed",
+              `the handler of event ${row.key} threw: ${errorMessage(thrown)}`,
+              { cause: thrown },
+            );
+    const trace = traces.get(row);
+    traces.delete(row);
+    if (kind === "done") {
+      trace?.end("handled");
+      log.info(
+        `${LOG_PREFIX}${eventText(row.key, event)} handled, attempt ${row.attempts} of ${maxAttempts}`,
+      );
+    } else if (kind === "retry") {
+      trace?.end("failed", failure, true);
+      log.error(
+        `${LOG_PREFIX}${eventText(row.key, event)} attempt ${row.attempts} of ${maxAttempts} failed, ${codeOf(failure)}: ${bare(failure)} Retried in ${outcome.delayMs ?? 0} ms; fix the handler if it keeps failing.`,
+      );
+    } else if (kind === "failed") {
+      trace?.end("failed", failure, false);
+      log.error(
+        `${LOG_PREFIX}${eventText(row.key, event)} attempt ${row.attempts} of ${maxAttempts} failed, ${codeOf(failure)}: ${bare(failure)} It is parked as failed: fix the cause, then replay it with replayFailed() or \`mappa-webhooks-postgres replay ${row.key}\`.`,
+      );
+    } else {
+      // A batch-mate cut off by another event's failure: its attempt is given back.
+      trace?.end(
+        "failed",
+        new Error(
+          `the transaction of event ${row.key} was lost with a batch-mate's failure; its attempt is given back and it is taken again`,
+        ),
+        true,
+      );
+    }
+  };
+  /** Attempts whose outcome was never recorded (the database failed): taken again after their lease. */
+  const endUnrecorded = (rows: TakenRow[], error: unknown) => {
+    for (const row of rows) {
+      const trace = traces.get(row);
+      if (trace === undefined) continue;
+      traces.delete(row);
+      trace.end("failed", error instanceof Error ? error : new Error(String(error)), true);
+    }
   };
 
   /** Records an outcome in the open transaction. */
@@ -498,14 +694,22 @@ export function createInboxWorker<TPool extends PgPoolLike>(
   type Settled = { kind: "ok" } | { kind: "threw"; error: unknown } | { kind: "timeout" };
 
   /** Runs the handler, at most `handlerTimeoutMs`. */
-  const runHandler = async (event: MappaEvent, client: TClient): Promise<Settled> => {
+  const runHandler = async (
+    event: MappaEvent,
+    client: TClient,
+    trace: AttemptTrace | undefined,
+  ): Promise<Settled> => {
     const handler = handlerFor(on, onUnknown, event);
     if (handler === undefined) return { kind: "ok" };
+    const step = trace?.step(event.type);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let settled: Settled;
     try {
-      return await Promise.race([
+      settled = await Promise.race([
         (async (): Promise<Settled> => {
-          await handler(event, client);
+          await (step === undefined
+            ? handler(event, client)
+            : step.run(() => handler(event, client)));
           return { kind: "ok" };
         })().catch((error: unknown): Settled => ({ kind: "threw", error })),
         new Promise<Settled>((resolve) => {
@@ -515,6 +719,16 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     } finally {
       clearTimeout(timer);
     }
+    if (settled.kind === "threw") step?.end(settled.error);
+    else if (settled.kind === "timeout") {
+      step?.end(
+        postgresError(
+          "handler_timeout",
+          `the handler did not settle within ${handlerTimeoutMs} ms`,
+        ),
+      );
+    } else step?.end();
+    return settled;
   };
 
   /**
@@ -531,14 +745,16 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     try {
       event = parseEvent(JSON.stringify(row.payload));
     } catch (error) {
+      startTrace(row, undefined);
       // Retrying cannot help an event that does not parse: park it at once.
       const message = storableText(`not a Mappa event: ${errorMessage(error)}`);
       const outcome: Outcome = { row, kind: "failed", error: error as Error, message };
       await client.query(SQL.fail, [row.key, message]);
       return outcome;
     }
+    const trace = startTrace(row, event);
     await client.query("SAVEPOINT mappa_handler");
-    const settled = await runHandler(event, handlerClient);
+    const settled = await runHandler(event, handlerClient, trace);
     if (settled.kind === "timeout") {
       const error = postgresError(
         "handler_timeout",
@@ -649,6 +865,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     }
     // Parked at the take: their earlier attempts all ended without an outcome.
     for (const row of taken.filter((row) => row.status === "failed")) {
+      startTrace(row, undefined);
       apply({
         row,
         kind: "failed",
@@ -735,6 +952,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
         );
       }
       await recordAlone(lost);
+      endUnrecorded(rows, failure);
       return true;
     }
     release();
@@ -853,12 +1071,22 @@ export function createInboxWorker<TPool extends PgPoolLike>(
 
   const ready = options.listen === false ? Promise.resolve() : listen();
   const slots = Array.from({ length: concurrency }, () => slot());
+  const unobserve =
+    instrumentation?.observeBacklog === undefined
+      ? undefined
+      : guarded(() =>
+          instrumentation.observeBacklog?.({
+            handoff: "postgres-inbox",
+            read: () => readBacklog(options),
+          }),
+        );
 
   return {
     ready,
     stats,
     async close() {
       closing = true;
+      guarded(() => unobserve?.());
       wakeAll();
       await ready;
       await Promise.all(slots);

@@ -106,6 +106,7 @@ describe("mappa-webhooks-postgres", () => {
       expect(tables.rows.map((row: { table_name: string }) => row.table_name)).toEqual([
         "events",
         "idempotency",
+        "tracked_jobs",
       ]);
     } finally {
       await db.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

@@ -122,9 +122,11 @@ describe("inbox store given the event at claim time", () => {
     const key = event.idempotencyKey as string;
     const claimWithEvent = (options: { leaseMs: number; event: typeof event }) =>
       idempotency.claim(key, options);
+    // `stored`: the claim itself stored the event, so the delivery's outcome is `stored`.
     expect(await claimWithEvent({ leaseMs: 1000, event })).toEqual({
       status: "claimed",
       token: key,
+      stored: true,
     });
     expect(await inbox.get(key)).toMatchObject({ status: "pending" });
     await on["report.completed"]?.(event as never, undefined);

@@ -359,7 +359,7 @@ describe("migrate on an existing schema", () => {
       const comment = await pool.query("SELECT obj_description(to_regclass($1), 'pg_class') AS c", [
         `"${schema}"."events"`,
       ]);
-      expect(comment.rows[0].c).toBe("@mappa-webhooks/postgres schema 1");
+      expect(comment.rows[0].c).toBe("@mappa-webhooks/postgres schema 2");
 
       await pool.query(`ALTER TABLE "${schema}".events DROP COLUMN attempts`);
       await pool.query(`ALTER TABLE "${schema}".events ALTER COLUMN payload TYPE jsonb`);

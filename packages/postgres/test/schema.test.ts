@@ -54,8 +54,8 @@ describe("schema and table names", () => {
       const indexes = await pool.query("SELECT indexname FROM pg_indexes WHERE schemaname = $1", [
         schema,
       ]);
-      // Two primary keys and four indexes of our own, none cut short into a clash.
-      expect(indexes.rows).toHaveLength(6);
+      // Three primary keys and four indexes of our own, none cut short into a clash.
+      expect(indexes.rows).toHaveLength(7);
     } finally {
       await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`);
       await pool.end();
@@ -71,10 +71,46 @@ describe("schema and table names", () => {
         "SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1",
         [schema],
       );
-      expect(tables?.rows[0].n).toBe(2);
+      expect(tables?.rows[0].n).toBe(3);
     } finally {
       await pools[0]?.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await Promise.all(pools.map((pool) => pool.end()));
+    }
+  });
+
+  it("upgrades a schema 1 (before job tracking) by adding the tracked jobs table", async () => {
+    const pool = createPool();
+    const schema = uniqueSchema("v1");
+    try {
+      // Schema 1 exactly: today's SQL without the tracked jobs table, marked version 1.
+      const v2 = schemaSql({ schema });
+      const v1 = v2
+        .replace(/-- The jobs createMappaRecovery tracks[\s\S]*?\n\);\n/, "")
+        .replace(/schema 2';/, "schema 1';");
+      expect(v1).not.toContain("tracked_jobs");
+      await pool.query(v1);
+      const store = createPostgresIdempotencyStore({ pool, schema });
+      expect((await store.claim("evt_v1", { leaseMs: 60_000 })).status).toBe("claimed");
+      await expect(store.track("job_v1")).rejects.toMatchObject({
+        code: "idempotency_store_failed",
+      });
+
+      await migrate({ pool, schema });
+      const comment = await pool.query(
+        "SELECT obj_description(to_regclass($1), 'pg_class') AS comment",
+        [`"${schema}"."events"`],
+      );
+      expect(comment.rows[0].comment).toBe("@mappa-webhooks/postgres schema 2");
+      // The old rows are kept, and jobs are tracked now.
+      expect(await store.claim("evt_v1", { leaseMs: 60_000 })).toEqual({ status: "in_flight" });
+      await store.track("job_v1", { trackedAt: 1_000 });
+      expect(await store.tracked({ limit: 10 })).toEqual([{ jobId: "job_v1", trackedAt: 1_000 }]);
+      // Running it again changes nothing.
+      await migrate({ pool, schema });
+      expect(await store.tracked({ limit: 10 })).toEqual([{ jobId: "job_v1", trackedAt: 1_000 }]);
+    } finally {
+      await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`);
+      await pool.end();
     }
   });
 });

@@ -1,9 +1,17 @@
-import { describeIdempotencyStoreContract } from "@mappa-webhooks/conformance";
+import {
+  describeIdempotencyStoreContract,
+  describeJobTrackingContract,
+  describeRecoveryWithStore,
+} from "@mappa-webhooks/conformance";
 import { DEFAULT_COMPLETED_TTL_MS, MappaWebhookError } from "@mappa-webhooks/core";
 import { createTestEvent, signPayload } from "@mappa-webhooks/testing";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPostgresIdempotencyStore } from "../src/index.js";
+import {
+  createInbox,
+  createPostgresIdempotencyStore,
+  createTransactionalHandlers,
+} from "../src/index.js";
 import { createPool, createTestDatabase, SECRET, sleep, type TestDatabase } from "./helpers.js";
 import { startReceiver } from "./receivers.js";
 
@@ -45,6 +53,83 @@ async function freshStore(now?: () => number) {
     },
   };
 }
+
+/** A tracked jobs table of its own (same schema), for one test of job tracking. */
+async function freshTrackedJobs(): Promise<{ trackedJobsTable: string; drop(): Promise<void> }> {
+  const trackedJobsTable = `tracked_jobs_${++table}`;
+  await db.pool.query(
+    `CREATE TABLE "${db.schema}"."${trackedJobsTable}" (LIKE "${db.schema}"."tracked_jobs" INCLUDING ALL)`,
+  );
+  return {
+    trackedJobsTable,
+    drop: async () => {
+      await db.pool.query(`DROP TABLE "${db.schema}"."${trackedJobsTable}"`);
+    },
+  };
+}
+
+// Job tracking (createMappaRecovery): the shared contract, replicas on pools of their own.
+describeJobTrackingContract("postgres", async () => {
+  const tracked = await freshTrackedJobs();
+  const options = { schema: db.schema, trackedJobsTable: tracked.trackedJobsTable };
+  const pools: pg.Pool[] = [];
+  return {
+    store: createPostgresIdempotencyStore({ pool: db.pool, ...options }),
+    async replicas(n) {
+      return Array.from({ length: n }, () => {
+        const pool = createPool({ max: 1 });
+        pools.push(pool);
+        return createPostgresIdempotencyStore({ pool, ...options });
+      });
+    },
+    async close() {
+      await Promise.all(pools.map((pool) => pool.end()));
+      await tracked.drop();
+    },
+  };
+});
+
+describeJobTrackingContract("postgres, injected clock", async () => {
+  const tracked = await freshTrackedJobs();
+  const now = Date.UTC(2026, 0, 17, 12, 5);
+  return {
+    store: createPostgresIdempotencyStore({
+      pool: db.pool,
+      schema: db.schema,
+      trackedJobsTable: tracked.trackedJobsTable,
+      now: () => now,
+    }),
+    now: () => now,
+    close: tracked.drop,
+  };
+});
+
+// createMappaRecovery takes the store of each receiver this package makes.
+describeRecoveryWithStore("postgres, the idempotency store", async () => {
+  const tracked = await freshTrackedJobs();
+  const store = createPostgresIdempotencyStore({ pool: db.pool, schema: db.schema, ...tracked });
+  return { options: { idempotency: store }, tracking: store, close: tracked.drop };
+});
+
+describeRecoveryWithStore("postgres, transactional handlers", async () => {
+  const tracked = await freshTrackedJobs();
+  const tables = { schema: db.schema, trackedJobsTable: tracked.trackedJobsTable };
+  const { receiverOptions } = createTransactionalHandlers({
+    pool: db.pool,
+    ...tables,
+    on: { "report.completed": async () => {} },
+  });
+  const tracking = createPostgresIdempotencyStore({ pool: db.pool, ...tables });
+  return { options: receiverOptions, tracking, close: tracked.drop };
+});
+
+describeRecoveryWithStore("postgres, the inbox", async () => {
+  const tracked = await freshTrackedJobs();
+  const tables = { schema: db.schema, trackedJobsTable: tracked.trackedJobsTable };
+  const { receiverOptions } = createInbox({ pool: db.pool, ...tables });
+  const tracking = createPostgresIdempotencyStore({ pool: db.pool, ...tables });
+  return { options: receiverOptions, tracking, close: tracked.drop };
+});
 
 // The shared contract (packages/conformance), on a clock the tests move: exact boundaries.
 describeIdempotencyStoreContract("postgres, injected clock", async () => {

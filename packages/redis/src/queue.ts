@@ -1,7 +1,16 @@
 import {
+  createLogWriter,
   MAPPA_EVENT_TYPES,
+  type MappaBacklog,
   type MappaEvent,
   type MappaHandlerMap,
+  type MappaInstrumentation,
+  type MappaLogger,
+  type MappaLogLevel,
+  type MappaProcessScope,
+  type MappaProcessStart,
+  type MappaStepScope,
+  type MappaTraceCarrier,
   type MappaUnknownEvent,
   MappaWebhookError,
   parseEvent,
@@ -10,6 +19,7 @@ import {
   type ConnectionOptions,
   type Job,
   type JobsOptions,
+  Queue,
   UnrecoverableError,
   Worker,
   type WorkerOptions,
@@ -22,6 +32,11 @@ export interface MappaJobData {
   event: Readonly<Record<string, unknown>>;
   /** When the receiver enqueued it (ISO 8601). */
   receivedAt: string;
+  /**
+   * The trace context of the delivery that enqueued it (W3C `traceparent`, ...), when the
+   * hand-off is instrumented: the worker's span links to that delivery.
+   */
+  traceContext?: MappaTraceCarrier;
 }
 
 /** The part of a BullMQ `Queue` the hand-off uses. Pass your `Queue` as is. */
@@ -53,6 +68,18 @@ export interface QueueHandoffOptions {
    * retries. Default 5000 ms; 1 to 2^31−1.
    */
   timeoutMs?: number;
+  /**
+   * The receiver's instrumentation (e.g. `openTelemetry()`): each job then carries the trace
+   * context of the delivery that enqueued it (`data.traceContext`), and the worker's span links
+   * to it. Pass the same one as the receiver's and the worker's `instrumentation`.
+   */
+  instrumentation?: MappaInstrumentation;
+}
+
+/** What {@link QueueHandoff.enqueue} is told besides the event. */
+export interface EnqueueOptions {
+  /** The trace context to store with the job; default: the active one (`instrumentation.inject()`). */
+  traceContext?: MappaTraceCarrier;
 }
 
 /** Returned by {@link createQueueHandoff}. */
@@ -63,13 +90,36 @@ export interface QueueHandoff {
     onUnknown: (event: MappaUnknownEvent) => Promise<void>;
   };
   /** Enqueues one event and resolves with its job id once Redis stored the job. */
-  enqueue(event: MappaEvent): Promise<string | undefined>;
+  enqueue(event: MappaEvent, options?: EnqueueOptions): Promise<string | undefined>;
 }
 
 const DEFAULT_ATTEMPTS = 10;
 const DEFAULT_BACKOFF = { type: "exponential", delay: 1000 } as const;
 const DEFAULT_TIMEOUT_MS = 5000;
 const DAY_SECONDS = 24 * 60 * 60;
+
+/** Calls `fn`; an instrumentation that throws never changes what the hand-off or worker does. */
+function guarded<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
+function checkInstrumentation(
+  where: string,
+  instrumentation: MappaInstrumentation | undefined,
+): MappaInstrumentation | undefined {
+  if (instrumentation === undefined) return undefined;
+  if (instrumentation === null || typeof instrumentation !== "object") {
+    throw new MappaWebhookError(
+      "invalid_options",
+      `${where}: \`instrumentation\` must be an object such as \`openTelemetry()\` from @mappa-webhooks/opentelemetry.`,
+    );
+  }
+  return instrumentation;
+}
 
 /** The time and count options of BullMQ job options, checked once at creation. */
 function checkJobOptions(where: string, options: JobsOptions): void {
@@ -143,13 +193,20 @@ export function createQueueHandoff(options: QueueHandoffOptions): QueueHandoff {
     ...options.jobOptions,
   };
   checkJobOptions(where, defaults);
+  const instrumentation = checkInstrumentation(where, options.instrumentation);
 
-  const enqueue = async (event: MappaEvent): Promise<string | undefined> => {
+  const enqueue = async (
+    event: MappaEvent,
+    enqueueOptions?: EnqueueOptions,
+  ): Promise<string | undefined> => {
     const jobOptions: JobsOptions =
       event.idempotencyKey === undefined
         ? defaults
         : { ...defaults, jobId: jobIdFor(event.idempotencyKey) };
     const data: MappaJobData = { event: event.raw, receivedAt: new Date().toISOString() };
+    // Inside the receiver's handler the active context is the delivery's (its handler span).
+    const traceContext = enqueueOptions?.traceContext ?? guarded(() => instrumentation?.inject?.());
+    if (traceContext !== undefined) data.traceContext = { ...traceContext };
     let timer: ReturnType<typeof setTimeout> | undefined;
     const add = queue.add(event.type, data, jobOptions);
     add.catch(() => {});
@@ -243,6 +300,24 @@ export interface MappaWorkerOptions {
    * short by a dying worker counts against the job's `attempts` instead.
    */
   workerOptions?: Omit<WorkerOptions, "connection" | "concurrency">;
+  /**
+   * Traces and metrics (e.g. `openTelemetry()` from @mappa-webhooks/opentelemetry): one span
+   * per attempt (handoff `"bullmq"`, linked to the delivery that enqueued the job), a child span
+   * per handler, and backlog gauges of the queue: pending (waiting, prioritized, paused, delayed
+   * and active jobs, i.e. every job not yet completed or failed), failed (the failed set) and the
+   * age of the oldest pending job (by `job.timestamp`; among the oldest waiting job and the first
+   * 100 delayed and active ones).
+   */
+  instrumentation?: MappaInstrumentation;
+  /**
+   * Where the worker logs: one line at `error` per failed attempt (the job, the event and what
+   * to do, never the event's body), worker trouble at `warn`, and one line per handled job at
+   * `info`. Anything with `debug`, `info`, `warn` and `error` (console, pino, winston). Default
+   * `console`; `false` logs nothing.
+   */
+  logger?: MappaLogger | false;
+  /** The lowest level logged. Default `"warn"`: failures only. */
+  logLevel?: MappaLogLevel;
 }
 
 const DEFAULT_HANDLER_TIMEOUT_MS = 5 * 60 * 1000;
@@ -254,6 +329,72 @@ const CLOSE_RECORD_MS = 5000;
 // (default 1) would park a job after two crashes whatever its `attempts` say.
 const DEFAULT_MAX_STALLED_COUNT = Number.MAX_SAFE_INTEGER;
 const REPLAY = '`job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true })`';
+const LOG_PREFIX = "@mappa-webhooks/redis: ";
+// How many delayed and active jobs the backlog looks at for the oldest pending one.
+const BACKLOG_SCAN = 100;
+
+const clock: () => number =
+  typeof globalThis.performance?.now === "function"
+    ? () => globalThis.performance.now()
+    : () => Date.now();
+
+const NO_STEP: MappaStepScope = { run: (fn) => fn(), end: () => {} };
+
+/** One attempt's span (or whatever the instrumentation makes of it); never throws. */
+class JobTrace {
+  private readonly started = clock();
+  private ended = false;
+  constructor(private readonly scope: MappaProcessScope) {}
+
+  /** The handler's step; its `run` falls back to calling `fn` should the scope's throw. */
+  step(name: string): MappaStepScope {
+    const inner = guarded(() => this.scope.step("handler", name)) ?? NO_STEP;
+    return {
+      run: (fn) => {
+        let called = false;
+        try {
+          return inner.run(() => {
+            called = true;
+            return fn();
+          });
+        } catch (error) {
+          if (called) throw error;
+          return fn();
+        }
+      },
+      end: (error) => {
+        guarded(() => inner.end(error));
+      },
+    };
+  }
+
+  end(outcome: "handled" | "failed", error?: Error, willRetry?: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    const durationMs = clock() - this.started;
+    guarded(() =>
+      this.scope.end({
+        outcome,
+        durationMs,
+        ...(error === undefined ? {} : { error }),
+        ...(willRetry === undefined ? {} : { willRetry }),
+      }),
+    );
+  }
+}
+
+/** Which job and event a log line is about. */
+function jobText(job: Job<MappaJobData>, event: MappaEvent | undefined): string {
+  const id = job.id ?? "?";
+  if (event === undefined) return `job ${id}`;
+  const key = event.id ?? event.idempotencyKey;
+  return `job ${id} (${event.type}${key === undefined ? "" : ` ${key}`})`;
+}
+
+/** The message without the package prefix the error's message may start with. */
+function bareMessage(error: Error): string {
+  return error.message.replace(/^@mappa-webhooks(?:\/redis)?: /, "");
+}
 
 function reasonOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -355,6 +496,45 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
       // onError must never break the worker.
     }
   };
+  const instrumentation = checkInstrumentation(where, options.instrumentation);
+  let log: MappaLogger;
+  try {
+    log = createLogWriter({ logger: options.logger, logLevel: options.logLevel });
+  } catch (error) {
+    throw new MappaWebhookError(
+      "invalid_options",
+      `${where}: ${reasonOf(error).replace(/^@mappa-webhooks: /, "")}`,
+    );
+  }
+  const startTrace = (
+    job: Job<MappaJobData>,
+    event: MappaEvent | undefined,
+    attempt: number,
+  ): JobTrace | undefined => {
+    if (instrumentation?.startProcess === undefined) return undefined;
+    const start: MappaProcessStart = { handoff: "bullmq", attempt, startedAt: Date.now() };
+    if (event !== undefined) start.event = event;
+    const carrier = job.data?.traceContext;
+    if (carrier !== null && typeof carrier === "object") start.carrier = carrier;
+    const scope = guarded(() => instrumentation.startProcess?.(start));
+    return scope === undefined ? undefined : new JobTrace(scope);
+  };
+  /** A failed attempt: `onError`, one log line, and the attempt's span ended. */
+  const attemptFailed = (
+    error: Error,
+    info: Extract<MappaWorkerErrorInfo, { phase: "handler" }>,
+    attempt: number,
+    attempts: number,
+    trace: JobTrace | undefined,
+    fix: string,
+  ) => {
+    report(error, info);
+    const code = error instanceof MappaWebhookError ? error.code : error.name;
+    log.error(
+      `${LOG_PREFIX}${jobText(info.job, info.event)} attempt ${attempt} of ${attempts} failed, ${code}: ${bareMessage(error)}${fix === "" ? "" : ` ${fix}`}`,
+    );
+    trace?.end("failed", error, !info.final);
+  };
   const handlers = options.on ?? {};
   // Rejects the running attempts at once, for a close that waited long enough.
   const running = new Set<() => void>();
@@ -404,69 +584,108 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
     // short: its worker died or lost the lock, and BullMQ's stalled check gave the job back.
     const started = typeof job.attemptsStarted === "number" ? job.attemptsStarted : undefined;
     const interrupted = started === undefined ? 0 : Math.max(0, started - 1 - job.attemptsMade);
+    const attempt = started ?? job.attemptsMade + 1;
+
+    let event: MappaEvent | undefined;
+    let parseError: unknown;
+    try {
+      event = parseEvent(JSON.stringify(job.data.event));
+    } catch (cause) {
+      parseError = cause;
+    }
+    const trace = startTrace(job, event, attempt);
+
     if (started !== undefined && interrupted > 0 && started - 1 >= attempts) {
       const message = `@mappa-webhooks/redis: job ${job.id ?? "?"} was started ${started - 1} times and ${interrupted} of them never finished (its worker died or lost the job's lock mid-handler), so all ${attempts} attempts are used: the job is parked in the failed set instead of being run again. Fix the cause, then replay it with ${REPLAY}.`;
       const parked = new UnrecoverableError(message);
-      report(
+      attemptFailed(
         new MappaWebhookError("handler_failed", message.replace(/^@mappa-webhooks\/redis: /, "")),
-        { phase: "handler", job, final: true },
+        { phase: "handler", job, ...(event === undefined ? {} : { event }), final: true },
+        attempt,
+        attempts,
+        trace,
+        "",
       );
       throw parked;
     }
 
-    let event: MappaEvent;
-    try {
-      event = parseEvent(JSON.stringify(job.data.event));
-    } catch (cause) {
+    if (event === undefined) {
       // Retrying a job that cannot be parsed would fail the same way every time.
-      const message = `job ${job.id ?? "?"} does not hold a Mappa event: ${reasonOf(cause)}`;
-      report(new MappaWebhookError("invalid_event", `${message}. It is parked without retries.`), {
-        phase: "handler",
-        job,
-        final: true,
-      });
+      const message = `job ${job.id ?? "?"} does not hold a Mappa event: ${reasonOf(parseError)}`;
+      attemptFailed(
+        new MappaWebhookError("invalid_event", `${message}. It is parked without retries.`),
+        { phase: "handler", job, final: true },
+        attempt,
+        attempts,
+        trace,
+        "Enqueue events through createQueueHandoff only; remove this job once inspected.",
+      );
       throw new UnrecoverableError(`@mappa-webhooks/redis: ${message}`);
     }
+    const parsed = event;
     let handler: (() => unknown) | undefined;
-    if (event.known) {
-      const known = handlers[event.type] as
+    if (parsed.known) {
+      const known = handlers[parsed.type] as
         | ((event: MappaEvent, job: Job<MappaJobData>) => unknown)
         | undefined;
-      if (known !== undefined) handler = () => known(event, job);
+      if (known !== undefined) handler = () => known(parsed, job);
     } else if (options.onUnknown !== undefined) {
       const onUnknown = options.onUnknown;
-      handler = () => onUnknown(event as MappaUnknownEvent, job);
+      handler = () => onUnknown(parsed as MappaUnknownEvent, job);
     }
-    if (handler === undefined) return;
-
-    try {
-      await runHandler(handler, job, event);
-    } catch (error) {
-      // The last try: BullMQ parks it now, or (with tries cut short) the next start would.
-      const final = isUnrecoverable(error) || (started !== undefined ? started >= attempts : false);
-      if (error instanceof MappaWebhookError && error.code === "handler_timeout") {
-        report(error, { phase: "handler", job, event, final });
-      } else {
-        const next = final
-          ? "That was its last attempt: the job is parked in the failed set."
-          : "BullMQ retries it after its backoff.";
-        report(
-          new MappaWebhookError(
-            "handler_failed",
-            `The ${event.type} handler of job ${job.id ?? "?"} threw: ${reasonOf(error)}. ${next}`,
-            { cause: error },
-          ),
-          { phase: "handler", job, event, final },
-        );
+    if (handler !== undefined) {
+      const step = trace?.step(parsed.type);
+      const run = handler;
+      try {
+        await runHandler(step === undefined ? run : () => step.run(run), job, parsed);
+        step?.end();
+      } catch (error) {
+        step?.end(error);
+        // The last try: BullMQ parks it now, or (with tries cut short) the next start would.
+        const final =
+          isUnrecoverable(error) || (started !== undefined ? started >= attempts : false);
+        const info = { phase: "handler", job, event: parsed, final } as const;
+        if (error instanceof MappaWebhookError && error.code === "handler_timeout") {
+          attemptFailed(
+            error,
+            info,
+            attempt,
+            attempts,
+            trace,
+            final ? `That was its last attempt: parked; replay it with ${REPLAY}.` : "",
+          );
+        } else {
+          const next = final
+            ? "That was its last attempt: the job is parked in the failed set."
+            : "BullMQ retries it after its backoff.";
+          attemptFailed(
+            new MappaWebhookError(
+              "handler_failed",
+              `The ${parsed.type} handler of job ${job.id ?? "?"} threw: ${reasonOf(error)}. ${next}`,
+              { cause: error },
+            ),
+            info,
+            attempt,
+            attempts,
+            trace,
+            final
+              ? `Fix the handler, then replay the job with ${REPLAY}.`
+              : "Fix the handler if it keeps failing.",
+          );
+        }
+        if (final && interrupted > 0 && !isUnrecoverable(error)) {
+          // BullMQ alone would retry (it does not count the cut-short tries): park it now.
+          throw new UnrecoverableError(
+            `${reasonOf(error)} (attempt ${started} of ${attempts}, ${interrupted} cut short by a dying worker; parked, replay with ${REPLAY})`,
+          );
+        }
+        throw error;
       }
-      if (final && interrupted > 0 && !isUnrecoverable(error)) {
-        // BullMQ alone would retry (it does not count the cut-short tries): park it now.
-        throw new UnrecoverableError(
-          `${reasonOf(error)} (attempt ${started} of ${attempts}, ${interrupted} cut short by a dying worker; parked, replay with ${REPLAY})`,
-        );
-      }
-      throw error;
     }
+    trace?.end("handled");
+    log.info(
+      `${LOG_PREFIX}${jobText(job, parsed)} ${handler === undefined ? "completed (no handler for its type)" : "handled"}, attempt ${attempt} of ${attempts}`,
+    );
   };
 
   const worker = new Worker<MappaJobData>(options.queueName, processor, {
@@ -475,9 +694,14 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
     connection: options.connection,
     concurrency,
   });
-  if (onError !== undefined) {
-    worker.on("error", (error) => report(error, { phase: "worker" }));
-  }
+  // Always listened to: a lost connection is logged (and told to `onError`), never thrown.
+  worker.on("error", (error) => {
+    report(error, { phase: "worker" });
+    log.warn(
+      `${LOG_PREFIX}worker trouble on queue "${options.queueName}": ${reasonOf(error)} (BullMQ reconnects by itself; check that Redis is reachable if this repeats).`,
+    );
+  });
+  const stopBacklog = observeQueueBacklog(options, instrumentation);
 
   // BullMQ's close waits for every running processor; past closeTimeoutMs the hung ones are
   // failed (and recorded while the connection is still open). With Redis unreachable BullMQ
@@ -503,7 +727,9 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
         worker.disconnect().catch(() => {});
         resolve();
       }, giveUpMs);
+      const backlogClosed = stopBacklog();
       bullClose(force)
+        .then(() => backlogClosed)
         .then(resolve, reject)
         .finally(() => {
           clearTimeout(abortTimer);
@@ -513,4 +739,55 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
     return closing;
   };
   return worker;
+}
+
+/**
+ * Registers the queue's backlog gauges with the instrumentation (when it observes backlogs);
+ * resolves the function that unregisters them and closes the queue it reads through.
+ */
+function observeQueueBacklog(
+  options: MappaWorkerOptions,
+  instrumentation: MappaInstrumentation | undefined,
+): () => Promise<void> {
+  if (instrumentation?.observeBacklog === undefined) return async () => {};
+  let queue: Queue | undefined;
+  let closed = false;
+  const read = async (): Promise<MappaBacklog> => {
+    if (closed) throw new Error("the worker is closed");
+    if (queue === undefined) {
+      const prefix = options.workerOptions?.prefix;
+      queue = new Queue(options.queueName, {
+        connection: options.connection,
+        ...(prefix === undefined ? {} : { prefix }),
+      });
+      // A failed read reports nothing this time; the queue's client reconnects by itself.
+      queue.on("error", () => {});
+    }
+    const [counts, waiting, others] = await Promise.all([
+      queue.getJobCounts("waiting", "prioritized", "delayed", "active", "failed"),
+      queue.getJobs(["waiting"], 0, 0, true),
+      queue.getJobs(["delayed", "active"], 0, BACKLOG_SCAN - 1, true),
+    ]);
+    let pending = 0;
+    for (const [type, count] of Object.entries(counts)) {
+      if (type !== "failed") pending += Number(count) || 0;
+    }
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const job of [...waiting, ...others]) {
+      if (job != null && Number.isFinite(job.timestamp)) oldest = Math.min(oldest, job.timestamp);
+    }
+    return {
+      pending,
+      failed: Number(counts.failed) || 0,
+      oldestPendingAgeSec:
+        pending === 0 || !Number.isFinite(oldest) ? 0 : Math.max(0, (Date.now() - oldest) / 1000),
+    };
+  };
+  const unobserve =
+    guarded(() => instrumentation.observeBacklog?.({ handoff: "bullmq", read })) ?? (() => {});
+  return async () => {
+    closed = true;
+    guarded(unobserve);
+    await queue?.close().catch(() => {});
+  };
 }

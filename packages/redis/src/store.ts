@@ -1,5 +1,11 @@
-import { randomUUID } from "node:crypto";
-import { type ClaimResult, type IdempotencyStore, MappaWebhookError } from "@mappa-webhooks/core";
+import { createHash, randomUUID } from "node:crypto";
+import {
+  type ClaimResult,
+  type IdempotencyStore,
+  type JobTrackingStore,
+  MappaWebhookError,
+  type TrackedJob,
+} from "@mappa-webhooks/core";
 import { checkMs } from "./options.js";
 import {
   CLAIM_SCRIPT,
@@ -51,8 +57,11 @@ export interface RedisIdempotencyStoreOptions {
   timeoutMs?: number;
 }
 
-/** The Redis idempotency store, with the key it uses for an event (for inspection and tests). */
-export interface RedisIdempotencyStore extends IdempotencyStore {
+/**
+ * The Redis idempotency store, with the key it uses for an event (for inspection and tests).
+ * It also tracks jobs for `createMappaRecovery` ({@link JobTrackingStore}).
+ */
+export interface RedisIdempotencyStore extends IdempotencyStore, JobTrackingStore {
   /**
    * Extends this delivery's claim to `leaseMs` from now, atomically: only while the key is still
    * an in-flight claim holding `token`. Resolves `false` once the event was completed, the claim
@@ -69,8 +78,49 @@ export interface RedisIdempotencyStore extends IdempotencyStore {
   renew(key: string, token: string, options: { leaseMs: number }): Promise<boolean>;
   /** The Redis key that holds the state of the event with this idempotency key. */
   keyFor(eventKey: string): string;
+  /**
+   * The two keys of the tracked jobs: a sorted set of job ids (score 0, listed by
+   * `ZRANGEBYLEX`) and a hash of their `trackedAt`. One hash tag, so one Cluster slot.
+   */
+  readonly trackingKeys: { readonly ids: string; readonly trackedAt: string };
   readonly prefix: string;
 }
+
+function trackingScript(name: string, source: string): RedisScript {
+  return { name, source, sha1: createHash("sha1").update(source).digest("hex") };
+}
+
+// KEYS[1] the sorted set of job ids, KEYS[2] the hash of their trackedAt. Each script touches
+// both, atomically (one hash tag: one node, one Cluster slot).
+
+/** ARGV[1] job id, ARGV[2] trackedAt ms. → 1. Keeps the first trackedAt. */
+const TRACK_SCRIPT = trackingScript(
+  "track",
+  `redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], 'NX', 0, ARGV[1])
+return 1`,
+);
+
+/** ARGV[1] job id. → 1 if it was tracked, 0 if not. */
+const UNTRACK_SCRIPT = trackingScript(
+  "untrack",
+  `redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])`,
+);
+
+/** ARGV[1] limit, ARGV[2] after ('' for the start). → { id1, at1, id2, at2, ... } */
+const TRACKED_SCRIPT = trackingScript(
+  "tracked",
+  `local min = '-'
+if ARGV[2] ~= '' then min = '(' .. ARGV[2] end
+local ids = redis.call('ZRANGEBYLEX', KEYS[1], min, '+', 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or '0'
+end
+return out`,
+);
 
 const DEFAULT_PREFIX = "mappa-webhooks";
 const DEFAULT_TIMEOUT_MS = 2000;
@@ -150,18 +200,24 @@ export function createRedisIdempotencyStore(
 
   const keyFor = (eventKey: string) => `${prefix}:{${eventKey}}`;
 
+  const trackingTag = `{~tracked-jobs}`;
+  const trackingKeys = Object.freeze({
+    ids: `${prefix}:${trackingTag}:ids`,
+    trackedAt: `${prefix}:${trackingTag}:at`,
+  });
+
   const runIoRedis = async (
     redis: IoRedisLikeClient,
     script: RedisScript,
-    key: string,
+    keys: string[],
     args: string[],
   ) => {
     try {
-      return await redis.evalsha(script.sha1, 1, key, ...args);
+      return await redis.evalsha(script.sha1, keys.length, ...keys, ...args);
     } catch (error) {
       // First use, or Redis restarted and forgot its scripts: send the source once.
       if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
-        return await redis.eval(script.source, 1, key, ...args);
+        return await redis.eval(script.source, keys.length, ...keys, ...args);
       }
       throw error;
     }
@@ -172,23 +228,31 @@ export function createRedisIdempotencyStore(
    * only after the store gave up on it: ioredis keeps unsent and unanswered commands and sends
    * them again once it reconnects, so a call that timed out may still run.
    */
-  const run = async (
+  const run = (
     script: RedisScript,
     eventKey: string,
+    args: string[],
+    late?: (result: unknown) => void,
+  ): Promise<unknown> => runOn(script, [keyFor(eventKey)], `event ${eventKey}`, args, late);
+
+  /** Runs `script` on `keys`; `subject` names what it is about in errors ("event evt_1"). */
+  const runOn = async (
+    script: RedisScript,
+    keys: string[],
+    subject: string,
     args: string[],
     late?: (result: unknown) => void,
   ): Promise<unknown> => {
     if (ioredis !== undefined && DISCONNECTED_STATES.has(ioredis.status)) {
       throw storeError(
-        `Redis is not connected (client status "${ioredis.status}"), so the ${script.name} of event ${eventKey} did not run.`,
+        `Redis is not connected (client status "${ioredis.status}"), so the ${script.name} of ${subject} did not run.`,
       );
     }
-    const key = keyFor(eventKey);
     // Through a promise chain, so an adapter that throws synchronously still becomes a 503.
     const call =
       runner !== undefined
-        ? Promise.resolve().then(() => runner.runScript(script, [key], args))
-        : runIoRedis(ioredis as IoRedisLikeClient, script, key, args);
+        ? Promise.resolve().then(() => runner.runScript(script, keys, args))
+        : runIoRedis(ioredis as IoRedisLikeClient, script, keys, args);
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
     const timeout = new Promise<never>((_, reject) => {
@@ -196,7 +260,7 @@ export function createRedisIdempotencyStore(
         timedOut = true;
         reject(
           storeError(
-            `Redis did not answer the ${script.name} of event ${eventKey} within ${timeoutMs} ms.`,
+            `Redis did not answer the ${script.name} of ${subject} within ${timeoutMs} ms.`,
           ),
         );
       }, timeoutMs);
@@ -213,15 +277,49 @@ export function createRedisIdempotencyStore(
     } catch (error) {
       if (error instanceof MappaWebhookError) throw error;
       const reason = error instanceof Error ? error.message : String(error);
-      throw storeError(`the ${script.name} of event ${eventKey} failed: ${reason}.`, error);
+      throw storeError(`the ${script.name} of ${subject} failed: ${reason}.`, error);
     } finally {
       clearTimeout(timer);
+    }
+  };
+
+  const trackingArgs = [trackingKeys.ids, trackingKeys.trackedAt];
+  const checkJobId = (name: string, jobId: unknown) => {
+    if (typeof jobId !== "string" || jobId === "") {
+      throw invalidOptions(`${name} needs a non-empty string job id, got ${String(jobId)}.`);
     }
   };
 
   return {
     prefix,
     keyFor,
+    trackingKeys,
+    async track(jobId, options = {}) {
+      checkJobId("track", jobId);
+      const trackedAt = Math.round(options.trackedAt ?? Date.now());
+      await runOn(TRACK_SCRIPT, trackingArgs, `job ${jobId}`, [jobId, String(trackedAt)]);
+    },
+    async untrack(jobId) {
+      checkJobId("untrack", jobId);
+      await runOn(UNTRACK_SCRIPT, trackingArgs, `job ${jobId}`, [jobId]);
+    },
+    async tracked({ limit, after }): Promise<TrackedJob[]> {
+      if (!Number.isInteger(limit) || limit < 1) {
+        throw invalidOptions(`tracked needs a positive integer limit, got ${String(limit)}.`);
+      }
+      const flat = await runOn(TRACKED_SCRIPT, trackingArgs, "the tracked jobs", [
+        String(limit),
+        after ?? "",
+      ]);
+      if (!Array.isArray(flat)) {
+        throw storeError(`listing the tracked jobs returned an unexpected ${String(flat)}.`);
+      }
+      const jobs: TrackedJob[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        jobs.push({ jobId: String(flat[i]), trackedAt: Number(flat[i + 1]) });
+      }
+      return jobs;
+    },
     async claim(key, { leaseMs }): Promise<ClaimResult> {
       const token = randomUUID();
       // A claim that lands after this delivery gave up (503) would hold the event for a whole

@@ -163,4 +163,26 @@ describe("Redis Cluster", () => {
     expect(keysPerMaster).toHaveLength(NODES);
     for (const count of keysPerMaster) expect(count).toBeGreaterThan(KEYS / NODES / 2);
   });
+
+  it("tracks jobs on a Cluster: both tracking keys in one slot, seen by every client", async () => {
+    const stores = clients.map((client) =>
+      createRedisIdempotencyStore({ client, prefix: "cluster-tracking" }),
+    );
+    const first = stores[0] as (typeof stores)[number];
+    const { ids, trackedAt } = first.trackingKeys;
+    expect(Number(await clients[0]?.call("CLUSTER", "KEYSLOT", ids))).toBe(
+      Number(await clients[0]?.call("CLUSTER", "KEYSLOT", trackedAt)),
+    );
+    const jobIds = Array.from(
+      { length: 30 },
+      (_, i) => `job_cluster_${String(i).padStart(2, "0")}`,
+    );
+    await Promise.all(
+      jobIds.map((jobId, i) => stores[i % stores.length]?.track(jobId, { trackedAt: i })),
+    );
+    const listed = await stores[9]?.tracked({ limit: 100 });
+    expect(listed?.map((job) => job.jobId)).toEqual(jobIds);
+    await Promise.all(jobIds.map((jobId, i) => stores[(i + 3) % stores.length]?.untrack(jobId)));
+    expect(await first.tracked({ limit: 100 })).toEqual([]);
+  });
 });

@@ -1,4 +1,8 @@
-import { describeIdempotencyStoreContract } from "@mappa-webhooks/conformance";
+import {
+  describeIdempotencyStoreContract,
+  describeJobTrackingContract,
+  describeRecoveryWithStore,
+} from "@mappa-webhooks/conformance";
 import { DEFAULT_COMPLETED_TTL_MS, MappaWebhookError } from "@mappa-webhooks/core";
 import { createTestEvent, signPayload } from "@mappa-webhooks/testing";
 import type { Redis } from "ioredis";
@@ -56,7 +60,53 @@ describeIdempotencyStoreContract(
   { clock: "real" },
 );
 
+// Job tracking (createMappaRecovery): the shared contract, replicas on their own connections.
+let trackingRun = 0;
+describeJobTrackingContract("redis", async () => {
+  const keys = `${prefix}:tracking:${++trackingRun}`;
+  const clients: Redis[] = [];
+  return {
+    store: createRedisIdempotencyStore({ client: redis, prefix: keys }),
+    async replicas(n) {
+      const replicas = Array.from({ length: n }, () => connect());
+      clients.push(...replicas);
+      await Promise.all(replicas.map((client) => client.ping()));
+      return replicas.map((client) => createRedisIdempotencyStore({ client, prefix: keys }));
+    },
+    async close() {
+      for (const client of clients) client.disconnect();
+      await deleteKeys(redis, keys);
+    },
+  };
+});
+
+describeRecoveryWithStore("redis", async () => {
+  const keys = `${prefix}:recovery:${++trackingRun}`;
+  const store = createRedisIdempotencyStore({ client: redis, prefix: keys });
+  return {
+    options: { idempotency: store },
+    tracking: store,
+    async close() {
+      await deleteKeys(redis, keys);
+    },
+  };
+});
+
 describe("createRedisIdempotencyStore", () => {
+  it("keeps the tracked jobs under the prefix, in one Cluster slot", async () => {
+    const store = createRedisIdempotencyStore({ client: redis, prefix: `${prefix}:slots` });
+    expect(store.trackingKeys).toEqual({
+      ids: `${prefix}:slots:{~tracked-jobs}:ids`,
+      trackedAt: `${prefix}:slots:{~tracked-jobs}:at`,
+    });
+    await store.track("job_slot", { trackedAt: 42 });
+    expect(await redis.zrange(store.trackingKeys.ids, "0", "-1")).toEqual(["job_slot"]);
+    expect(await redis.hget(store.trackingKeys.trackedAt, "job_slot")).toBe("42");
+    await expect(store.tracked({ limit: 0 })).rejects.toMatchObject({ code: "invalid_options" });
+    await store.untrack("job_slot");
+    expect(await redis.exists(store.trackingKeys.ids, store.trackingKeys.trackedAt)).toBe(0);
+  });
+
   it("runs on the ioredis major this project names", () => {
     const expected = process.env.EXPECTED_IOREDIS_MAJOR;
     if (expected === undefined) throw new Error("run through vitest.config.ts (a named project)");

@@ -1,6 +1,7 @@
 import { isMappaWebhookError, MappaWebhookError } from "./errors.js";
 import type { MappaEvent } from "./events.js";
 import { type MappaEventType, RECOVERED_FIELD } from "./events.js";
+import { createLogWriter, failureLine } from "./log.js";
 import {
   createMappaWebhooks,
   type MappaWebhooks,
@@ -407,7 +408,13 @@ export function createMappaRecovery<TContext = unknown>(
     typeof headerNames === "string" ? headerNames : (headerNames[0] ?? "mappa-signature");
   const secret = typeof options.secret === "string" ? options.secret : (options.secret[0] ?? "");
 
+  // The receiver's logger: one line per job recovery cannot handle and per API or store failure
+  // (a failing handler is logged by the pipeline itself).
+  const log = createLogWriter({ logger: options.logger, logLevel: options.logLevel });
   const tell = (error: MappaWebhookError, status: number, event?: MappaEvent) => {
+    const line = failureLine("recovery", status, error, event);
+    if (error.code === "job_not_recoverable") log.warn(line);
+    else log.error(line);
     try {
       options.onError?.(
         error,

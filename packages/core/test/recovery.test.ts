@@ -700,3 +700,48 @@ describe("the built-in fetchJob: GET /v1/jobs/:id over loopback", () => {
     expect(report.apiError?.message).toContain("The next run tries again.");
   });
 });
+
+describe("recovery's log lines", () => {
+  it("writes one warn line per job it cannot recover and one error line per API failure, never with logger: false", async () => {
+    const lines: { level: string; line: string }[] = [];
+    const logger = {
+      debug: (line: string) => lines.push({ level: "debug", line }),
+      info: (line: string) => lines.push({ level: "info", line }),
+      warn: (line: string) => lines.push({ level: "warn", line }),
+      error: (line: string) => lines.push({ level: "error", line }),
+    };
+    const { jobs, recovery } = setup({ logger });
+    jobs.set("job_canceled", { ...running("job_canceled"), status: "canceled" });
+    jobs.set("job_down", new ConduitLikeError("server_error", "boom", 503));
+    await recovery.track("job_canceled");
+    await recovery.track("job_down");
+    await recovery.reconcile();
+    expect(lines).toEqual([
+      {
+        level: "warn",
+        line: expect.stringMatching(
+          /^@mappa-webhooks: recovery 422 job_not_recoverable: .*job_canceled was canceled/,
+        ),
+      },
+      {
+        level: "error",
+        line: expect.stringMatching(/^@mappa-webhooks: recovery 502 mappa_api_failed: .*job_down/),
+      },
+    ]);
+
+    const quiet = setup({ logger: false });
+    const spy = vi.spyOn(console, "error").mockImplementation(() => {});
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      quiet.jobs.set("job_down", new ConduitLikeError("server_error", "boom", 503));
+      await quiet.recovery.track("job_down");
+      await quiet.recovery.reconcile();
+      expect(spy).not.toHaveBeenCalled();
+      expect(warn).not.toHaveBeenCalled();
+      expect(quiet.errors).toHaveLength(1);
+    } finally {
+      spy.mockRestore();
+      warn.mockRestore();
+    }
+  });
+});

@@ -87,8 +87,8 @@ describe("package READMEs", () => {
       ).toBeDefined();
       expect(
         section?.marker,
-        "`<!-- quickstart -->` (or `quickstart next|lambda|client`) on the line before its fence",
-      ).toMatch(/^quickstart(\s+(next|lambda|client))?$/);
+        "`<!-- quickstart -->` (or `quickstart next|lambda|client|worker`) on the line before its fence",
+      ).toMatch(/^quickstart(\s+(next|lambda|client|worker))?$/);
       expect(section?.lang).toBe("ts");
       const block = codeBlocks(text).find((b) => b.marker === section?.marker) as {
         code: string;
@@ -99,8 +99,12 @@ describe("package READMEs", () => {
         importedPackages(block.code).filter((name) => !installs.includes(name)),
         "every package the quick start imports is on an `npm install` line",
       ).toEqual([]);
+      // A Worker's secret is a binding (`c.env`); its quick start runs in workerd, in the
+      // package's own test (packages/cloudflare/test/readme.test.ts), not on Node here.
       expect(block.code, "takes the secret from the environment").toContain(
-        "process.env.MAPPA_WEBHOOK_SECRET",
+        section?.marker === "quickstart worker"
+          ? "c.env.MAPPA_WEBHOOK_SECRET"
+          : "process.env.MAPPA_WEBHOOK_SECRET",
       );
     },
   );

@@ -83,7 +83,7 @@ export const CONFORMANCE_SECRET = "whsec_conformance_5b1d0c7e9a";
 /** The body limit of the suite's main app. */
 export const CONFORMANCE_MAX_BODY_BYTES = 16 * 1024;
 
-/** One case of the shared signature vectors (packages/core/test/fixtures/signature.json). */
+/** One case of the shared signature vectors (fixtures/signature.json, a copy of the shared vectors). */
 export interface SignatureVectorCase {
   name: string;
   bodyBase64: string;
@@ -101,13 +101,13 @@ export interface SignatureVectors {
   cases: SignatureVectorCase[];
 }
 
-/** The shared signature vectors, read from the core's test fixtures. */
+/** The shared signature vectors, read from this package's own copy (fixtures/signature.json). */
 export const signatureVectors: SignatureVectors = JSON.parse(
-  readFileSync(new URL("../../core/test/fixtures/signature.json", import.meta.url), "utf8"),
+  readFileSync(new URL("../fixtures/signature.json", import.meta.url), "utf8"),
 ) as SignatureVectors;
 const vectors = signatureVectors;
 
-/** One case of the shared event vectors (packages/core/test/fixtures/events.json). */
+/** One case of the shared event vectors (fixtures/events.json, a copy of the shared vectors). */
 export interface EventVectorCase {
   name: string;
   /** The body exactly as sent (already verified when parsed). */
@@ -126,9 +126,9 @@ export interface EventVectors {
   cases: EventVectorCase[];
 }
 
-/** The shared event vectors, read from the core's test fixtures. */
+/** The shared event vectors, read from this package's own copy (fixtures/events.json). */
 export const eventVectors: EventVectors = JSON.parse(
-  readFileSync(new URL("../../core/test/fixtures/events.json", import.meta.url), "utf8"),
+  readFileSync(new URL("../fixtures/events.json", import.meta.url), "utf8"),
 ) as EventVectors;
 
 /** What a handler should do for one event id. */

@@ -1,8 +1,8 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { createTestEvent, simulateDelivery } from "@mappa-webhooks/testing";
+import { type Child, crashAfterEffect } from "@mappa-webhooks/tooling/test-helpers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  type Child,
   clientOf,
   createTestTable,
   deliver,
@@ -13,12 +13,15 @@ import {
   startDynalite,
   startFixture,
   type TestTable,
-  webhookUrlOf,
 } from "./helpers.js";
 
 let local: LocalDynamoDb;
 let client: DynamoDBClient;
 const children: Child[] = [];
+const track = (child: Child) => {
+  children.push(child);
+  return child;
+};
 const tables: TestTable[] = [];
 beforeAll(async () => {
   local = await startDynalite();
@@ -44,30 +47,18 @@ describe("crash (dynalite): kill -9 after the handler's effect", () => {
       PORT: "0",
       LEASE_MS: "1000",
     };
-    const doomed = startFixture("receiver.mjs", { ...env, INSTANCE: "doomed" });
-    children.push(doomed);
-    const base = createTestEvent("report.completed");
-    const event = { ...base, data: { ...base.data, stallOn: "doomed" } };
-    const answer = deliver(await webhookUrlOf(doomed), event).then(
-      (result) => result.status,
-      () => "network error",
-    );
-    await doomed.waitForLine(
-      new RegExp(`^wrote ${keyOf(event).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`),
-      30_000,
-    );
-    const killedAt = performance.now();
-    await doomed.kill("SIGKILL");
-    expect(await answer).toBe("network error");
-
-    const rescuer = startFixture("receiver.mjs", { ...env, INSTANCE: "rescuer" });
-    children.push(rescuer);
-    const url = await webhookUrlOf(rescuer);
-    // Mappa's retries at 1/100 of its schedule: 409 while the dead claim's lease lasts.
-    const report = await simulateDelivery(url, event, { secret: SECRET, timeScale: 0.01 });
-    const recoveryMs = Math.round(performance.now() - killedAt);
+    const { answer, event, key, report, recoveryMs, rescuer, url } = await crashAfterEffect({
+      start: (instance) => track(startFixture("receiver.mjs", { ...env, INSTANCE: instance })),
+      event: createTestEvent("report.completed"),
+      keyOf,
+      deliver,
+      // Mappa's retries at 1/100 of its schedule: 409 while the dead claim's lease lasts.
+      redeliver: (to, stalled) =>
+        simulateDelivery(to, stalled, { secret: SECRET, timeScale: 0.01 }),
+    });
+    expect(answer).toBe("network error");
     expect(report.delivered).toBe(true);
-    const written = await effectsOf(client, table.tableName, keyOf(event));
+    const written = await effectsOf(client, table.tableName, key);
     console.log(
       `[crash] ${JSON.stringify({ store: "dynamodb (dynalite)", effects: written, retryAnswers: report.attempts.map((a) => a.status ?? a.errorCode), recoveryMs })}`,
     );
@@ -76,7 +67,7 @@ describe("crash (dynalite): kill -9 after the handler's effect", () => {
       status: 200,
       body: { received: true, duplicate: true },
     });
-    expect(await effectsOf(client, table.tableName, keyOf(event))).toEqual(["doomed", "rescuer"]);
+    expect(await effectsOf(client, table.tableName, key)).toEqual(["doomed", "rescuer"]);
     await rescuer.kill();
   });
 });

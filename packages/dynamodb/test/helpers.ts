@@ -1,11 +1,11 @@
 // dynalite (an in-memory DynamoDB on LevelDB's memory-level) in this test process, on
 // 127.0.0.1 port 0, with dummy credentials and region "local": what the tests talk to.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { DeleteTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { parseEvent } from "@mappa-webhooks/core";
-import { type Child, startProcess } from "@mappa-webhooks/tooling/test-helpers";
+import { signPayload } from "@mappa-webhooks/testing";
+import { storeTestKit } from "@mappa-webhooks/tooling/test-helpers";
 import dynalite from "dynalite";
 import { ensureTable } from "../src/index.js";
 
@@ -63,45 +63,15 @@ export async function createTestTable(client: DynamoDBClient, label: string): Pr
   };
 }
 
-/** Starts `node test/fixtures/<script>` with `env` added to this process's environment. */
-export function startFixture(script: string, env: Record<string, string>): Child {
-  if (!existsSync(new URL("../dist/index.js", import.meta.url))) {
-    throw new Error(
-      "../dist/index.js is missing: build first (pnpm --filter @mappa-webhooks/dynamodb run build).",
-    );
-  }
-  const path = new URL(`./fixtures/${script}`, import.meta.url).pathname;
-  return startProcess({ args: [path], env: { ...process.env, ...env }, label: script });
-}
-
-/** Resolves the webhook URL a child printed as `listening on http://127.0.0.1:<port>`. */
-export async function webhookUrlOf(child: Child, timeoutMs = 30_000): Promise<string> {
-  const [, base] = await child.waitForLine(/listening on (http:\/\/127\.0\.0\.1:\d+)/, timeoutMs);
-  return `${base}/webhooks/mappa`;
-}
-
-/** POSTs `event` once, signed with {@link SECRET}; resolves the status and parsed JSON body. */
-export async function deliver(
-  url: string,
-  event: unknown,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const { signPayload } = await import("@mappa-webhooks/testing");
-  const payload = JSON.stringify(event);
-  const signature = await signPayload({ payload, secret: SECRET });
-  const response = await fetch(url, {
-    method: "POST",
-    body: payload,
-    headers: { "content-type": "application/json", "mappa-signature": signature },
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
-
-/** The idempotency key the core derives for `event`. */
-export function keyOf(event: unknown): string {
-  const key = parseEvent(JSON.stringify(event)).idempotencyKey;
-  if (key === undefined) throw new Error("test event without an idempotency key");
-  return key;
-}
+/** `startFixture`, `webhookUrlOf`, `deliver` (signed with {@link SECRET}) and `keyOf`. */
+export const { startFixture, webhookUrlOf, deliver, keyOf } = storeTestKit({
+  testDir: new URL(".", import.meta.url),
+  built: ["../dist/index.js"],
+  buildHint: "pnpm --filter @mappa-webhooks/dynamodb run build",
+  secret: SECRET,
+  sign: signPayload,
+  parseEvent,
+});
 
 /** The workers whose runs wrote `key`'s effect (one item per run), sorted. */
 export async function effectsOf(

@@ -1,18 +1,21 @@
 import { createTestEvent, simulateDelivery } from "@mappa-webhooks/testing";
+import { type Child, crashAfterEffect } from "@mappa-webhooks/tooling/test-helpers";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  type Child,
   createTestDatabase,
   deliver,
   keyOf,
   SECRET,
   startFixture,
   type TestDatabase,
-  webhookUrlOf,
 } from "./helpers.js";
 import { createEffectTables, effectsOf } from "./tables.js";
 
 const children: Child[] = [];
+const track = (child: Child) => {
+  children.push(child);
+  return child;
+};
 const databases: TestDatabase[] = [];
 afterAll(async () => {
   await Promise.all(children.map((child) => child.kill("SIGKILL")));
@@ -46,27 +49,18 @@ describe.each([
         PORT: "0",
         LEASE_MS: "1000",
       };
-      const doomed = startFixture("receiver.mjs", { ...env, INSTANCE: "doomed" });
-      children.push(doomed);
-      const base = createTestEvent("report.completed");
-      const event = { ...base, data: { ...base.data, stallOn: "doomed" } };
-      const answer = deliver(await webhookUrlOf(doomed), event).then(
-        (result) => result.status,
-        () => "network error",
-      );
-      await doomed.waitForLine(new RegExp(`^wrote ${keyOf(event)}$`), 30_000);
-      const killedAt = performance.now();
-      await doomed.kill("SIGKILL");
-      expect(await answer).toBe("network error");
-
-      const rescuer = startFixture("receiver.mjs", { ...env, INSTANCE: "rescuer" });
-      children.push(rescuer);
-      const url = await webhookUrlOf(rescuer);
-      // Mappa's retries at 1/100 of its schedule: 409 while the dead session's lock or lease lasts.
-      const report = await simulateDelivery(url, event, { secret: SECRET, timeScale: 0.01 });
-      const recoveryMs = Math.round(performance.now() - killedAt);
+      const { answer, event, key, report, recoveryMs, rescuer, url } = await crashAfterEffect({
+        start: (instance) => track(startFixture("receiver.mjs", { ...env, INSTANCE: instance })),
+        event: createTestEvent("report.completed"),
+        keyOf,
+        deliver,
+        // Mappa's retries at 1/100 of its schedule: 409 while the dead session's lock or lease lasts.
+        redeliver: (to, stalled) =>
+          simulateDelivery(to, stalled, { secret: SECRET, timeScale: 0.01 }),
+      });
+      expect(answer).toBe("network error");
       expect(report.delivered).toBe(true);
-      const written = await effectsOf(db, keyOf(event));
+      const written = await effectsOf(db, key);
       console.log(
         `[crash] ${JSON.stringify({ database: "MariaDB", mode, effects: written, retryAnswers: report.attempts.map((a) => a.status ?? a.errorCode), recoveryMs })}`,
       );
@@ -74,7 +68,7 @@ describe.each([
       if (mode === "transactional") {
         const [rows] = await db.pool.query(
           "SELECT status, attempts FROM mappa_webhooks_events WHERE event_key = ?",
-          [keyOf(event)],
+          [key],
         );
         expect(rows).toEqual([{ status: "done", attempts: 1 }]);
       }
@@ -82,7 +76,7 @@ describe.each([
         status: 200,
         body: { received: true, duplicate: true },
       });
-      expect(await effectsOf(db, keyOf(event))).toEqual(effects);
+      expect(await effectsOf(db, key)).toEqual(effects);
       await rescuer.kill();
     });
   },

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import { parseEvent } from "@mappa-webhooks/core";
-import { type Child, startProcess } from "@mappa-webhooks/tooling/test-helpers";
+import { signPayload } from "@mappa-webhooks/testing";
+import { storeTestKit } from "@mappa-webhooks/tooling/test-helpers";
 import mysql from "mysql2/promise";
 import { migrate } from "../src/index.js";
 
@@ -53,44 +53,12 @@ export async function createTestDatabase(
   };
 }
 
-/** Starts `node test/fixtures/<script>` with `env` added to this process's environment. */
-export function startFixture(script: string, env: Record<string, string>): Child {
-  for (const built of ["../dist/index.js", "../../express/dist/index.js"]) {
-    if (!existsSync(new URL(built, import.meta.url))) {
-      throw new Error(
-        `${built} is missing: build first (pnpm turbo run build --filter=@mappa-webhooks/mysql...).`,
-      );
-    }
-  }
-  const path = new URL(`./fixtures/${script}`, import.meta.url).pathname;
-  return startProcess({ args: [path], env: { ...process.env, ...env }, label: script });
-}
-
-/** Resolves the webhook URL a child printed as `listening on http://127.0.0.1:<port>`. */
-export async function webhookUrlOf(child: Child, timeoutMs = 30_000): Promise<string> {
-  const [, base] = await child.waitForLine(/listening on (http:\/\/127\.0\.0\.1:\d+)/, timeoutMs);
-  return `${base}/webhooks/mappa`;
-}
-
-/** POSTs `event` once, signed with {@link SECRET}; resolves the status and parsed JSON body. */
-export async function deliver(
-  url: string,
-  event: unknown,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const { signPayload } = await import("@mappa-webhooks/testing");
-  const payload = JSON.stringify(event);
-  const signature = await signPayload({ payload, secret: SECRET });
-  const response = await fetch(url, {
-    method: "POST",
-    body: payload,
-    headers: { "content-type": "application/json", "mappa-signature": signature },
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
-
-/** The idempotency key the core derives for `event` (what the stores and the fixtures key by). */
-export function keyOf(event: unknown): string {
-  const key = parseEvent(JSON.stringify(event)).idempotencyKey;
-  if (key === undefined) throw new Error("test event without an idempotency key");
-  return key;
-}
+/** `startFixture`, `webhookUrlOf`, `deliver` (signed with {@link SECRET}) and `keyOf`. */
+export const { startFixture, webhookUrlOf, deliver, keyOf } = storeTestKit({
+  testDir: new URL(".", import.meta.url),
+  built: ["../dist/index.js", "../../express/dist/index.js"],
+  buildHint: "pnpm turbo run build --filter=@mappa-webhooks/mysql...",
+  secret: SECRET,
+  sign: signPayload,
+  parseEvent,
+});

@@ -1,21 +1,16 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { createTestEvent, simulateDelivery } from "@mappa-webhooks/testing";
+import { type Child, crashAfterEffect } from "@mappa-webhooks/tooling/test-helpers";
 import { afterAll, describe, expect, it } from "vitest";
 import { openSqliteDatabase } from "../src/index.js";
-import {
-  type Child,
-  cleanupDirs,
-  DRIVER,
-  deliver,
-  keyOf,
-  SECRET,
-  startFixture,
-  tempDir,
-  webhookUrlOf,
-} from "./helpers.js";
+import { cleanupDirs, DRIVER, deliver, keyOf, SECRET, startFixture, tempDir } from "./helpers.js";
 
 const children: Child[] = [];
+const track = (child: Child) => {
+  children.push(child);
+  return child;
+};
 afterAll(async () => {
   await Promise.all(children.map((child) => child.kill("SIGKILL")));
   cleanupDirs();
@@ -51,32 +46,21 @@ describe.each([
         PORT: "0",
         LEASE_MS: "1000",
       };
-      const doomed = startFixture("receiver.mjs", { ...env, INSTANCE: "doomed" });
-      children.push(doomed);
-      const base = createTestEvent("report.completed");
-      const event = { ...base, data: { ...base.data, stallOn: "doomed" } };
-      const answer = deliver(await webhookUrlOf(doomed), event).then(
-        (result) => result.status,
-        () => "network error",
-      );
-      await doomed.waitForLine(new RegExp(`^wrote ${keyOf(event)}$`), 30_000);
-      const killedAt = performance.now();
-      await doomed.kill("SIGKILL");
-      expect(await answer).toBe("network error");
-
-      const rescuer = startFixture("receiver.mjs", { ...env, INSTANCE: "rescuer" });
-      children.push(rescuer);
-      // Mappa's retries (at 1/100 of its schedule): 409 while the dead process's lease lasts.
-      const report = await simulateDelivery(await webhookUrlOf(rescuer), event, {
-        secret: SECRET,
-        timeScale: 0.01,
+      const { answer, event, key, report, recoveryMs, rescuer, url } = await crashAfterEffect({
+        start: (instance) => track(startFixture("receiver.mjs", { ...env, INSTANCE: instance })),
+        event: createTestEvent("report.completed"),
+        keyOf,
+        deliver,
+        // Mappa's retries (at 1/100 of its schedule): 409 while the dead process's lease lasts.
+        redeliver: (to, stalled) =>
+          simulateDelivery(to, stalled, { secret: SECRET, timeScale: 0.01 }),
       });
-      const recoveryMs = Math.round(performance.now() - killedAt);
+      expect(answer).toBe("network error");
       expect(report.delivered).toBe(true);
       const reader = await openSqliteDatabase(database, { driver: DRIVER });
       const written = reader
         .all<{ worker: string }>("SELECT worker FROM effects WHERE event_key = ? ORDER BY id", [
-          keyOf(event),
+          key,
         ])
         .map((row) => row.worker);
       const summary = {
@@ -90,17 +74,15 @@ describe.each([
       expect(written).toEqual(effects);
       if (mode === "transactional") {
         expect(
-          reader.get("SELECT status, attempts FROM mappa_webhooks_events WHERE key = ?", [
-            keyOf(event),
-          ]),
+          reader.get("SELECT status, attempts FROM mappa_webhooks_events WHERE key = ?", [key]),
         ).toEqual({ status: "done", attempts: 1 });
       }
       // A later duplicate runs nothing more.
-      const again = await deliver(await webhookUrlOf(rescuer), event);
+      const again = await deliver(url, event);
       expect(again).toEqual({ status: 200, body: { received: true, duplicate: true } });
-      expect(
-        reader.all("SELECT worker FROM effects WHERE event_key = ?", [keyOf(event)]),
-      ).toHaveLength(effects.length);
+      expect(reader.all("SELECT worker FROM effects WHERE event_key = ?", [key])).toHaveLength(
+        effects.length,
+      );
       reader.close();
       await rescuer.kill();
     });

@@ -74,15 +74,14 @@ export interface OversizedResult {
   answeredEarly: boolean;
 }
 
-/** Bytes `streamOversized` sends at full speed before it paces itself. */
-const PACE_AFTER_BYTES = 1024 * 1024;
-
 /**
  * Streams a chunked body of up to `maxBytes` (bounded) and stops as soon as the server answers
  * and closes the connection. A server that reads the whole body before answering would take
- * every byte. Past the first MiB the client paces itself (a chunk per timer turn), so how many
- * bytes go out before the answer depends on the server reacting, not on how much CPU the server
- * gets on a busy machine compared with the client.
+ * every byte. With `paceAfterBytes` the client paces itself past that many bytes (a chunk per
+ * timer turn), so how many bytes go out before the answer depends on the server reacting, not
+ * on how much CPU the server gets compared with the client on a busy machine. Pacing leaves
+ * more writes after an early answer, so more chances of the TCP reset that can discard it: only
+ * a caller that tolerates resets should pace.
  *
  * @example
  * ```ts
@@ -95,6 +94,7 @@ export async function streamOversized(
   headers: OutgoingHttpHeaders,
   maxBytes: number,
   chunkBytes = 64 * 1024,
+  paceAfterBytes = Number.POSITIVE_INFINITY,
 ): Promise<OversizedResult> {
   const req = httpRequest(url, {
     method: "POST",
@@ -127,7 +127,7 @@ export async function streamOversized(
         // Wait for room, or for the server to answer / close.
         await Promise.race([once(req, "drain").catch(() => {}), done]);
       }
-      if (bytesWritten > PACE_AFTER_BYTES) await new Promise((resolve) => setTimeout(resolve, 1));
+      if (bytesWritten > paceAfterBytes) await new Promise((resolve) => setTimeout(resolve, 1));
     }
     if (!answered && !req.destroyed) req.end();
     await done;

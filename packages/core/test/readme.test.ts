@@ -13,6 +13,12 @@ declare const payload: string;
 declare const headers: Headers;
 declare const secret: string;
 declare function saveReport(reportId: string): Promise<void>;
+/** The reader's Mappa SDK client (conduit), in the recovery section. */
+declare const mappa: { reports: { create(input: object): Promise<{ jobId: string }> } };
+/** The receiver's options, as in the recovery section's first snippet. */
+declare const options: import("@mappa-webhooks/core").MappaWebhooksOptions & {
+  idempotency: import("@mappa-webhooks/core").IdempotencyStore;
+};
 `;
 
 /** Type-checks each ```ts block of the README as its own module against the source. */

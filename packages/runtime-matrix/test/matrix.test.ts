@@ -330,6 +330,10 @@ describe.each(targets)("$name", (target) => {
               `${fresh.baseUrl}/${app}/webhooks/mappa`,
               { "content-type": "application/json", "mappa-signature": "t=1,v1=00" },
               maxBytes,
+              64 * 1024,
+              // Paced past 1 MiB: the bound then measures the server's reaction, not its share
+              // of a busy machine's CPU; this check tolerates the resets pacing makes likelier.
+              1024 * 1024,
             );
             expect(streamed.bytesWritten).toBeLessThan(maxBytes);
             statuses.push(streamed.status);

@@ -90,6 +90,17 @@ declare const options: import("@mappa-webhooks/core").MappaWebhooksOptions & {
   idempotency: import("@mappa-webhooks/core").IdempotencyStore;
 };
 `,
+  "packages/dynamodb/README.md": `${common}
+/** The reader's AWS CDK stack, and the part of aws-cdk-lib/aws-dynamodb the excerpt uses. */
+declare const stack: unknown;
+declare namespace dynamodb {
+  class Table {
+    constructor(scope: unknown, id: string, props: object);
+  }
+  const AttributeType: { STRING: "S" };
+  const BillingMode: { PAY_PER_REQUEST: "PAY_PER_REQUEST" };
+}
+`,
   "packages/postgres/README.md": `${common}${express}
 declare const pool: import("pg").Pool;
 declare const saveReport: (client: import("pg").PoolClient, reportId: string) => Promise<void>;

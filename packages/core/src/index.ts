@@ -64,6 +64,8 @@ export {
   type MappaProcessStart,
   type MappaStepScope,
   type MappaTraceCarrier,
+  ProcessTrace,
+  startProcessTrace,
 } from "./instrumentation.js";
 export { createLogWriter, type MappaLogger, type MappaLogLevel } from "./log.js";
 export {

@@ -238,6 +238,80 @@ function guarded<T>(fn: () => T): T | undefined {
   }
 }
 
+/** Runs `fn` inside `scope`; a scope whose `run` throws before calling `fn` loses no work. */
+function runIn<T>(scope: MappaStepScope, fn: () => T): T {
+  let called = false;
+  try {
+    return scope.run(() => {
+      called = true;
+      return fn();
+    });
+  } catch (error) {
+    if (called) throw error;
+    return fn();
+  }
+}
+
+/**
+ * One attempt of a durable hand-off's worker (the Postgres inbox, BullMQ) as its
+ * instrumentation sees it: handler steps, then one end. Never throws.
+ */
+export class ProcessTrace {
+  private readonly started = now();
+  private ended = false;
+  constructor(private readonly scope: MappaProcessScope) {}
+
+  /** The handler's step. */
+  step(name: string): MappaStepScope {
+    const inner = guarded(() => this.scope.step("handler", name)) ?? NO_STEP;
+    return {
+      run: (fn) => runIn(inner, fn),
+      end: (error) => {
+        guarded(() => inner.end(error));
+      },
+    };
+  }
+
+  /** Ends the attempt once; later calls do nothing. */
+  end(outcome: "handled" | "failed", error?: Error, willRetry?: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    const durationMs = now() - this.started;
+    guarded(() =>
+      this.scope.end({
+        outcome,
+        durationMs,
+        ...(error === undefined ? {} : { error }),
+        ...(willRetry === undefined ? {} : { willRetry }),
+      }),
+    );
+  }
+}
+
+/**
+ * Starts a worker attempt's trace, or `undefined` when the instrumentation has no
+ * `startProcess` (or declines, or throws). A `carrier` that is not an object is left out.
+ *
+ * @example
+ * ```ts
+ * const trace = startProcessTrace(instrumentation, { handoff: "bullmq", attempt: 1, startedAt: Date.now(), carrier });
+ * const step = trace?.step("report.completed");
+ * ```
+ */
+export function startProcessTrace(
+  instrumentation: MappaInstrumentation | undefined,
+  start: MappaProcessStart,
+): ProcessTrace | undefined {
+  if (instrumentation?.startProcess === undefined) return undefined;
+  const { carrier, ...rest } = start;
+  const clean: MappaProcessStart =
+    carrier !== null && carrier !== undefined && typeof carrier === "object"
+      ? { ...rest, carrier }
+      : rest;
+  const scope = guarded(() => instrumentation.startProcess?.(clean));
+  return scope === undefined ? undefined : new ProcessTrace(scope);
+}
+
 /** A step as the pipeline sees it: the instrumentation's scope and the step's start. */
 export class TracedStep {
   private readonly started = now();
@@ -248,17 +322,7 @@ export class TracedStep {
   ) {}
   run<T>(fn: () => T): T {
     if (this.scope === NO_STEP) return fn();
-    // A scope whose `run` throws before calling `fn` must not lose the step's work.
-    let called = false;
-    try {
-      return this.scope.run(() => {
-        called = true;
-        return fn();
-      });
-    } catch (error) {
-      if (called) throw error;
-      return fn();
-    }
+    return runIn(this.scope, fn);
   }
   end(error?: unknown): void {
     const ms = now() - this.started;

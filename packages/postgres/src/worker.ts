@@ -5,12 +5,12 @@ import {
   type MappaInstrumentation,
   type MappaLogger,
   type MappaLogLevel,
-  type MappaProcessScope,
   type MappaProcessStart,
-  type MappaStepScope,
   type MappaTraceCarrier,
   type MappaUnknownEvent,
+  type ProcessTrace,
   parseEvent,
+  startProcessTrace,
 } from "@mappa-webhooks/core";
 import { readBacklog } from "./admin.js";
 import {
@@ -238,11 +238,6 @@ interface Outcome {
 class BrokenTransaction extends Error {}
 
 const LOG_PREFIX = "@mappa-webhooks/postgres: ";
-const clock: () => number =
-  typeof globalThis.performance?.now === "function"
-    ? () => globalThis.performance.now()
-    : () => Date.now();
-const NO_STEP: MappaStepScope = { run: (fn) => fn(), end: () => {} };
 
 /** Calls `fn`; an instrumentation that throws never changes what the worker does. */
 function guarded<T>(fn: () => T): T | undefined {
@@ -250,49 +245,6 @@ function guarded<T>(fn: () => T): T | undefined {
     return fn();
   } catch {
     return undefined;
-  }
-}
-
-/** One attempt's span (or whatever the instrumentation makes of it); never throws. */
-class AttemptTrace {
-  private readonly started = clock();
-  private ended = false;
-  constructor(private readonly scope: MappaProcessScope) {}
-
-  /** The handler's step; its `run` falls back to calling `fn` should the scope's throw. */
-  step(name: string): MappaStepScope {
-    const inner = guarded(() => this.scope.step("handler", name)) ?? NO_STEP;
-    return {
-      run: (fn) => {
-        let called = false;
-        try {
-          return inner.run(() => {
-            called = true;
-            return fn();
-          });
-        } catch (error) {
-          if (called) throw error;
-          return fn();
-        }
-      },
-      end: (error) => {
-        guarded(() => inner.end(error));
-      },
-    };
-  }
-
-  end(outcome: "handled" | "failed", error?: Error, willRetry?: boolean): void {
-    if (this.ended) return;
-    this.ended = true;
-    const durationMs = clock() - this.started;
-    guarded(() =>
-      this.scope.end({
-        outcome,
-        durationMs,
-        ...(error === undefined ? {} : { error }),
-        ...(willRetry === undefined ? {} : { willRetry }),
-      }),
-    );
   }
 }
 
@@ -412,23 +364,17 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     throw invalidOptions(api, errorMessage(error).replace(/^@mappa-webhooks: /, ""));
   }
   // Each taken row's attempt, from its take (or its parse) to its recorded outcome.
-  const traces = new Map<TakenRow, AttemptTrace>();
-  const startTrace = (row: TakenRow, event: MappaEvent | undefined): AttemptTrace | undefined => {
-    if (instrumentation?.startProcess === undefined) return undefined;
+  const traces = new Map<TakenRow, ProcessTrace>();
+  const startTrace = (row: TakenRow, event: MappaEvent | undefined): ProcessTrace | undefined => {
     const start: MappaProcessStart = {
       handoff: "postgres-inbox",
       attempt: row.attempts,
       startedAt: Date.now(),
     };
     if (event !== undefined) start.event = event;
-    const carrier = row.trace_context;
-    if (carrier !== null && carrier !== undefined && typeof carrier === "object") {
-      start.carrier = carrier;
-    }
-    const scope = guarded(() => instrumentation.startProcess?.(start));
-    if (scope === undefined) return undefined;
-    const trace = new AttemptTrace(scope);
-    traces.set(row, trace);
+    if (row.trace_context != null) start.carrier = row.trace_context;
+    const trace = startProcessTrace(instrumentation, start);
+    if (trace !== undefined) traces.set(row, trace);
     return trace;
   };
 
@@ -697,7 +643,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
   const runHandler = async (
     event: MappaEvent,
     client: TClient,
-    trace: AttemptTrace | undefined,
+    trace: ProcessTrace | undefined,
   ): Promise<Settled> => {
     const handler = handlerFor(on, onUnknown, event);
     if (handler === undefined) return { kind: "ok" };

@@ -7,13 +7,13 @@ import {
   type MappaInstrumentation,
   type MappaLogger,
   type MappaLogLevel,
-  type MappaProcessScope,
   type MappaProcessStart,
-  type MappaStepScope,
   type MappaTraceCarrier,
   type MappaUnknownEvent,
   MappaWebhookError,
+  type ProcessTrace,
   parseEvent,
+  startProcessTrace,
 } from "@mappa-webhooks/core";
 import {
   type ConnectionOptions,
@@ -333,56 +333,6 @@ const LOG_PREFIX = "@mappa-webhooks/redis: ";
 // How many delayed and active jobs the backlog looks at for the oldest pending one.
 const BACKLOG_SCAN = 100;
 
-const clock: () => number =
-  typeof globalThis.performance?.now === "function"
-    ? () => globalThis.performance.now()
-    : () => Date.now();
-
-const NO_STEP: MappaStepScope = { run: (fn) => fn(), end: () => {} };
-
-/** One attempt's span (or whatever the instrumentation makes of it); never throws. */
-class JobTrace {
-  private readonly started = clock();
-  private ended = false;
-  constructor(private readonly scope: MappaProcessScope) {}
-
-  /** The handler's step; its `run` falls back to calling `fn` should the scope's throw. */
-  step(name: string): MappaStepScope {
-    const inner = guarded(() => this.scope.step("handler", name)) ?? NO_STEP;
-    return {
-      run: (fn) => {
-        let called = false;
-        try {
-          return inner.run(() => {
-            called = true;
-            return fn();
-          });
-        } catch (error) {
-          if (called) throw error;
-          return fn();
-        }
-      },
-      end: (error) => {
-        guarded(() => inner.end(error));
-      },
-    };
-  }
-
-  end(outcome: "handled" | "failed", error?: Error, willRetry?: boolean): void {
-    if (this.ended) return;
-    this.ended = true;
-    const durationMs = clock() - this.started;
-    guarded(() =>
-      this.scope.end({
-        outcome,
-        durationMs,
-        ...(error === undefined ? {} : { error }),
-        ...(willRetry === undefined ? {} : { willRetry }),
-      }),
-    );
-  }
-}
-
 /** Which job and event a log line is about. */
 function jobText(job: Job<MappaJobData>, event: MappaEvent | undefined): string {
   const id = job.id ?? "?";
@@ -510,14 +460,11 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
     job: Job<MappaJobData>,
     event: MappaEvent | undefined,
     attempt: number,
-  ): JobTrace | undefined => {
-    if (instrumentation?.startProcess === undefined) return undefined;
+  ): ProcessTrace | undefined => {
     const start: MappaProcessStart = { handoff: "bullmq", attempt, startedAt: Date.now() };
     if (event !== undefined) start.event = event;
-    const carrier = job.data?.traceContext;
-    if (carrier !== null && typeof carrier === "object") start.carrier = carrier;
-    const scope = guarded(() => instrumentation.startProcess?.(start));
-    return scope === undefined ? undefined : new JobTrace(scope);
+    if (job.data?.traceContext != null) start.carrier = job.data.traceContext;
+    return startProcessTrace(instrumentation, start);
   };
   /** A failed attempt: `onError`, one log line, and the attempt's span ended. */
   const attemptFailed = (
@@ -525,7 +472,7 @@ export function createMappaWorker(options: MappaWorkerOptions): Worker<MappaJobD
     info: Extract<MappaWorkerErrorInfo, { phase: "handler" }>,
     attempt: number,
     attempts: number,
-    trace: JobTrace | undefined,
+    trace: ProcessTrace | undefined,
     fix: string,
   ) => {
     report(error, info);

@@ -65,12 +65,22 @@ describe("a FATAL with a new connection's first ReadyForQuery", () => {
     await worker.waitForLine(/^worker ready \d+$/, 30_000);
     const before = proxy.injected;
     proxy.injectNext(3);
-    // Drop the worker's idle connections so its next takes need new ones.
-    await db.pool.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mappa-fatal' AND state = 'idle' AND query NOT LIKE 'LISTEN%'",
+    // Drop the worker's idle connections so its next takes need new ones; again while the
+    // injections are not all used (on a busy machine a connection may be busy, not idle, at
+    // the first sweep, and the worker would keep it).
+    const dropIdle = () =>
+      db.pool.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mappa-fatal' AND state = 'idle' AND query NOT LIKE 'LISTEN%'",
+      );
+    await waitFor(
+      async () => {
+        if (proxy.injected >= before + 3 || !alive(worker)) return true;
+        await dropIdle();
+        return false;
+      },
+      90_000,
+      1_000,
     );
-    // Generous: on a busy machine the worker's backoff between failed takes stretches out.
-    await waitFor(() => proxy.injected >= before + 3 || !alive(worker), 90_000);
     const event = parseEvent(JSON.stringify(createTestEvent("report.completed")));
     await createInbox({ pool: db.pool, schema: db.schema }).store(event);
     await waitFor(async () => !alive(worker) || (await effects(keyOf(event))) === 1, 90_000);

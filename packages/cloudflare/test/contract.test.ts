@@ -33,7 +33,10 @@ let instance = 0;
 /** A store on an object instance of its own (a fresh name), with replicas on the same one. */
 function freshStore(options: DurableObjectIdempotencyStoreOptions = {}) {
   const name = `contract-${++instance}-${Date.now()}`;
-  const make = () => createDurableObjectIdempotencyStore(namespace, { ...options, name });
+  // A generous answer deadline: workerd on a busy CI machine can stall for seconds, and these
+  // checks are about what the object answers, not how fast.
+  const make = () =>
+    createDurableObjectIdempotencyStore(namespace, { timeoutMs: 30_000, ...options, name });
   return {
     store: make(),
     async replicas(n: number) {
@@ -59,6 +62,8 @@ describeIdempotencyStoreContract(
   async () => freshStore(),
   {
     clock: "real",
+    // Each renewal is a round trip through workerd; a lease of seconds survives a busy machine.
+    realLeaseMs: 4000,
   },
 );
 
@@ -159,7 +164,7 @@ describe("createDurableObjectIdempotencyStore", () => {
 describe("MappaIdempotencyObject's storage", () => {
   it("deletes expired claims and completed marks on its alarm, and keeps live ones", async () => {
     const name = `sweep-${Date.now()}`;
-    const store = createDurableObjectIdempotencyStore(namespace, { name });
+    const store = createDurableObjectIdempotencyStore(namespace, { name, timeoutMs: 30_000 });
     const size = async () => {
       const stub = namespace.get(namespace.idFromName(name) as never);
       const res = await stub.fetch("https://object/rpc", {
@@ -177,7 +182,10 @@ describe("MappaIdempotencyObject's storage", () => {
       if (i % 2 === 0) await store.complete(`evt_short_${i}`, claim.token, { ttlMs: 300 });
     }
     // A renewal moves a claim's expiry: the sweep follows it.
-    const renewed = await store.claim("evt_renewed", { leaseMs: 200 });
+    // Its first lease is long enough to renew on a busy machine; the check below waits it out.
+    const renewedLeaseMs = 3000;
+    const renewedAt = Date.now();
+    const renewed = await store.claim("evt_renewed", { leaseMs: renewedLeaseMs });
     if (renewed.status !== "claimed") throw new Error(renewed.status);
     expect(await store.renew("evt_renewed", renewed.token, { leaseMs: 10 * 60_000 })).toBe(true);
     // 7 stored (fewer if the alarm already swept some: its time is the machine's, not the test's).
@@ -190,6 +198,10 @@ describe("MappaIdempotencyObject's storage", () => {
       left = await size();
     }
     expect(left).toBe(2);
+    // Past the renewed claim's first expiry, so only the renewal can have kept it.
+    const pastFirstExpiry = renewedAt + renewedLeaseMs + 500 - Date.now();
+    if (pastFirstExpiry > 0) await new Promise((resolve) => setTimeout(resolve, pastFirstExpiry));
+    expect(await size()).toBe(2);
     expect(await store.claim("evt_live", { leaseMs: 1000 })).toEqual({ status: "in_flight" });
     expect(await store.claim("evt_renewed", { leaseMs: 1000 })).toEqual({ status: "in_flight" });
     expect((await store.claim("evt_short_0", { leaseMs: 1000 })).status).toBe("claimed");

@@ -32,7 +32,8 @@ export async function startExample(
   dir: string,
   env: Record<string, string>,
   entry = "server.js",
-  startTimeoutMs = 30_000,
+  // Generous: a NestJS or Next app can take tens of seconds to start on a busy CI machine.
+  startTimeoutMs = 120_000,
 ): Promise<RunningExample> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: "0", ...env };
   // The examples switch to a shared store when REDIS_URL is set; the e2e runs them standalone.
@@ -162,7 +163,7 @@ export function describeExampleApp(name: string, dir: string): void {
     };
     beforeAll(async () => {
       example = await startExample(dir, { MAPPA_WEBHOOK_SECRET: secret });
-    });
+    }, 150_000);
     afterAll(async () => {
       await example?.stop();
     });

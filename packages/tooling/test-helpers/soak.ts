@@ -154,6 +154,8 @@ export interface StoreSoakResult {
   doubled: number;
   effectsByProcess: Record<string, number>;
   abandoned: number;
+  /** Receiver processes that had exited (crashed) before the soak ended: must be 0. */
+  receiversExited: number;
   receivedMs: number;
   [extra: string]: unknown;
 }
@@ -202,6 +204,9 @@ export async function runStoreSoak<TEvent>(
         if (!report.delivered) abandoned++;
       },
     });
+    const receiversExited = receivers.filter(
+      (child) => child.process.exitCode !== null || child.process.signalCode !== null,
+    ).length;
     const measured = await options.measure();
     const perKey = new Map<string, number>(events.map((event) => [options.keyOf(event), 0]));
     const byProcess: Record<string, number> = {};
@@ -232,6 +237,7 @@ export async function runStoreSoak<TEvent>(
       doubled: counts.filter((n) => n > 1).length,
       effectsByProcess: byProcess,
       abandoned,
+      receiversExited,
       receivedMs: sent.receivedMs,
       ...measured.extra,
     };
@@ -243,9 +249,17 @@ export async function runStoreSoak<TEvent>(
 }
 
 /**
- * The soak's verdict, the same for every store: nothing abandoned, 30% delivered twice, every
- * failing-once event answered 500 once and handled on a retry, every effect exactly once, only
- * 200/409/500 answers, and both processes did work.
+ * Connection-level failures a busy machine can give an attempt that never reached a handler
+ * (a keep-alive socket closed by the server as the client reused it): Mappa retries them, as
+ * the simulator does, so they are allowed while both receivers stay up.
+ */
+const RETRIED_CONNECTION_ERRORS = ["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"];
+
+/**
+ * The soak's verdict, the same for every store: nothing abandoned, no receiver crashed, 30%
+ * delivered twice, every failing-once event answered 500 once and handled on a retry, every
+ * effect exactly once, only 200/409/500 answers (or a retried connection error), and both
+ * processes did work.
  *
  * @example
  * ```ts
@@ -254,6 +268,7 @@ export async function runStoreSoak<TEvent>(
  */
 export function expectSoakExactlyOnce(result: StoreSoakResult, events: number): void {
   expect(result.abandoned).toBe(0);
+  expect(result.receiversExited).toBe(0);
   expect(result.duplicatedEvents).toBe(events * 0.3);
   expect(result.deliveries).toBe(events * 1.3);
   expect(result.handlersFailingOnce).toBe(events / 5);
@@ -262,7 +277,8 @@ export function expectSoakExactlyOnce(result: StoreSoakResult, events: number): 
   expect(result.doubled).toBe(0);
   // Each failing-once event was answered 500 once, then handled on a retry.
   expect(result.answers["500"]).toBe(events / 5);
-  for (const status of Object.keys(result.answers)) expect(["200", "409", "500"]).toContain(status);
+  for (const status of Object.keys(result.answers))
+    expect(["200", "409", "500", ...RETRIED_CONNECTION_ERRORS]).toContain(status);
   expect(result.effectsByProcess.a).toBeGreaterThan(0);
   expect(result.effectsByProcess.b).toBeGreaterThan(0);
 }

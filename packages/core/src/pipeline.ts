@@ -604,15 +604,22 @@ async function runAndSettle<TContext>(
     return handlerFailed(error);
   }
   stopRenewing?.();
-  try {
-    await store.complete(key, token, { ttlMs: receiver.ttlMs });
-  } catch (error) {
-    // The effect happened: answering non-2xx would make Mappa run it again.
-    report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event });
-  }
-  await untrackHandled(store, event, (error) =>
-    report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event }),
-  );
+  const completing = (async () => {
+    try {
+      await store.complete(key, token, { ttlMs: receiver.ttlMs });
+    } catch (error) {
+      // The effect happened: answering non-2xx would make Mappa run it again.
+      report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event });
+    }
+  })();
+  // The job is untracked at the same time, not after: the handlers ran, so recovery has nothing
+  // to ask about whether or not the done mark lands, and a networked store saves a round trip.
+  await Promise.all([
+    completing,
+    untrackHandled(store, event, (error) =>
+      report(receiver, storeFailed(error), { phase: "idempotency", status: 200, event }),
+    ),
+  ]);
   return undefined;
 }
 

@@ -1,0 +1,181 @@
+// Group commit in the application: concurrent inbox inserts share one statement and one
+// transaction, so one WAL flush acknowledges many deliveries.
+import { isConnectionError, sqlState } from "./pg.js";
+import type { ResolvedTables } from "./schema.js";
+
+/** How a batcher forms batches: at most `maxBatch` items each, `maxInFlight` at once. */
+export interface GroupCommitLimits {
+  maxBatch: number;
+  maxInFlight: number;
+}
+
+export const DEFAULT_GROUP_COMMIT: Readonly<GroupCommitLimits> = Object.freeze({
+  maxBatch: 64,
+  maxInFlight: 2,
+});
+
+interface Entry<TItem, TResult> {
+  item: TItem;
+  /** `performance.now()` after which the caller stopped waiting: the item is not sent. */
+  deadline: number;
+  resolve(result: TResult): void;
+  reject(error: unknown): void;
+}
+
+/** Submits items; each settles after the commit that holds it. */
+export interface GroupCommit<TItem, TResult> {
+  submit(item: TItem, deadline?: number): Promise<TResult>;
+  /** Batches sent and not settled yet. */
+  readonly inFlight: number;
+  /** Items waiting for a batch. */
+  readonly queued: number;
+}
+
+/**
+ * A batcher: an item submitted while fewer than `maxInFlight` batches are in flight goes at
+ * once (no timer, so a lone delivery waits for nothing); otherwise it queues, and when a batch
+ * settles the queue (up to `maxBatch` items) goes as the next one. `commit` runs one batch
+ * and resolves one result per item, in order. When it rejects with an error `retrySingly`
+ * accepts (an error about one row's data), each item is committed again on its own, so only
+ * the bad item fails; any other error (a lost connection, a timeout) fails the whole batch.
+ */
+export function createGroupCommit<TItem, TResult>(options: {
+  limits: GroupCommitLimits;
+  commit(items: readonly TItem[]): Promise<TResult[]>;
+  retrySingly(error: unknown): boolean;
+  /** The error of an item whose deadline passed while it queued (it is never sent). */
+  expired(): Error;
+}): GroupCommit<TItem, TResult> {
+  const { limits, commit, retrySingly, expired } = options;
+  const queue: Entry<TItem, TResult>[] = [];
+  let inFlight = 0;
+
+  const commitSingly = (entries: Entry<TItem, TResult>[]) =>
+    Promise.all(
+      entries.map((entry) =>
+        commit([entry.item]).then(
+          (results) => entry.resolve(results[0] as TResult),
+          (error: unknown) => entry.reject(error),
+        ),
+      ),
+    );
+
+  const run = async (entries: Entry<TItem, TResult>[]) => {
+    try {
+      const results = await commit(entries.map((entry) => entry.item));
+      for (let i = 0; i < entries.length; i++) entries[i]?.resolve(results[i] as TResult);
+    } catch (error) {
+      if (entries.length > 1 && retrySingly(error)) await commitSingly(entries);
+      else for (const entry of entries) entry.reject(error);
+    }
+  };
+
+  const pump = () => {
+    while (inFlight < limits.maxInFlight && queue.length > 0) {
+      const now = performance.now();
+      const entries: Entry<TItem, TResult>[] = [];
+      while (entries.length < limits.maxBatch && queue.length > 0) {
+        const entry = queue.shift() as Entry<TItem, TResult>;
+        // Its caller has answered already (timed out): storing it now would help no one.
+        if (entry.deadline <= now) entry.reject(expired());
+        else entries.push(entry);
+      }
+      if (entries.length === 0) return;
+      inFlight++;
+      void run(entries).finally(() => {
+        inFlight--;
+        pump();
+      });
+    }
+  };
+
+  return {
+    submit(item, deadline = Number.POSITIVE_INFINITY) {
+      return new Promise<TResult>((resolve, reject) => {
+        queue.push({ item, deadline, resolve, reject });
+        pump();
+      });
+    },
+    get inFlight() {
+      return inFlight;
+    },
+    get queued() {
+      return queue.length;
+    },
+  };
+}
+
+/**
+ * Whether a failed batch is worth retrying row by row: errors about the data of some row
+ * (SQLSTATE classes 22 data exception, 23 integrity constraint, 54 program limit such as an
+ * index row too large) and transaction conflicts (class 40, which single-row statements
+ * avoid). A lost connection, a timeout or a missing table fails every row alike.
+ */
+export function isRowError(error: unknown): boolean {
+  if (isConnectionError(error)) return false;
+  const state = sqlState(error) ?? "";
+  return /^(22|23|40|54)/.test(state);
+}
+
+/** One inbox row, as the insert sends it. */
+export interface InboxRow {
+  key: string;
+  eventId: string | null;
+  type: string;
+  /** The event as JSON text. */
+  payload: string;
+  /** The delivery's trace context as JSON text, or `null`. */
+  traceContext: string | null;
+}
+
+/**
+ * The multi-row inbox insert: rows as parallel arrays through `unnest`, `ON CONFLICT (key) DO
+ * NOTHING`, the keys it stored as one array, and one `pg_notify` when it stored any.
+ */
+export function batchInsertSql(t: ResolvedTables, notify: boolean): string {
+  return `WITH stored AS (
+         INSERT INTO ${t.events} (key, event_id, type, payload, trace_context)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::jsonb[])
+         ON CONFLICT (key) DO NOTHING
+         RETURNING key
+       )
+       SELECT array_agg(key) AS keys${notify ? ", CASE WHEN count(*) > 0 THEN pg_notify($6, '') END AS woken" : ""}
+         FROM stored`;
+}
+
+/**
+ * The parameters of {@link batchInsertSql} for `rows` and which of them to send: one row per
+ * key (the first of the batch), sorted by key so that concurrent batches take their row locks
+ * in the same order and never deadlock.
+ */
+export function batchInsertValues(
+  rows: readonly InboxRow[],
+  channel: string | undefined,
+): unknown[] {
+  const seen = new Set<string>();
+  const unique: InboxRow[] = [];
+  for (const row of rows) {
+    if (seen.has(row.key)) continue;
+    seen.add(row.key);
+    unique.push(row);
+  }
+  unique.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const values: unknown[] = [
+    unique.map((row) => row.key),
+    unique.map((row) => row.eventId),
+    unique.map((row) => row.type),
+    unique.map((row) => row.payload),
+    unique.map((row) => row.traceContext),
+  ];
+  if (channel !== undefined) values.push(channel);
+  return values;
+}
+
+/**
+ * Whether each row was stored, given the keys the statement returned: the first row of each
+ * stored key is, any later row of the same key in the batch is a duplicate.
+ */
+export function storedFlags(rows: readonly InboxRow[], storedKeys: readonly string[]): boolean[] {
+  const unclaimed = new Set(storedKeys);
+  return rows.map((row) => unclaimed.delete(row.key));
+}

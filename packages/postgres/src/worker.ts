@@ -378,15 +378,24 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     return trace;
   };
 
+  // "Still pending", for the statements that find a row by its key (the CHECK allows only
+  // pending, done and failed). Not written `status = 'pending'`: that would let the planner
+  // pick the partial pending index over the primary key when the statistics say few events
+  // are pending (an ANALYZE while the inbox was nearly empty), and each lookup would then read
+  // the whole backlog.
+  const STILL_PENDING = "status NOT IN ('done', 'failed')";
   const abandoned = `'attempt ' || (e.attempts + 1) || ' recorded no outcome: the worker stopped (a crash, a kill, process.exit in the handler) or lost its database connection while the handler ran'`;
   const SQL = {
     // The take commits at once (no WAL flush wait: a worker crash never loses it), so the
     // attempt counts even if the handler then kills the process. A retried event is taken
     // alone: if it is the one that crashes its worker, it takes no other event down with it.
     beginTake: "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off",
+    // `(SELECT clock_timestamp())` is computed once, so it bounds the scan of the pending index
+    // (an Index Cond): with many events waiting for a retry and none due, a take still reads
+    // only the head of the index instead of every waiting event.
     take: `WITH candidates AS (
              SELECT key, attempts, run_at, last_error FROM ${t.events}
-              WHERE status = 'pending' AND run_at <= clock_timestamp()
+              WHERE status = 'pending' AND run_at <= (SELECT clock_timestamp())
               ORDER BY run_at
               LIMIT $1
               FOR UPDATE SKIP LOCKED
@@ -410,7 +419,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     // Still ours: pending with the attempt we counted.
     // Waits rather than skips: a concurrent take may hold a row's lock for an instant.
     lock: (keys: string[]) => `SELECT key, attempts FROM ${t.events}
-            WHERE key IN (${keys.map(literal).join(", ")}) AND status = 'pending'
+            WHERE key IN (${keys.map(literal).join(", ")}) AND ${STILL_PENDING}
             ORDER BY key FOR UPDATE`,
     done: `UPDATE ${t.events}
               SET status = 'done', last_error = NULL,
@@ -427,10 +436,10 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     retryAlone: `UPDATE ${t.events}
                     SET last_error = $3, updated_at = clock_timestamp(),
                         run_at = clock_timestamp() + $4::double precision * interval '1 millisecond'
-                  WHERE key = $1 AND status = 'pending' AND attempts = $2`,
+                  WHERE key = $1 AND ${STILL_PENDING} AND attempts = $2`,
     failAlone: `UPDATE ${t.events}
                    SET status = 'failed', last_error = $3, updated_at = clock_timestamp()
-                 WHERE key = $1 AND status = 'pending' AND attempts = $2`,
+                 WHERE key = $1 AND ${STILL_PENDING} AND attempts = $2`,
     // An event taken while another runs alone in this worker: back as it was, due a little later.
     giveBack: `UPDATE ${t.events}
                   SET attempts = attempts - 1, last_error = $2, updated_at = clock_timestamp(),
@@ -441,7 +450,7 @@ export function createInboxWorker<TPool extends PgPoolLike>(
     releaseAlone: `UPDATE ${t.events}
                       SET attempts = attempts - 1, last_error = NULL, updated_at = clock_timestamp(),
                           run_at = clock_timestamp()
-                    WHERE key = $1 AND status = 'pending' AND attempts = $2`,
+                    WHERE key = $1 AND ${STILL_PENDING} AND attempts = $2`,
   };
 
   const report = (error: unknown, info: InboxWorkerErrorInfo) => {

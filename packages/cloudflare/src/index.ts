@@ -1,4 +1,11 @@
 export {
+  createD1IdempotencyStore,
+  type D1DatabaseLike,
+  type D1IdempotencyStore,
+  type D1IdempotencyStoreOptions,
+  type D1StatementLike,
+} from "./d1.js";
+export {
   type DurableObjectStateLike,
   type DurableObjectStorageLike,
   MappaIdempotencyObject,

@@ -1,5 +1,5 @@
-// The store in a real Worker on workerd (Miniflare, offline): the Hono adapter with the Durable
-// Object store, bundled by wrangler, answered over real HTTP.
+// The stores in a real Worker on workerd (Miniflare, offline): the Hono adapter with the Durable
+// Object store and with the D1 store, bundled by wrangler, answered over real HTTP.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningWorker, reportCompleted, signedHeaders, startWorker } from "./helpers.js";
 
@@ -13,8 +13,8 @@ afterAll(async () => {
   await worker?.stop();
 });
 
-async function deliver(body: string, headers?: Record<string, string>) {
-  const res = await fetch(`${worker.url}/webhooks/mappa`, {
+async function deliver(body: string, headers?: Record<string, string>, path = "/webhooks/mappa") {
+  const res = await fetch(`${worker.url}${path}`, {
     method: "POST",
     body,
     headers: headers ?? (await signedHeaders(body)),
@@ -33,75 +33,85 @@ async function tracked(query: string): Promise<string[]> {
   return ((await res.json()) as { jobId: string }[]).map((job) => job.jobId);
 }
 
-describe("the Durable Object store behind the Hono adapter on workerd", () => {
+describe("the test Worker on workerd", () => {
   it("bundles with no node: module", () => {
     expect(worker.bundle).not.toMatch(/from\s*["']node:|require\(["']node:/);
     expect(worker.bundle).toContain("MappaIdempotencyObject");
   });
+});
 
-  it("handles a delivery once", async () => {
-    expect(await deliver(reportCompleted("rep_once"))).toEqual({
-      status: 200,
-      json: { received: true },
+for (const { store, path, suffix } of [
+  { store: "Durable Object", path: "/webhooks/mappa", suffix: "" },
+  { store: "D1", path: "/d1/webhooks/mappa", suffix: "_d1" },
+])
+  describe(`the ${store} store behind the Hono adapter on workerd`, () => {
+    const send = (body: string, headers?: Record<string, string>) => deliver(body, headers, path);
+
+    it("handles a delivery once", async () => {
+      expect(await send(reportCompleted(`rep_once${suffix}`))).toEqual({
+        status: 200,
+        json: { received: true },
+      });
+      expect(await runs(`rep_once${suffix}`)).toBe(1);
     });
-    expect(await runs("rep_once")).toBe(1);
-  });
 
-  it("answers a duplicate delivery duplicate, without running the handler again", async () => {
-    const body = reportCompleted("rep_duplicate");
-    expect((await deliver(body)).status).toBe(200);
-    expect(await deliver(body)).toEqual({
-      status: 200,
-      json: { received: true, duplicate: true },
+    it("answers a duplicate delivery duplicate, without running the handler again", async () => {
+      const body = reportCompleted(`rep_duplicate${suffix}`);
+      expect((await send(body)).status).toBe(200);
+      expect(await send(body)).toEqual({
+        status: 200,
+        json: { received: true, duplicate: true },
+      });
+      // Another delivery id of the same job outcome: the same event.
+      expect(await send(reportCompleted(`rep_duplicate${suffix}`))).toEqual({
+        status: 200,
+        json: { received: true, duplicate: true },
+      });
+      expect(await runs(`rep_duplicate${suffix}`)).toBe(1);
     });
-    // Another delivery id of the same job outcome: the same event.
-    expect(await deliver(reportCompleted("rep_duplicate"))).toEqual({
-      status: 200,
-      json: { received: true, duplicate: true },
+
+    it("releases the claim when the handler fails, so the retry runs it", async () => {
+      const body = reportCompleted(`rep_fail_once${suffix}`);
+      const first = await send(body);
+      expect(first.status).toBe(500);
+      expect(first.json.error).toBe("handler_failed");
+      expect(await send(body)).toEqual({ status: 200, json: { received: true } });
+      expect(await send(body)).toEqual({ status: 200, json: { received: true, duplicate: true } });
+      expect(await runs(`rep_fail_once${suffix}`)).toBe(2);
     });
-    expect(await runs("rep_duplicate")).toBe(1);
+
+    it("runs concurrent copies of one delivery once", async () => {
+      const id = `rep_gated_concurrent${suffix}`;
+      const body = reportCompleted(id);
+      const headers = await signedHeaders(body);
+      // The first copy's handler is held open; the other five arrive while it runs.
+      const settled: { status: number; json: Record<string, unknown> }[] = [];
+      const copies = Array.from({ length: 6 }, () =>
+        send(body, headers).then((answer) => {
+          settled.push(answer);
+          return answer;
+        }),
+      );
+      const deadline = Date.now() + 60_000;
+      while (settled.length < 5 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(settled.map((a) => a.status)).toEqual([409, 409, 409, 409, 409]);
+      for (const answer of settled) expect(answer.json.error).toBe("event_in_flight");
+      expect(await runs(id)).toBe(1);
+      const gate = await fetch(`${worker.url}/open/${id}`, { method: "POST" });
+      await gate.arrayBuffer();
+      const answers = await Promise.all(copies);
+      expect(answers.filter((a) => a.status === 200)).toEqual([
+        { status: 200, json: { received: true } },
+      ]);
+      expect(await runs(id)).toBe(1);
+      // Once done, a late copy is a duplicate.
+      expect((await send(body, headers)).json).toEqual({ received: true, duplicate: true });
+    });
   });
 
-  it("releases the claim when the handler fails, so the retry runs it", async () => {
-    const body = reportCompleted("rep_fail_once");
-    const first = await deliver(body);
-    expect(first.status).toBe(500);
-    expect(first.json.error).toBe("handler_failed");
-    expect(await deliver(body)).toEqual({ status: 200, json: { received: true } });
-    expect(await deliver(body)).toEqual({ status: 200, json: { received: true, duplicate: true } });
-    expect(await runs("rep_fail_once")).toBe(2);
-  });
-
-  it("runs concurrent copies of one delivery once", async () => {
-    const id = "rep_gated_concurrent";
-    const body = reportCompleted(id);
-    const headers = await signedHeaders(body);
-    // The first copy's handler is held open; the other five arrive while it runs.
-    const settled: { status: number; json: Record<string, unknown> }[] = [];
-    const copies = Array.from({ length: 6 }, () =>
-      deliver(body, headers).then((answer) => {
-        settled.push(answer);
-        return answer;
-      }),
-    );
-    const deadline = Date.now() + 60_000;
-    while (settled.length < 5 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    expect(settled.map((a) => a.status)).toEqual([409, 409, 409, 409, 409]);
-    for (const answer of settled) expect(answer.json.error).toBe("event_in_flight");
-    expect(await runs(id)).toBe(1);
-    const gate = await fetch(`${worker.url}/open/${id}`, { method: "POST" });
-    await gate.arrayBuffer();
-    const answers = await Promise.all(copies);
-    expect(answers.filter((a) => a.status === 200)).toEqual([
-      { status: 200, json: { received: true } },
-    ]);
-    expect(await runs(id)).toBe(1);
-    // Once done, a late copy is a duplicate.
-    expect((await deliver(body, headers)).json).toEqual({ received: true, duplicate: true });
-  });
-
+describe("job tracking behind the Hono adapter on workerd", () => {
   it("tracks jobs, pages them in job id order, and untracks a handled webhook's job", async () => {
     for (const id of ["job_t3", "job_t1", "job_rep_tracked", "job_t2", "job_t4"]) {
       const res = await fetch(`${worker.url}/track/${id}?at=1000`, { method: "POST" });

@@ -2,7 +2,9 @@
 // Express example: a report that succeeds, one that fails, and one whose first two deliveries are
 // lost and recover through the retry schedule. Exits 0 only when each one arrived as it should.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { once } from "node:events";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -21,7 +23,10 @@ const root = resolve(here, "../../..");
 const style = createStyle(colorEnabled(process.stdout));
 const out = (line = "") => process.stdout.write(`${line}\n`);
 
-function startReceiver(): Promise<{ child: ChildProcess; url: string; log: string[] }> {
+/** Starts the receiver with its SQLite store in `sqliteFile` (SQLITE_FILE). */
+function startReceiver(
+  sqliteFile: string,
+): Promise<{ child: ChildProcess; url: string; log: string[] }> {
   const example = join(root, "examples/express/server.js");
   const script = existsSync(example) ? example : join(here, "demo-receiver.js");
   const child = spawn(process.execPath, [script], {
@@ -32,6 +37,7 @@ function startReceiver(): Promise<{ child: ChildProcess; url: string; log: strin
       HOST: "127.0.0.1",
       MAPPA_WEBHOOK_SECRET: SECRET,
       REDIS_URL: "",
+      SQLITE_FILE: sqliteFile,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -86,7 +92,9 @@ async function main(): Promise<number> {
       "Mappa emulator demo: real jobs on a local Mappa, their webhooks to examples/express",
     ),
   );
-  const receiver = await startReceiver();
+  // A store of this run's own: the emulator's next run must not find its events handled.
+  const storeDir = mkdtempSync(join(tmpdir(), "mappa-demo-emulator-"));
+  const receiver = await startReceiver(join(storeDir, "mappa-webhooks.db"));
   out(`receiver: examples/express on ${receiver.url}`);
   const mappa = await startMappaEmulator({
     secret: SECRET,
@@ -170,7 +178,10 @@ async function main(): Promise<number> {
     return allPassed ? 0 : 1;
   } finally {
     await mappa.close();
+    const exited = receiver.child.exitCode === null ? once(receiver.child, "exit") : undefined;
     receiver.child.kill();
+    await exited;
+    rmSync(storeDir, { recursive: true, force: true });
   }
 }
 

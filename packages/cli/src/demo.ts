@@ -1,7 +1,8 @@
 // `pnpm demo`: starts an example receiver and plays Mappa against it, step by step, printing
 // what happened. Exits 0 only when every step behaved as a correct receiver must.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -13,14 +14,17 @@ import {
   type DeliveryAttempt,
   type DeliveryReport,
 } from "@mappa-webhooks/testing";
-import { describeAttempt } from "./commands/trigger.js";
+import { describeAttempt, isDuplicateAnswer } from "./commands/trigger.js";
 import { colorEnabled, createStyle, formatDuration } from "./output.js";
 
 const HELP = `Usage: node packages/cli/dist/demo.js [--receiver express|builtin|<path to server.js>]
 
 Starts a receiver (examples/express by default, the built-in one if it is missing) and plays a
 scripted Mappa scenario against it: a completed report, a failed report, a tampered delivery, a
-replayed delivery, a duplicate, and an outage that recovers through the retry schedule.`;
+replayed delivery, a duplicate, and an outage that recovers through the retry schedule.
+
+The receiver keeps handled events in an SQLite file in a temporary folder (removed at the end),
+so its dedup survives the restart; MAPPA_STORE=memory runs it on the memory store instead.`;
 
 /** A secret for this demo only; the receiver gets it through its environment. */
 const DEMO_SECRET = "whsec_demo_local_only_4d1f";
@@ -75,11 +79,17 @@ function chooseReceiver(choice: string | undefined): ReceiverSpec {
 /** The receiver as a child process, with every stdout line it printed. */
 class Receiver {
   readonly lines: string[] = [];
+  /** The `store: …` line of its latest start, if it printed one (the examples do). */
+  store: string | undefined;
   private stderr = "";
   private child: ChildProcess | undefined;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly spec: ReceiverSpec) {}
+  /** `sqliteFile`: the store every start of this receiver shares (SQLITE_FILE). */
+  constructor(
+    private readonly spec: ReceiverSpec,
+    private readonly sqliteFile: string,
+  ) {}
 
   /** Starts it on `port` (0 for any) and resolves with the port it printed. */
   async start(port: number): Promise<number> {
@@ -91,8 +101,9 @@ class Receiver {
       MAPPA_WEBHOOK_SECRET: DEMO_SECRET,
       NO_COLOR: "1",
     };
-    // The demo is self-contained: an in-memory idempotency store, no Redis.
+    // The demo is self-contained: no Redis; an SQLite file of its own, kept across restarts.
     delete env.REDIS_URL;
+    env.SQLITE_FILE = this.sqliteFile;
     const child = spawn(command, args, {
       cwd: this.spec.cwd,
       env,
@@ -135,6 +146,7 @@ class Receiver {
     ]);
     if (line === undefined)
       throw new Error("the receiver did not print `listening on …` within 20 s");
+    this.store = this.lines.slice(from).find((l) => l.startsWith("store: "));
     return Number(/:(\d+)/.exec(line.slice("listening on http://".length))?.[1]);
   }
 
@@ -228,7 +240,8 @@ async function main(): Promise<number> {
   }
   const started = performance.now();
   const spec = chooseReceiver(values.receiver);
-  const receiver = new Receiver(spec);
+  const storeDir = mkdtempSync(join(tmpdir(), "mappa-demo-"));
+  const receiver = new Receiver(spec, join(storeDir, "mappa-webhooks.db"));
   const mappa = createDeliverySimulator({
     secret: DEMO_SECRET,
     timeScale: TIME_SCALE,
@@ -242,6 +255,7 @@ async function main(): Promise<number> {
     return await play(receiver, mappa, results, started);
   } finally {
     await receiver.stop();
+    rmSync(storeDir, { recursive: true, force: true });
   }
 }
 
@@ -254,6 +268,7 @@ async function play(
   const port = await receiver.start(0);
   const url = `http://127.0.0.1:${port}/webhooks/mappa`;
   out(style.dim(`Listening on ${url}; Mappa's retry waits are scaled ×${TIME_SCALE}.`));
+  if (receiver.store !== undefined) out(style.dim(`Receiver's ${receiver.store}`));
   out(
     style.dim(
       'Events in Mappa\'s current wire shape: {id, type, createdAt, timestamp, data}, status "succeeded" or "failed".',
@@ -331,8 +346,10 @@ async function play(
     else out(style.dim("     the handler did not run"));
   };
 
+  let firstEvent: ReturnType<typeof createTestEvent> | undefined;
   await step("A report completes", async (differences) => {
     const event = createTestEvent("report.completed");
+    firstEvent = event;
     out(
       style.dim(
         `   Mappa → report.completed ${event.id} (report ${event.data.reportId}, status ${event.data.status})`,
@@ -397,6 +414,32 @@ async function play(
       );
   });
 
+  /** Step 1's event once more, after the restart: a store in a file still knows it. */
+  const afterRestart = async (event: ReturnType<typeof createTestEvent>, differences: string[]) => {
+    const store = receiver.store;
+    if (store === undefined) return;
+    if (!store.startsWith("store: SQLite")) {
+      out(
+        style.dim("     (on the memory store a restart forgets handled events; SQLite keeps them)"),
+      );
+      return;
+    }
+    out(style.dim(`   After the restart, Mappa sends step 1's ${event.id} again`));
+    const before = receiver.handledLines(event).length;
+    const again = await mappa.deliver(url, event, {
+      onAttempt: (attempt) => out(attemptLine(attempt, 5)),
+    });
+    const last = again.attempts[again.attempts.length - 1];
+    if (!again.delivered || last === undefined || !isDuplicateAnswer(last))
+      differences.push(
+        `expected a duplicate after the restart, got ${again.attempts.map(describeAttempt).join(", ")}`,
+      );
+    await sleep(QUIET_MS);
+    if (receiver.handledLines(event).length !== before)
+      differences.push("the restarted receiver ran the handler of step 1's event again");
+    else out(style.dim("     the SQLite file kept it across the restart: the handler did not run"));
+  };
+
   await step("A receiver outage recovers through the retry schedule", async (differences) => {
     const event = createTestEvent("report.completed");
     await receiver.stop();
@@ -438,6 +481,7 @@ async function play(
     const line = await receiver.waitForLine((l) => isHandledLine(l, event), LOG_WAIT_MS);
     if (line === undefined) differences.push("the receiver did not log the recovered event");
     else out(`     receiver: ${style.cyan(line)}`);
+    if (firstEvent !== undefined) await afterRestart(firstEvent, differences);
   });
 
   await receiver.stop();

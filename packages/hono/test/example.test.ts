@@ -22,6 +22,12 @@ function collect(child: ChildProcess): string[] {
   return lines;
 }
 
+// The Node server keeps handled events in an SQLite file (when a driver loads): here, one of its
+// own. The Worker keeps the memory store.
+const scratch = mkdtempSync(join(tmpdir(), "mappa-hono-example-"));
+process.env.SQLITE_FILE = join(scratch, "mappa-webhooks.db");
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
 // On Node: the contract every example keeps (typed events logged once, duplicates, forgeries
 // refused and logged, 405 JSON for other methods, a stalled body answered 408, /api/echo).
 describeExampleApp("examples/hono", exampleDir);

@@ -3,6 +3,7 @@ import {
   createMappaWebhooks,
   type MappaEvent,
   type MappaWebhooksOptions,
+  type WebhookResponse,
 } from "@mappa-webhooks/core";
 import {
   adapterMode,
@@ -11,7 +12,7 @@ import {
   receiveNodeRequest,
   writeNodeResponse,
 } from "@mappa-webhooks/core/node";
-import type { NextFunction, Request, RequestHandler, Response } from "express";
+import type { Request, RequestHandler, Response } from "express";
 
 declare global {
   namespace Express {
@@ -97,8 +98,10 @@ export function rawBodySaver(req: IncomingMessage, _res: unknown, buffer: Buffer
 
 /** The raw bytes a parser's `verify` hook (or `express.raw()`) kept, when the stream is read. */
 function keptRawBody(req: Request): Uint8Array | undefined {
-  if (Buffer.isBuffer(req.rawBody)) return req.rawBody;
-  if (Buffer.isBuffer(req.body)) return req.body;
+  const { rawBody } = req;
+  if (rawBody !== undefined && Buffer.isBuffer(rawBody)) return rawBody;
+  const { body } = req;
+  if (body !== undefined && Buffer.isBuffer(body)) return body;
   return undefined;
 }
 
@@ -108,7 +111,41 @@ function keptRawBody(req: Request): Uint8Array | undefined {
  */
 function isRouteHandler(req: Request, middleware: RequestHandler): boolean {
   const route = req.route as { stack?: ReadonlyArray<{ handle?: unknown }> } | undefined;
-  return route?.stack?.some((layer) => layer.handle === middleware) ?? false;
+  const stack = route?.stack;
+  if (stack === undefined) return false;
+  for (let i = 0; i < stack.length; i++) if (stack[i]?.handle === middleware) return true;
+  return false;
+}
+
+/**
+ * Characters that `req.path` (Express's `parseurl`) returns unchanged from `req.url`, up to its
+ * query: a path made only of them can be matched against `req.url` without parsing the URL.
+ */
+const PLAIN_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$/;
+
+/**
+ * Matches `req.path` against `path` and `path/` as before, without computing `req.path` (a URL
+ * parse per request) when `req.url` already is one of them, with or without a query.
+ */
+function pathMatcher(path: string): (req: Request) => boolean {
+  const withSlash = path.endsWith("/") ? path : `${path}/`;
+  const slow = (req: Request) => req.path === path || req.path === withSlash;
+  if (!PLAIN_PATH.test(path)) return slow;
+  const query = `${path}?`;
+  const queryWithSlash = `${withSlash}?`;
+  return (req) => {
+    const url = req.url;
+    if (url === path || url === withSlash) return true;
+    if (url.startsWith(query) || url.startsWith(queryWithSlash)) return true;
+    return slow(req);
+  };
+}
+
+/** The bytes as the `Buffer` `req.rawBody` holds (most bodies arrive as one `Buffer` already). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**
@@ -146,39 +183,53 @@ export function mappaWebhook(options: MappaExpressOptions): RequestHandler {
   } = options ?? ({} as MappaExpressOptions);
   const mode = adapterMode(modeOption);
   const webhooks = createMappaWebhooks<MappaExpressContext>(coreOptions);
-  const pathWithSlash = path.endsWith("/") ? path : `${path}/`;
-
-  const handle = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    if (!isRouteHandler(req, middleware) && req.path !== path && req.path !== pathWithSlash) {
-      next();
-      return;
-    }
-    const result = await receiveNodeRequest(webhooks, req, {
-      consumedMessage: BODY_ALREADY_PARSED,
-      rawBody: keptRawBody(req),
-      // Later middleware (mode "next") can still get at the bytes the stream no longer has.
-      onRawBody: (bytes) => {
-        req.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      },
-      context: { req, res },
-      // Set before handlers run, so they and later middleware see it.
-      onVerified: (event) => {
-        req.mappaEvent = event;
-      },
-    });
-    if (passesToNext(mode, result)) {
-      next();
-      return;
-    }
-    writeNodeResponse(req, res, result);
-  };
+  const matchesPath = pathMatcher(path);
 
   // Every failure is answered here as JSON: nothing reaches Express's default error handler,
   // whose HTML page carries a stack trace.
+  const fail = (req: Request, res: Response, error: unknown) => {
+    writeNodeResponse(req, res, webhooks.errorResponse(error));
+  };
+
+  // No async wrapper around the core's promise: each one adds a promise and microtask ticks
+  // per delivery, which measurably cost throughput (see BENCHMARKS.md).
   const middleware: RequestHandler = (req, res, next) => {
-    handle(req, res, next).catch((error: unknown) => {
-      writeNodeResponse(req, res, webhooks.errorResponse(error));
-    });
+    let received: Promise<WebhookResponse>;
+    try {
+      // The path first: it reads `req.url`, which Express read already; `req.route` is one
+      // more property lookup, and every one costs on Express's requests (see BENCHMARKS.md).
+      if (!matchesPath(req) && !isRouteHandler(req, middleware)) {
+        next();
+        return;
+      }
+      received = receiveNodeRequest(webhooks, req, {
+        consumedMessage: BODY_ALREADY_PARSED,
+        rawBody: keptRawBody(req),
+        // Later middleware (mode "next") can still get at the bytes the stream no longer has.
+        onRawBody: (bytes) => {
+          req.rawBody = asBuffer(bytes);
+        },
+        context: { req, res },
+        // Set before handlers run, so they and later middleware see it.
+        onVerified: (event) => {
+          req.mappaEvent = event;
+        },
+      });
+    } catch (error) {
+      fail(req, res, error);
+      return;
+    }
+    received.then(
+      (result) => {
+        try {
+          if (passesToNext(mode, result)) next();
+          else writeNodeResponse(req, res, result);
+        } catch (error) {
+          fail(req, res, error);
+        }
+      },
+      (error: unknown) => fail(req, res, error),
+    );
   };
   return middleware;
 }

@@ -165,6 +165,34 @@ describe.each(majors)("$name", ({ express }) => {
     expect(JSON.parse(other.body)).toEqual({ other: { x: true } });
   });
 
+  it("matches its path as req.path does: with a query or a trailing slash, and nothing longer", async () => {
+    const app = express();
+    app.use(mappaWebhook({ secret }));
+    app.use("/plain", mappaWebhook({ secret, path: "/a'b" }));
+    app.use("/odd", mappaWebhook({ secret, path: "/a b" }));
+    app.use((_req, res) => void res.status(404).end());
+    const { baseUrl } = await start(app);
+    const { headers, body } = await delivery();
+    const status = async (path: string) =>
+      (await send(`${baseUrl}${path}`, { headers, body })).status;
+    for (const path of ["/webhooks/mappa", "/webhooks/mappa/", "/webhooks/mappa?x=1"]) {
+      expect([path, await status(path)]).toEqual([path, 200]);
+    }
+    for (const path of ["/webhooks/mappa/?x=1#h", "/webhooks/mappa?x=1&y=%20", "/plain/a'b?q"]) {
+      expect([path, await status(path)]).toEqual([path, 200]);
+    }
+    for (const path of [
+      "/webhooks/mappax",
+      "/webhooks/mappa/x",
+      "/webhooks/mapp",
+      "/Webhooks/mappa",
+    ]) {
+      expect([path, await status(path)]).toEqual([path, 404]);
+    }
+    // A path that is not plain is matched against the parsed URL, as before.
+    expect(await status("/odd/a%20b")).toBe(404);
+  });
+
   it("handles a custom path relative to where it is mounted", async () => {
     const app = express();
     app.use("/integrations", mappaWebhook({ secret, path: "/mappa" }));

@@ -149,20 +149,22 @@ export async function runEmulatorBench(log = () => {}) {
   }
 }
 
+/** The result of {@link runEmulatorBench} as a markdown table. */
+export function renderEmulator(result) {
+  return [
+    `| ${result.jobs} jobs, median of ${result.rounds} rounds | value |`,
+    "| --- | ---: |",
+    `| jobs created per second (HTTP, ${IN_FLIGHT} in flight) | ${result.jobsPerSec.toFixed(0)} |`,
+    `| webhooks delivered per second (all at once) | ${result.deliveriesPerSec.toFixed(0)} |`,
+    `| bare signed POSTs per second (all at once) | ${result.barePerSec.toFixed(0)} |`,
+    `| emulator deliveries / bare POSTs | ${result.deliveriesVsBare.toFixed(2)}× |`,
+    `| overhead per delivery | ${result.overheadUsPerDelivery.toFixed(0)} µs |`,
+    "",
+  ].join("\n");
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const result = await runEmulatorBench((line) => process.stderr.write(`${line}\n`));
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  process.stderr.write(
-    [
-      "",
-      `| ${N} jobs, median of ${ROUNDS} rounds | value |`,
-      "| --- | --- |",
-      `| jobs created per second (HTTP, ${IN_FLIGHT} in flight) | ${result.jobsPerSec.toFixed(0)} |`,
-      `| webhooks delivered per second (all at once) | ${result.deliveriesPerSec.toFixed(0)} |`,
-      `| bare signed POSTs per second (all at once) | ${result.barePerSec.toFixed(0)} |`,
-      `| emulator deliveries / bare POSTs | ${result.deliveriesVsBare.toFixed(2)}× |`,
-      `| overhead per delivery | ${result.overheadUsPerDelivery.toFixed(0)} µs |`,
-      "",
-    ].join("\n"),
-  );
+  process.stderr.write(`\n${renderEmulator(result)}`);
 }

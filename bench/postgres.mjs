@@ -1,22 +1,28 @@
 // Postgres benchmark: how fast the inbox mode of @mappa-webhooks/postgres acknowledges
-// deliveries compared with the default in-memory receiver on Express, at the same concurrency,
-// and how many events per second two inbox workers drain.
+// deliveries compared with the default in-memory receiver on Express, at 1, 10, 50 and 200
+// connections, with and without group commit, next to transactional handlers; and how many
+// events per second two inbox workers drain.
 //
-// Receiving: each variant runs in BENCH_PG_INSTANCES server processes (postgres/server.mjs),
-// the load generator (postgres/load.mjs, autocannon) in another; every request carries a new
-// event (unique id, 1 KiB, signed when sent), so every request takes the first-delivery path.
-// Rounds are interleaved (A, B, C, then B, C, A, ...); per round the inbox's req/s is divided
-// by the memory receiver's; the result is the median of those ratios. Next to it, the server's
-// own CPU time per request and two diagnostic variants that show where the time goes.
+// Receiving: each variant runs in `instances` server processes (postgres/server.mjs), the load
+// generator (postgres/load.mjs, autocannon) in another; every request carries a new event
+// (unique id and job id, about 1 KiB, signed when sent), so every request takes the
+// first-delivery path. Per round and connection count the variants run one after another in a
+// rotating order; each variant's req/s is divided by the memory receiver's of the same round
+// and connection count, and the result is the median of those ratios. Next to it: p50/p99
+// latency, the server's own CPU time per request, and for the inbox the deliveries per INSERT
+// statement (how many shared a commit).
 //
 // Draining: two worker processes (postgres/worker.mjs) wait on an empty inbox; one transaction
-// then inserts BENCH_PG_DRAIN_EVENTS events (with NOTIFY), and the time until none is pending
-// gives events per second. Each event's handler writes one row in the event's transaction.
-// Three settings: 1 slot per worker, 4 slots, and 4 slots committing batches of 10 events.
+// then inserts `drainEvents` events (with NOTIFY), and the time until none is pending gives
+// events per second. Each event's handler writes one row in the event's transaction.
 //
-// Env: DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_PG_ROUNDS (4),
-// BENCH_PG_SECONDS (3), BENCH_PG_CONNECTIONS (10), BENCH_PG_INSTANCES (2),
-// BENCH_PG_DRAIN_EVENTS (5000), BENCH_PG_DIAGNOSTICS (1; 0 leaves the diagnostic variants out).
+// `node postgres.mjs` prints the result as JSON (BENCH_PG_MARKDOWN=1: as markdown).
+// `runPostgres(log, options)` and `renderPostgres(result)` are for the main runner;
+// `{ quick: true }` (BENCH_PG_QUICK=1) is a run of about a minute and a half.
+// Env: DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_PG_ROUNDS (4; quick 1),
+// BENCH_PG_SECONDS (3; quick 2), BENCH_PG_CONNECTIONS (1,10,50,200), BENCH_PG_INSTANCES (2;
+// quick 1), BENCH_PG_VARIANTS (memory,inbox,inbox-ungrouped,transactional; add inbox-nowait
+// for the not-durable diagnostic), BENCH_PG_DRAIN_EVENTS (5000; quick 1000; 0 skips draining).
 import { execFile, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
@@ -24,15 +30,9 @@ import { migrate } from "@mappa-webhooks/postgres";
 import pg from "pg";
 import { createEventBody, signBody, WEBHOOK_PATH } from "./lib/fixtures.mjs";
 import { procCpuMs } from "./lib/processes.mjs";
-import { median, quantile } from "./lib/stats.mjs";
+import { formatInteger, formatRatio, median, quantile } from "./lib/stats.mjs";
 
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const ROUNDS = Number(process.env.BENCH_PG_ROUNDS ?? 4);
-const SECONDS = Number(process.env.BENCH_PG_SECONDS ?? 3);
-const CONNECTIONS = Number(process.env.BENCH_PG_CONNECTIONS ?? 10);
-const INSTANCES = Number(process.env.BENCH_PG_INSTANCES ?? 2);
-const DRAIN_EVENTS = Number(process.env.BENCH_PG_DRAIN_EVENTS ?? 5000);
-const DIAGNOSTICS = process.env.BENCH_PG_DIAGNOSTICS !== "0";
 const START_TIMEOUT_MS = 20_000;
 const DRAIN_DEADLINE_MS = 600_000;
 
@@ -41,11 +41,57 @@ const LOAD = fileURLToPath(new URL("./postgres/load.mjs", import.meta.url));
 const WORKER = fileURLToPath(new URL("./postgres/worker.mjs", import.meta.url));
 
 export const PG_VARIANT_LABELS = {
-  memory: "default receiver, in-memory idempotency store (baseline)",
-  inbox: "**inbox mode**: duplicate check + `INSERT … ON CONFLICT` + NOTIFY, 200 after the commit",
-  "inbox-insert": "diagnostic: the insert only (no duplicate check)",
-  "inbox-nowait": "diagnostic: inbox with `synchronous_commit = off` (not durable)",
+  memory: "default receiver, in-memory store (baseline)",
+  inbox:
+    "**inbox, group commit** (default): one multi-row `INSERT … ON CONFLICT` + NOTIFY per batch, 200 after its commit",
+  "inbox-ungrouped":
+    "inbox, `groupCommit: false`: one `INSERT … ON CONFLICT` + NOTIFY per delivery",
+  transactional:
+    "transactional handlers, no-op handler: BEGIN, lock, done check, done mark, COMMIT",
+  "inbox-nowait":
+    "diagnostic: inbox with group commit and `synchronous_commit = off` (not durable)",
+  "inbox-nonotify":
+    "diagnostic: inbox with group commit and `notify: false` (no NOTIFY; workers poll)",
 };
+
+const DEFAULT_VARIANTS = ["memory", "inbox", "inbox-ungrouped", "transactional"];
+
+const numberList = (text) =>
+  text === undefined || text === "" ? undefined : text.split(",").map((item) => Number(item));
+
+/** The run's settings: `options`, else the environment, else the defaults (quick or full). */
+function settings(options = {}) {
+  const env = process.env;
+  const quick = options.quick ?? env.BENCH_PG_QUICK === "1";
+  const pick = (name, envName, full, short) =>
+    options[name] ?? (env[envName] !== undefined ? Number(env[envName]) : quick ? short : full);
+  const variants = [...(options.variants ?? env.BENCH_PG_VARIANTS?.split(",") ?? DEFAULT_VARIANTS)];
+  if (!variants.includes("memory")) variants.unshift("memory");
+  const result = {
+    quick,
+    rounds: pick("rounds", "BENCH_PG_ROUNDS", 4, 1),
+    seconds: pick("seconds", "BENCH_PG_SECONDS", 3, 2),
+    instances: pick("instances", "BENCH_PG_INSTANCES", 2, 1),
+    drainEvents: pick("drainEvents", "BENCH_PG_DRAIN_EVENTS", 5000, 1000),
+    connections: options.connections ?? numberList(env.BENCH_PG_CONNECTIONS) ?? [1, 10, 50, 200],
+    variants,
+  };
+  for (const variant of variants) {
+    if (!(variant in PG_VARIANT_LABELS)) throw new Error(`unknown variant ${variant}`);
+  }
+  for (const [name, value] of Object.entries(result)) {
+    if (typeof value === "number" && !(Number.isSafeInteger(value) && value >= 0)) {
+      throw new Error(`${name} must be a whole number, got ${value}`);
+    }
+  }
+  if (result.rounds < 1 || result.seconds < 1 || result.instances < 1) {
+    throw new Error("rounds, seconds and instances must be at least 1");
+  }
+  if (!result.connections.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 1000)) {
+    throw new Error(`connections must be whole numbers in 1..1000, got ${result.connections}`);
+  }
+  return result;
+}
 
 function startChild(script, args, env, ready = "ready") {
   const child = fork(script, args, {
@@ -100,7 +146,9 @@ function runLoad(url, seconds, connections) {
 }
 
 async function checkServer(url) {
-  const body = createEventBody(1024, `evt_check_${randomBytes(8).toString("hex")}`);
+  const id = `evt_check_${randomBytes(8).toString("hex")}`;
+  // A job id of its own: a known event is keyed by its job's outcome.
+  const body = createEventBody(1024, id).replace('"jobId":"job_01JBENCH"', `"jobId":"${id}"`);
   const post = async (signature) => {
     const response = await fetch(url, {
       method: "POST",
@@ -117,7 +165,26 @@ async function checkServer(url) {
       `${url}: forged → ${forged.status}, valid → ${valid.status}, again → ${again.status}`,
     );
   }
+  if (valid.text.includes('"duplicate"')) throw new Error(`${url}: a new event answered duplicate`);
   return again.text.includes('"duplicate":true');
+}
+
+/** The INSERT statements a server's pool sent so far. */
+function insertsOf(server) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.child.off("message", onStats);
+      resolve(Number.NaN);
+    }, 5000);
+    function onStats(message) {
+      if (message?.type !== "stats") return;
+      clearTimeout(timer);
+      server.child.off("message", onStats);
+      resolve(message.inserts);
+    }
+    server.child.on("message", onStats);
+    server.child.send({ type: "stats" });
+  });
 }
 
 const summary = (values) => ({
@@ -126,8 +193,8 @@ const summary = (values) => ({
   p75: quantile(values, 0.75),
 });
 
-async function benchReceiving(schema, log) {
-  const variants = ["memory", "inbox", ...(DIAGNOSTICS ? ["inbox-insert", "inbox-nowait"] : [])];
+async function benchReceiving(schema, run, log) {
+  const { variants, connections, rounds: ROUNDS, seconds, instances: INSTANCES } = run;
   const instances = [];
   try {
     for (let i = 0; i < INSTANCES; i++) {
@@ -140,43 +207,67 @@ async function benchReceiving(schema, log) {
     }
     for (const server of instances.flat()) {
       server.answersDuplicates = await checkServer(server.url);
-      await runLoad(server.url, 1, CONNECTIONS);
+      await runLoad(server.url, 1, 10);
     }
+    // rounds[round][connections][variant]
     const rounds = [];
     for (let round = 0; round < ROUNDS; round++) {
       const servers = instances[round % instances.length];
-      const runs = {};
-      for (let k = 0; k < servers.length; k++) {
-        const server = servers[(round + k) % servers.length];
-        const cpuBefore = procCpuMs(server.pid);
-        const result = await runLoad(server.url, SECONDS, CONNECTIONS);
-        const cpuAfter = procCpuMs(server.pid);
-        result.cpuUsPerRequest =
-          cpuBefore === undefined ? Number.NaN : ((cpuAfter - cpuBefore) * 1000) / result.total;
-        if (result.non2xx > 0 || result.errors > 0) {
-          throw new Error(
-            `${server.variant}: ${result.non2xx} non-2xx answers, ${result.errors} errors under load`,
-          );
+      const byConnections = {};
+      for (const n of connections) {
+        const runs = {};
+        for (let k = 0; k < servers.length; k++) {
+          const server = servers[(round + k) % servers.length];
+          const cpuBefore = procCpuMs(server.pid);
+          const insertsBefore = await insertsOf(server);
+          const result = await runLoad(server.url, seconds, n);
+          const cpuAfter = procCpuMs(server.pid);
+          const insertsAfter = await insertsOf(server);
+          result.cpuUsPerRequest =
+            cpuBefore === undefined ? Number.NaN : ((cpuAfter - cpuBefore) * 1000) / result.total;
+          result.perInsert = server.variant.startsWith("inbox")
+            ? result.total / (insertsAfter - insertsBefore)
+            : Number.NaN;
+          if (result.non2xx > 0 || result.errors > 0) {
+            throw new Error(
+              `${server.variant} at ${n} connections: ${result.non2xx} non-2xx answers, ${result.errors} errors under load`,
+            );
+          }
+          runs[server.variant] = result;
         }
-        runs[server.variant] = result;
+        byConnections[n] = runs;
+        log(
+          `postgres receiving round ${round + 1}/${ROUNDS}, ${n} connections: ${variants
+            .map((v) => `${v} ${Math.round(runs[v].requestsPerSec)}`)
+            .join(", ")} req/s`,
+        );
       }
-      rounds.push(runs);
-      log(`postgres receiving round ${round + 1}/${ROUNDS}`);
+      rounds.push(byConnections);
     }
+    const at = (n, variant, field) => rounds.map((r) => r[n][variant][field]);
     return {
       rounds: ROUNDS,
       instances: INSTANCES,
-      seconds: SECONDS,
-      connections: CONNECTIONS,
-      results: variants.map((variant) => ({
+      seconds,
+      connections,
+      variants: variants.map((variant) => ({
         variant,
         label: PG_VARIANT_LABELS[variant],
         answersDuplicates: instances[0].find((s) => s.variant === variant).answersDuplicates,
-        requestsPerSec: median(rounds.map((r) => r[variant].requestsPerSec)),
-        latencyP50Ms: median(rounds.map((r) => r[variant].latencyP50Ms)),
-        latencyP99Ms: median(rounds.map((r) => r[variant].latencyP99Ms)),
-        cpuUsPerRequest: median(rounds.map((r) => r[variant].cpuUsPerRequest)),
-        vsMemory: summary(rounds.map((r) => r[variant].requestsPerSec / r.memory.requestsPerSec)),
+      })),
+      curve: connections.map((n) => ({
+        connections: n,
+        results: variants.map((variant) => ({
+          variant,
+          requestsPerSec: median(at(n, variant, "requestsPerSec")),
+          latencyP50Ms: median(at(n, variant, "latencyP50Ms")),
+          latencyP99Ms: median(at(n, variant, "latencyP99Ms")),
+          cpuUsPerRequest: median(at(n, variant, "cpuUsPerRequest")),
+          deliveriesPerInsert: median(at(n, variant, "perInsert")),
+          vsMemory: summary(
+            rounds.map((r) => r[n][variant].requestsPerSec / r[n].memory.requestsPerSec),
+          ),
+        })),
       })),
     };
   } finally {
@@ -184,7 +275,7 @@ async function benchReceiving(schema, log) {
   }
 }
 
-async function benchDrain(pool, schema, workers, concurrency, batchSize, log) {
+async function benchDrain(pool, schema, drainEvents, workers, concurrency, batchSize, log) {
   await pool.query(`TRUNCATE "${schema}".events, "${schema}".effects`);
   const started = [];
   try {
@@ -205,14 +296,15 @@ async function benchDrain(pool, schema, workers, concurrency, batchSize, log) {
          INSERT INTO "${schema}".events (key, event_id, type, payload)
          SELECT 'evt_drain_' || n, 'evt_drain_' || n, 'report.completed',
                 json_build_object('id', 'evt_drain_' || n, 'type', 'report.completed',
-                                  'createdAt', $2::text, 'data', $3::json)
+                                  'createdAt', $2::text,
+                                  'data', $3::jsonb || jsonb_build_object('jobId', 'job_drain_' || n))
            FROM generate_series(1, $1::int) AS n
          RETURNING 1)
        SELECT count(*), pg_notify($4, '') FROM stored`,
-      [DRAIN_EVENTS, template.createdAt, JSON.stringify(template.data), `${schema}.events`],
+      [drainEvents, template.createdAt, JSON.stringify(template.data), `${schema}.events`],
     );
     const deadline = Date.now() + DRAIN_DEADLINE_MS;
-    let pending = DRAIN_EVENTS;
+    let pending = drainEvents;
     while (pending > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
       const result = await pool.query(
@@ -239,15 +331,15 @@ async function benchDrain(pool, schema, workers, concurrency, batchSize, log) {
       ),
     );
     log(
-      `postgres drain ${workers} workers × ${concurrency} slots, batch ${batchSize}: ${Math.round(DRAIN_EVENTS / seconds)} events/s`,
+      `postgres drain ${workers} workers × ${concurrency} slots, batch ${batchSize}: ${Math.round(drainEvents / seconds)} events/s`,
     );
     return {
       workers,
       concurrency,
       batchSize,
-      events: DRAIN_EVENTS,
+      events: drainEvents,
       seconds,
-      eventsPerSec: DRAIN_EVENTS / seconds,
+      eventsPerSec: drainEvents / seconds,
       effects: effects.rows[0].n,
       distinctEffects: effects.rows[0].distinct_keys,
       perWorker,
@@ -257,36 +349,117 @@ async function benchDrain(pool, schema, workers, concurrency, batchSize, log) {
   }
 }
 
-/** The whole Postgres benchmark in a schema of its own (dropped after); `log` gets progress. */
-export async function runPostgres(log = () => {}) {
+/**
+ * The whole Postgres benchmark in a schema of its own (dropped after); `log` gets progress.
+ * `options` (each also from the environment, see the top of this file): `quick`, `rounds`,
+ * `seconds`, `instances`, `connections` (a list), `variants` (a list), `drainEvents`.
+ */
+export async function runPostgres(log = () => {}, options = {}) {
+  const run = settings(options);
   const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
   pool.on("error", () => {});
   const schema = `mappa_bench_${process.pid}_${randomBytes(3).toString("hex")}`;
+  const startedAt = new Date();
+  const t0 = performance.now();
   try {
-    const settings = await pool.query(
-      "SELECT version() AS version, current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit",
+    const server = await pool.query(
+      "SELECT version() AS version, current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit, current_setting('commit_delay') AS commit_delay",
     );
     await migrate({ pool, schema });
     await pool.query(
       `CREATE TABLE "${schema}".effects (id bigserial PRIMARY KEY, event_key text NOT NULL)`,
     );
-    const receiving = await benchReceiving(schema, log);
+    const receiving = await benchReceiving(schema, run, log);
     const drains = [];
-    for (const [concurrency, batchSize] of [
-      [1, 1],
-      [4, 1],
-      [4, 10],
-    ]) {
-      drains.push(await benchDrain(pool, schema, 2, concurrency, batchSize, log));
+    if (run.drainEvents > 0) {
+      const drainSettings = run.quick
+        ? [[4, 10]]
+        : [
+            [1, 1],
+            [4, 1],
+            [4, 10],
+          ];
+      for (const [concurrency, batchSize] of drainSettings) {
+        drains.push(
+          await benchDrain(pool, schema, run.drainEvents, 2, concurrency, batchSize, log),
+        );
+      }
     }
-    return { postgres: settings.rows[0], receiving, drains };
+    return {
+      startedAt,
+      seconds: (performance.now() - t0) / 1000,
+      quick: run.quick,
+      postgres: server.rows[0],
+      receiving,
+      drains,
+    };
   } finally {
     await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
     await pool.end();
   }
 }
 
+const ms = (value) =>
+  Number.isFinite(value) ? (value < 10 ? value.toFixed(1) : Math.round(value).toString()) : "n/a";
+
+/** The result of {@link runPostgres} as a markdown section (tables only; causes are prose). */
+export function renderPostgres(result) {
+  const { receiving, drains, postgres } = result;
+  const lines = [];
+  const version = String(postgres.version).split(" ").slice(0, 2).join(" ");
+  lines.push(
+    `${version}, \`fsync = ${postgres.fsync}\`, \`synchronous_commit = ${postgres.synchronous_commit}\`, \`commit_delay = ${postgres.commit_delay}\`. ` +
+      `${receiving.rounds} interleaved round(s) of ${receiving.seconds} s per connection count, ` +
+      `${receiving.instances} server process(es) per variant${result.quick ? " (quick mode)" : ""}; ` +
+      "ratio = the variant's req/s over the memory receiver's in the same round and connection count, median [p25–p75].",
+    "",
+  );
+  lines.push("| variant | re-delivery answered `duplicate` |", "|---|:---:|");
+  for (const v of receiving.variants) {
+    lines.push(`| ${v.label} | ${v.answersDuplicates ? "yes" : "no"} |`);
+  }
+  lines.push("");
+  lines.push(
+    "| connections | variant | req/s | vs memory | p50 / p99 latency | server CPU per request | deliveries per INSERT |",
+    "|---:|---|---:|---:|---:|---:|---:|",
+  );
+  const short = {
+    memory: "memory",
+    inbox: "**inbox (group commit)**",
+    "inbox-ungrouped": "inbox, ungrouped",
+    transactional: "transactional",
+    "inbox-nowait": "inbox, not durable (diagnostic)",
+    "inbox-nonotify": "inbox, no NOTIFY (diagnostic)",
+  };
+  for (const point of receiving.curve) {
+    for (const r of point.results) {
+      const ratio =
+        r.variant === "memory"
+          ? "1.00×"
+          : `${r.variant === "inbox" ? "**" : ""}${formatRatio(r.vsMemory.median)}${r.variant === "inbox" ? "**" : ""} [${formatRatio(r.vsMemory.p25)}–${formatRatio(r.vsMemory.p75)}]`;
+      lines.push(
+        `| ${point.connections} | ${short[r.variant] ?? r.variant} | ${formatInteger(r.requestsPerSec)} | ${ratio} | ${ms(r.latencyP50Ms)} / ${ms(r.latencyP99Ms)} ms | ${formatInteger(r.cpuUsPerRequest)} µs | ${Number.isFinite(r.deliveriesPerInsert) ? r.deliveriesPerInsert.toFixed(1) : "–"} |`,
+      );
+    }
+  }
+  if (drains.length > 0) {
+    lines.push(
+      "",
+      "| workers × slots | `batchSize` | events | time | events/s | effects (distinct / rows) |",
+      "|---|---:|---:|---:|---:|---:|",
+    );
+    for (const d of drains) {
+      lines.push(
+        `| ${d.workers} × ${d.concurrency} | ${d.batchSize} | ${formatInteger(d.events)} | ${d.seconds.toFixed(1)} s | **${formatInteger(d.eventsPerSec)}** | ${formatInteger(d.distinctEffects)} / ${formatInteger(d.effects)} |`,
+      );
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const result = await runPostgres((line) => process.stderr.write(`${line}\n`));
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.stdout.write(
+    process.env.BENCH_PG_MARKDOWN === "1" ? renderPostgres(result) : `${JSON.stringify(result)}\n`,
+  );
 }

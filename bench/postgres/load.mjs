@@ -1,15 +1,21 @@
 // The load generator of the Postgres benchmark, in its own process:
 //   node postgres/load.mjs <url> <seconds> <connections>
-// Every request carries a different event (a unique id in a 1 KiB body), signed when it is
-// sent, so every receiver does the whole first-delivery path: claim, handler, insert.
+// Every request carries a different event (a unique id and job id in a body of about 1 KiB),
+// signed when it is sent, so every receiver does the whole first-delivery path: claim,
+// handler, insert. (A known event type is keyed by its job's outcome, `~job:<type>:<jobId>`,
+// so the job id must differ too, or every request after the first would be a duplicate.)
 import { createHmac, randomBytes } from "node:crypto";
 import autocannon from "autocannon";
 import { createEventBody, SECRET } from "../lib/fixtures.mjs";
 
 const [url, secondsText, connectionsText] = process.argv.slice(2);
 const TEMPLATE_ID = "evt_01JBENCH0000000000000000";
-const template = createEventBody(1024, TEMPLATE_ID);
-const [before, after] = template.split(TEMPLATE_ID);
+const TEMPLATE_JOB = '"jobId":"job_01JBENCH"';
+const template = createEventBody(1024, TEMPLATE_ID).replace(
+  TEMPLATE_JOB,
+  `"jobId":"${TEMPLATE_ID}"`,
+);
+const [before, middle, after] = template.split(TEMPLATE_ID);
 // A per-process prefix, then a counter: the same length as the template id.
 const prefix = `evt_${randomBytes(4).toString("hex")}`;
 let counter = 0;
@@ -24,7 +30,7 @@ const result = await autocannon({
     {
       setupRequest(request) {
         const id = `${prefix}${String(counter++).padStart(TEMPLATE_ID.length - prefix.length, "0")}`;
-        const body = `${before}${id}${after}`;
+        const body = `${before}${id}${middle}${id}${after}`;
         const t = Math.floor(Date.now() / 1000);
         const v1 = createHmac("sha256", SECRET).update(`${t}.${body}`).digest("hex");
         request.body = body;

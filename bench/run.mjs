@@ -79,7 +79,7 @@ if (only.has("profile")) {
 // the generated part of BENCHMARKS.md were measured with.
 const durable = [];
 if (only.has("stores")) {
-  const result = await runStores(log, { instances: 1, rounds: 3, curveRounds: 1 });
+  const result = await runStores(log, { instances: 1, rounds: 2, curveRounds: 1 });
   durable.push({ id: "stores", result, markdown: renderStores(result) });
 }
 if (only.has("postgres")) {
@@ -91,7 +91,7 @@ if (only.has("postgres")) {
   });
 }
 if (only.has("drain")) {
-  const result = await runDrain(log);
+  const result = await runDrain(log, { rounds: 1 });
   durable.push({ id: "drain", result, markdown: renderDrain(result) });
 }
 if (only.has("emulator")) {
@@ -150,7 +150,7 @@ const previousDurable = sectionsOf(previous).find(
 const durablePart =
   durable.length > 0
     ? `\n\n${DURABLE_HEADING}\n\n${durable
-        .map(({ markdown }) => markdown.trimEnd().replace(/^## /gm, "### "))
+        .map(({ markdown }) => markdown.trimEnd().replace(/^(#{2,}) /gm, "$1# "))
         .join("\n\n")}`
     : previousDurable === undefined
       ? ""

@@ -18,8 +18,16 @@
 // Each store gets its own key prefix (Redis), schema (Postgres), database (MySQL), files in a
 // temporary folder (SQLite) and table in a dynalite started here (DynamoDB), removed after.
 //
-// Env: BENCH_STORES (memory,redis,postgres,sqlite,mysql,dynamodb; also sqlite-tx, mysql-tx and
-// the diagnostics redis-autopipeline, redis-no-untrack, redis-overlap),
+// The Cloudflare stores run in workerd, not Node: one Worker on Miniflare (stores/cloudflare.mjs,
+// offline, its state in a temporary folder removed after) with the Hono adapter on three routes,
+// the core's memory store (`workerd-memory`, their baseline), the Durable Object store
+// (`durable-object`) and the D1 store (`d1`). They are checked, warmed up and interleaved in the
+// same rounds as the Express receivers; their ratio is to `workerd-memory` of the same round,
+// and `workerd-memory` is also shown against the Express memory receiver, for context.
+//
+// Env: BENCH_STORES (memory,redis,postgres,sqlite,mysql,dynamodb,workerd-memory,durable-object,
+// d1; also sqlite-tx, mysql-tx and the diagnostics redis-autopipeline, redis-no-untrack,
+// redis-overlap),
 // BENCH_STORES_CONNECTIONS (1,10,50,200), BENCH_STORES_HEADLINE (10), BENCH_STORES_ROUNDS (4,
 // at the headline), BENCH_STORES_CURVE_ROUNDS (2, at the other levels), BENCH_STORES_SECONDS
 // (2), BENCH_STORES_WARMUP_SECONDS (1), BENCH_STORES_INSTANCES (2), BENCH_POOL_MAX (10);
@@ -36,6 +44,7 @@ import { fileURLToPath } from "node:url";
 import { createEventBody, signBody, WEBHOOK_PATH } from "./lib/fixtures.mjs";
 import { procCpuMs } from "./lib/processes.mjs";
 import { formatInteger, formatRatio, median, quantile } from "./lib/stats.mjs";
+import { startWorkerd } from "./stores/cloudflare.mjs";
 
 const SERVER = fileURLToPath(new URL("./stores/server.mjs", import.meta.url));
 const LOAD = fileURLToPath(new URL("./stores/load.mjs", import.meta.url));
@@ -52,7 +61,7 @@ export const STORE_VARIANTS = {
   redis: {
     label: "Redis (`createRedisIdempotencyStore`, ioredis)",
     cause:
-      "one Lua script (`EVALSHA`) per step on one ioredis connection, commands of concurrent deliveries sharing it: claim, complete, and untrack (a handled job leaves the recovery set). Each adds a round trip to the latency and the command's encoding and reply parsing to the receiver's CPU.",
+      "one Lua script (`EVALSHA`) per step on one ioredis connection, commands of concurrent deliveries sharing it: the claim, then the complete and the untrack (a handled job leaves the recovery set) sent together, as the core runs them concurrently: two round trips of waiting per delivery, three commands, each with its encoding and reply parsing in the receiver's CPU.",
   },
   "redis-autopipeline": {
     label: "diagnostic: Redis, ioredis `enableAutoPipelining: true`",
@@ -67,7 +76,7 @@ export const STORE_VARIANTS = {
   "redis-overlap": {
     label: "diagnostic: Redis, untrack sent with the complete",
     cause:
-      "the same three scripts, but the untrack goes out with the complete instead of after its answer: two round trips of waiting instead of three (what running complete and untrack concurrently in the core would give).",
+      "the same three scripts, the untrack sent by the store itself with the complete: what the core now does on its own (complete and untrack concurrently), kept to compare with builds before that change.",
   },
   postgres: {
     label: "Postgres store (`createPostgresIdempotencyStore`, pg)",
@@ -99,9 +108,40 @@ export const STORE_VARIANTS = {
     cause:
       "ten round trips per delivery on a pooled connection: `wait_timeout` set, `GET_LOCK`, `SET TRANSACTION ISOLATION LEVEL READ COMMITTED`, `START TRANSACTION`, the event's row, the done mark, `COMMIT` (durable), `RELEASE_LOCK`, `wait_timeout` restored, then the untrack.",
   },
+  "workerd-memory": {
+    label: "workerd: memory (default store, baseline)",
+    runtime: "workerd",
+    cause:
+      "the Hono adapter in a Worker with the core's memory store: a `Map` in the isolate; what is left is workerd's HTTP, Web Crypto verification and parsing.",
+  },
+  "durable-object": {
+    label: "workerd: Durable Object (`createDurableObjectIdempotencyStore`)",
+    runtime: "workerd",
+    cause:
+      "one Durable Object `stub.fetch` per step, a JSON RPC to the one object instance: the claim, then the complete and the untrack sent together (the core runs them concurrently). The object runs its calls one at a time and answers once its writes are stored (workerd's output gate), so the deliveries of every connection queue there: the claim and the complete each a `get` and a `put` of the key and its expiry entry, the untrack a `delete`; the write, not the hop, is most of a call. Here the object and its storage (local SQLite) share the Worker's workerd process and thread; on Cloudflare each call also crosses to the object's location.",
+  },
+  d1: {
+    label: "workerd: D1 (`createD1IdempotencyStore`)",
+    runtime: "workerd",
+    cause:
+      "one D1 call per step: the claim a `batch()` of three statements (a sweep of up to 8 expired keys, the conditional upsert, the holder's `SELECT`) run as one transaction, then the complete and the untrack, one statement `run()` each, sent together. Miniflare's D1 is SQLite in an object of the same workerd process, one query at a time, and a call costs about as much whether it writes or only reads: the cost is D1's path per call, not the SQL. On Cloudflare each call goes to the database's primary.",
+  },
 };
 
-export const DEFAULT_STORES = ["memory", "redis", "postgres", "sqlite", "mysql", "dynamodb"];
+export const DEFAULT_STORES = [
+  "memory",
+  "redis",
+  "postgres",
+  "sqlite",
+  "mysql",
+  "dynamodb",
+  "workerd-memory",
+  "durable-object",
+  "d1",
+];
+/** Whether `variant` runs in workerd (then its baseline is `workerd-memory`). */
+const inWorkerd = (variant) => STORE_VARIANTS[variant]?.runtime === "workerd";
+const baselineOf = (variant) => (inWorkerd(variant) ? "workerd-memory" : "memory");
 const list = (text) =>
   text
     .split(",")
@@ -139,6 +179,10 @@ export function storesSettings(options = {}, env = process.env) {
         `stores bench: unknown store ${store} (BENCH_STORES takes ${Object.keys(STORE_VARIANTS).join(", ")})`,
       );
     }
+  }
+  if (settings.stores.some(inWorkerd) && !settings.stores.includes("workerd-memory")) {
+    const first = settings.stores.findIndex(inWorkerd);
+    settings.stores = settings.stores.toSpliced(first, 0, "workerd-memory");
   }
   if (!settings.connections.includes(settings.headline)) {
     settings.connections = [...settings.connections, settings.headline].sort((a, b) => a - b);
@@ -219,7 +263,7 @@ async function runLoad(load, url, seconds, connections) {
   return answer;
 }
 
-const statsOf = (server) => server.request({ type: "stats" }, ["stats"], 10_000);
+const statsOf = (server) => server.stats();
 
 /**
  * The stats once the deliveries a run left in flight are done (autocannon stops without
@@ -417,15 +461,21 @@ export async function runStores(log = () => {}, options = {}) {
       0,
     );
   log(
-    `stores: ${settings.stores.join(", ")}; ${runs} runs of ${settings.seconds} s (about ${Math.ceil((runs * (settings.seconds + 0.3) + settings.stores.length * settings.instances * (settings.warmupSeconds + 1)) / 60)} min)`,
+    `stores: ${settings.stores.join(", ")}; ${runs} runs of ${settings.seconds} s (about ${Math.ceil((runs * (settings.seconds + 0.3) + (settings.stores.filter((v) => !inWorkerd(v)).length * settings.instances + settings.stores.filter(inWorkerd).length) * (settings.warmupSeconds + 1)) / 60)} min)`,
   );
   const prepared = await prepareStores(settings, tag, log);
   const servers = [];
   let load;
+  // Bundling and starting workerd takes a few seconds: it overlaps the Node servers' start.
+  const workerdVariants = settings.stores.filter(inWorkerd);
+  const starting = workerdVariants.length === 0 ? undefined : startWorkerd();
+  // Settled now and awaited below: a failure is thrown there, and never left unhandled.
+  starting?.catch(() => {});
+  let workerd;
   try {
     load = await startChild(LOAD, [], {});
     for (let i = 0; i < settings.instances; i++) {
-      for (const variant of settings.stores) {
+      for (const variant of settings.stores.filter((v) => !inWorkerd(v))) {
         const env = { ...prepared.env };
         if (variant.startsWith("sqlite")) {
           env.BENCH_SQLITE_FILE = join(prepared.env.BENCH_SQLITE_DIR, `${variant}-${i}.db`);
@@ -436,6 +486,20 @@ export async function runStores(log = () => {}, options = {}) {
           variant,
           instance: i,
           url: `http://127.0.0.1:${server.port}${WEBHOOK_PATH}`,
+          stats: () => server.request({ type: "stats" }, ["stats"], 10_000),
+        });
+      }
+    }
+    if (starting !== undefined) {
+      workerd = await starting;
+      prepared.services.workerd = workerd.service;
+      // One workerd serves every route, in every round (`instance` undefined).
+      for (const variant of workerdVariants) {
+        servers.push({
+          variant,
+          pid: workerd.pid,
+          url: workerd.urlOf(variant),
+          stats: () => workerd.stats(variant),
         });
       }
     }
@@ -450,7 +514,9 @@ export async function runStores(log = () => {}, options = {}) {
       const roundCount = connections === settings.headline ? settings.rounds : settings.curveRounds;
       const rounds = [];
       for (let r = 0; r < roundCount; r++, round++) {
-        const set = servers.filter((s) => s.instance === round % settings.instances);
+        const set = servers.filter(
+          (s) => s.instance === undefined || s.instance === round % settings.instances,
+        );
         const results = {};
         for (let k = 0; k < set.length; k++) {
           const server = set[(round + k) % set.length];
@@ -480,6 +546,14 @@ export async function runStores(log = () => {}, options = {}) {
             serviceBefore === undefined || serviceAfter === undefined
               ? Number.NaN
               : ((serviceAfter - serviceBefore) * 1000) / handled;
+          // workerd's stores: how long the Worker waited for one call of each step, in ms.
+          if (after.steps !== undefined) {
+            result.stepMs = {};
+            for (const [step, { calls: n, ms }] of Object.entries(after.steps)) {
+              const earlier = before.steps[step] ?? { calls: 0, ms: 0 };
+              if (n > earlier.calls) result.stepMs[step] = (ms - earlier.ms) / (n - earlier.calls);
+            }
+          }
           if (after.kinds !== undefined) {
             const perDelivery = Object.entries(after.kinds).map(([kind, n]) => [
               kind,
@@ -509,9 +583,29 @@ export async function runStores(log = () => {}, options = {}) {
             failed: rounds.reduce((sum, r) => sum + r[variant].failed, 0),
             // With BENCH_TRACE_CALLS=1: the last round's calls per delivery by kind.
             callsByKind: rounds.at(-1)[variant].callsByKind,
+            // workerd's stores: ms the Worker waited per call of each step (median of rounds).
+            ...(rounds[0][variant].stepMs === undefined
+              ? {}
+              : {
+                  stepMs: Object.fromEntries(
+                    Object.keys(rounds[0][variant].stepMs).map((step) => [
+                      step,
+                      median(rounds.map((r) => r[variant].stepMs?.[step] ?? Number.NaN)),
+                    ]),
+                  ),
+                }),
+            // The Express memory receiver's, or for a workerd variant workerd's memory one's.
             vsMemory: summary(
-              rounds.map((r) => r[variant].requestsPerSec / r.memory.requestsPerSec),
+              rounds.map((r) => r[variant].requestsPerSec / r[baselineOf(variant)].requestsPerSec),
             ),
+            // workerd's memory receiver against the Express one, for context (not a target).
+            ...(variant === "workerd-memory"
+              ? {
+                  vsExpressMemory: summary(
+                    rounds.map((r) => r[variant].requestsPerSec / r.memory.requestsPerSec),
+                  ),
+                }
+              : {}),
           };
         }),
       });
@@ -536,8 +630,9 @@ export async function runStores(log = () => {}, options = {}) {
       levels,
     };
   } finally {
-    await Promise.all(servers.map((server) => server.close()));
+    await Promise.all(servers.map((server) => server.close?.()));
     await load?.close();
+    await (workerd ?? (await starting?.catch(() => undefined)))?.close();
     await prepared.close();
   }
 }
@@ -563,6 +658,9 @@ export function renderStores(result) {
   const { settings, levels } = result;
   const headline = levels.find((level) => level.connections === settings.headline);
   const memory = headline.results.find((r) => r.variant === "memory");
+  const workerdMemory = headline.results.find((r) => r.variant === "workerd-memory");
+  const row = (r) =>
+    `| ${r.label}${r.failed > 0 ? ` (**${r.failed} failed**)` : ""} | ${ratioCell(r.vsMemory)} | ${formatInteger(r.requestsPerSec)} | ${ms(r.latencyP50Ms)} | ${ms(r.latencyP99Ms)} | ${us(r.cpuUsPerRequest)} | ${calls(r.callsPerDelivery)} |`;
   const lines = [
     "## Stores: the receiver with each idempotency store, over HTTP",
     "",
@@ -572,10 +670,7 @@ export function renderStores(result) {
     "",
     "| store | vs memory | req/s | p50 | p99 | server CPU / request | store calls / delivery |",
     "| --- | --- | --- | --- | --- | --- | --- |",
-    ...headline.results.map(
-      (r) =>
-        `| ${r.label}${r.failed > 0 ? ` (**${r.failed} failed**)` : ""} | ${ratioCell(r.vsMemory)} | ${formatInteger(r.requestsPerSec)} | ${ms(r.latencyP50Ms)} | ${ms(r.latencyP99Ms)} | ${us(r.cpuUsPerRequest)} | ${calls(r.callsPerDelivery)} |`,
-    ),
+    ...headline.results.filter((r) => !inWorkerd(r.variant)).map(row),
     "",
   ];
   const redis = headline.results.find((r) => r.variant === "redis");
@@ -586,17 +681,32 @@ export function renderStores(result) {
       "",
     );
   }
+  if (workerdMemory !== undefined) {
+    const context = workerdMemory.vsExpressMemory;
+    lines.push(
+      `### Cloudflare stores, in workerd (${settings.headline} connections)`,
+      "",
+      `The Hono adapter (\`@mappa-webhooks/hono\`) in one Worker on one workerd (Miniflare, offline; Miniflare's own entry Worker bypassed), a route per store, run in every round, the same no-op handler, load and checks as above, interleaved in the same rounds; the ratio is to that Worker's memory route of the same round. workerd CPU is that whole process's time per request: the Worker, the Durable Object and D1 all run in it, the object's and D1's storage being local SQLite files (on Cloudflare the object and the database run elsewhere, and every call crosses the network). Store calls are the Durable Object \`stub.fetch\`es or D1 \`batch()\`/statement runs of one delivery, counted in the Worker.`,
+      "",
+      "| store | vs workerd memory | req/s | p50 | p99 | workerd CPU / request | store calls / delivery |",
+      "| --- | --- | --- | --- | --- | --- | --- |",
+      ...headline.results.filter((r) => inWorkerd(r.variant)).map(row),
+      "",
+      `For context, not a target: workerd's memory receiver answered ${formatInteger(workerdMemory.requestsPerSec)} req/s, ${ratioCell(context)} the Express memory receiver's ${formatInteger(memory.requestsPerSec)} in the same rounds.`,
+      "",
+    );
+  }
   lines.push(
     "### By connections",
     "",
-    "req/s, ratio to memory (median of the rounds) and p50 / p99 latency.",
+    `req/s, ratio to memory (median of the rounds) and p50 / p99 latency${workerdMemory === undefined ? "" : "; the workerd rows' ratio is to workerd's memory receiver"}.`,
     "",
     `| store | ${levels.map((l) => `${l.connections} connection${l.connections === 1 ? "" : "s"}`).join(" | ")} |`,
     `| --- | ${levels.map(() => "---").join(" | ")} |`,
     ...settings.stores.map((variant) => {
       const cells = levels.map((level) => {
         const r = level.results.find((x) => x.variant === variant);
-        const ratio = variant === "memory" ? "" : ` (${formatRatio(r.vsMemory.median)})`;
+        const ratio = variant === baselineOf(variant) ? "" : ` (${formatRatio(r.vsMemory.median)})`;
         const failed = r.failed > 0 ? ` (**${r.failed} failed**)` : "";
         return `${formatInteger(r.requestsPerSec)}${ratio}, ${ms(r.latencyP50Ms)} / ${ms(r.latencyP99Ms)}${failed}`;
       });
@@ -606,11 +716,27 @@ export function renderStores(result) {
     "### Where each store's cost comes from",
     "",
     ...headline.results.map((r) => {
+      const base = headline.results.find((x) => x.variant === baselineOf(r.variant));
+      const cpu = inWorkerd(r.variant) ? "workerd CPU" : "server CPU";
       const extra =
-        r.variant === "memory"
-          ? `${us(r.cpuUsPerRequest)} of server CPU per request`
-          : `${calls(r.callsPerDelivery)} store calls per delivery, server CPU ${us(r.cpuUsPerRequest)} per request (memory ${us(memory.cpuUsPerRequest)})${Number.isFinite(r.serviceCpuUsPerRequest) ? ` (and ${us(r.serviceCpuUsPerRequest)} of ${r.variant.startsWith("redis") ? "the Redis server's" : "dynalite's"})` : ""}, p50 ${ms(r.latencyP50Ms)} against ${ms(memory.latencyP50Ms)}`;
-      return `- **${r.label}**: ${STORE_VARIANTS[r.variant].cause} At ${settings.headline} connections: ${extra}.`;
+        r.variant === base.variant
+          ? `${us(r.cpuUsPerRequest)} of ${cpu} per request`
+          : `${calls(r.callsPerDelivery)} store calls per delivery, ${cpu} ${us(r.cpuUsPerRequest)} per request (${base.variant} ${us(base.cpuUsPerRequest)})${Number.isFinite(r.serviceCpuUsPerRequest) ? ` (and ${us(r.serviceCpuUsPerRequest)} of ${r.variant.startsWith("redis") ? "the Redis server's" : "dynalite's"})` : ""}, p50 ${ms(r.latencyP50Ms)} against ${ms(base.latencyP50Ms)}`;
+      const steps = levels
+        .filter((level) => level.connections === 1 || level.connections === settings.headline)
+        .map((level) => {
+          const stepMs = level.results.find((x) => x.variant === r.variant).stepMs ?? {};
+          const main = ["claim", "complete", "untrack"].filter((step) => step in stepMs);
+          return main.length === 0
+            ? undefined
+            : `${main.map((step) => `${step} ${ms(stepMs[step])}`).join(", ")} at ${level.connections} connection${level.connections === 1 ? "" : "s"}`;
+        })
+        .filter(Boolean);
+      const waits =
+        steps.length === 0
+          ? ""
+          : ` The Worker waited per call (on its clock, which moves on I/O; the complete and the untrack overlap): ${steps.join("; ")}.`;
+      return `- **${r.label}**: ${STORE_VARIANTS[r.variant].cause} At ${settings.headline} connections: ${extra}.${waits}`;
     }),
     "",
     `Services: ${Object.entries(result.services)
@@ -630,12 +756,15 @@ export function storesVersions() {
     "@mappa-webhooks/sqlite",
     "@mappa-webhooks/mysql",
     "@mappa-webhooks/dynamodb",
+    "@mappa-webhooks/cloudflare",
     "ioredis",
     "pg",
     "better-sqlite3",
     "mysql2",
     "@aws-sdk/client-dynamodb",
     "dynalite",
+    "miniflare",
+    "wrangler",
   ].map((name) => {
     try {
       return [name, JSON.parse(readFileSync(join(dir, name, "package.json"), "utf8")).version];

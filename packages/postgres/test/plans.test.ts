@@ -42,7 +42,7 @@ describe("inbox worker statements", () => {
     pool.on("error", () => {});
     await store(db, "pending", 0, 1);
     const worker = createInboxWorker({ pool, schema: db.schema, listen: false });
-    await waitFor(() => worker.stats.done === 1);
+    await waitFor(() => worker.stats.done === 1, 30_000);
     await worker.close();
     await pool.end();
     // Analyzed with nothing pending, then a backlog: the planner believes none is pending.

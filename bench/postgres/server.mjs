@@ -5,7 +5,8 @@
 // answering 200 once done:
 //   memory           the default receiver: in-memory idempotency store, a no-op handler
 //   inbox            inbox mode with group commit (the default): concurrent deliveries share
-//                    one INSERT ... SELECT FROM unnest(...) ON CONFLICT + NOTIFY and its commit
+//                    one prepared INSERT ... SELECT FROM json_to_recordset(...) ON CONFLICT + NOTIFY
+//                    (and the untrack of its jobs) and its commit
 //   inbox-ungrouped  inbox mode, `groupCommit: false`: one INSERT ... ON CONFLICT per delivery
 //   transactional    createTransactionalHandlers, a no-op handler: BEGIN, the event's lock,
 //                    the done check, the done mark, COMMIT per delivery
@@ -38,8 +39,10 @@ if (variant === "memory") {
   });
   pool.on("error", () => {});
   const query = pool.query.bind(pool);
+  // Counts INSERT statements, sent as text or (prepared) as pg's `{ name, text, values }`.
   pool.query = (text, values) => {
-    if (typeof text === "string" && text.includes("INSERT INTO")) inserts++;
+    const sql = typeof text === "string" ? text : text?.text;
+    if (typeof sql === "string" && sql.includes("INSERT INTO")) inserts++;
     return query(text, values);
   };
   if (variant === "transactional") {

@@ -122,31 +122,42 @@ export interface InboxRow {
   key: string;
   eventId: string | null;
   type: string;
-  /** The event as JSON text. */
+  /** The event as JSON text (`JSON.stringify`'s: the batch insert splices it in as is). */
   payload: string;
-  /** The delivery's trace context as JSON text, or `null`. */
+  /** The delivery's trace context as JSON text (`JSON.stringify`'s), or `null`. */
   traceContext: string | null;
+  /** The job of a known event, untracked for recovery in the same statement; else `null`. */
+  jobId: string | null;
 }
 
 /**
- * The multi-row inbox insert: rows as parallel arrays through `unnest`, `ON CONFLICT (key) DO
- * NOTHING`, the keys it stored as one array, and one `pg_notify` when it stored any.
+ * The multi-row inbox insert: the rows as one JSON array through `json_to_recordset` (each
+ * payload is already JSON text, so it is spliced in, not escaped again, and Postgres parses one
+ * document), `ON CONFLICT (key) DO NOTHING`, the keys it stored as one array, and one
+ * `pg_notify` when it stored any. In the same statement the batch's jobs are untracked for
+ * recovery: their outcomes are in the inbox now (or were already).
  */
 export function batchInsertSql(t: ResolvedTables, notify: boolean): string {
-  return `WITH stored AS (
+  return `WITH batch AS (
+         SELECT * FROM json_to_recordset($1::json)
+           AS r(key text, event_id text, type text, payload json, trace_context jsonb, job_id text)
+       ), untracked AS (
+         DELETE FROM ${t.trackedJobs}
+          WHERE job_id IN (SELECT job_id FROM batch WHERE job_id IS NOT NULL)
+       ), stored AS (
          INSERT INTO ${t.events} (key, event_id, type, payload, trace_context)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::jsonb[])
+         SELECT key, event_id, type, payload, trace_context FROM batch
          ON CONFLICT (key) DO NOTHING
          RETURNING key
        )
-       SELECT array_agg(key) AS keys${notify ? ", CASE WHEN count(*) > 0 THEN pg_notify($6, '') END AS woken" : ""}
+       SELECT array_agg(key) AS keys${notify ? ", CASE WHEN count(*) > 0 THEN pg_notify($2, '') END AS woken" : ""}
          FROM stored`;
 }
 
 /**
- * The parameters of {@link batchInsertSql} for `rows` and which of them to send: one row per
- * key (the first of the batch), sorted by key so that concurrent batches take their row locks
- * in the same order and never deadlock.
+ * The parameters of {@link batchInsertSql} for `rows`: one row per key (the first of the
+ * batch), sorted by key so that concurrent batches take their row locks in the same order and
+ * never deadlock, as one JSON array; then the channel.
  */
 export function batchInsertValues(
   rows: readonly InboxRow[],
@@ -160,15 +171,13 @@ export function batchInsertValues(
     unique.push(row);
   }
   unique.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const values: unknown[] = [
-    unique.map((row) => row.key),
-    unique.map((row) => row.eventId),
-    unique.map((row) => row.type),
-    unique.map((row) => row.payload),
-    unique.map((row) => row.traceContext),
-  ];
-  if (channel !== undefined) values.push(channel);
-  return values;
+  let json = "[";
+  for (let i = 0; i < unique.length; i++) {
+    const row = unique[i] as InboxRow;
+    json += `${i === 0 ? "" : ","}{"key":${JSON.stringify(row.key)},"event_id":${JSON.stringify(row.eventId)},"type":${JSON.stringify(row.type)},"payload":${row.payload},"trace_context":${row.traceContext ?? "null"},"job_id":${JSON.stringify(row.jobId)}}`;
+  }
+  json += "]";
+  return channel === undefined ? [json] : [json, channel];
 }
 
 /**

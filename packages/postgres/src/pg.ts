@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { MappaWebhookError, type MappaWebhookErrorCode } from "@mappa-webhooks/core";
 
 /**
@@ -82,6 +83,40 @@ type SingleClientOf<TPool> = TPool extends { connect(): Promise<infer C> }
     : C
   : PgClientLike;
 
+/**
+ * A statement sent by name: Postgres parses and plans it once per connection, and every later
+ * run only binds its parameters. The name carries a hash of the text, so two inboxes with other
+ * tables on one pool never reuse each other's statement.
+ */
+export interface NamedStatement {
+  name: string;
+  text: string;
+}
+
+export function namedStatement(prefix: string, text: string): NamedStatement {
+  return {
+    name: `${prefix}_${createHash("sha256").update(text).digest("hex").slice(0, 12)}`,
+    text,
+  };
+}
+
+/**
+ * Runs `statement`: prepared (pg's `{ name, text, values }`, which pg, pg-pool and Neon's Pool
+ * take) or, with `prepared` false, as plain text for pools that take only `(text, values)`.
+ */
+export function runStatement(
+  pool: PgPoolLike,
+  statement: NamedStatement,
+  values: unknown[],
+  prepared: boolean,
+): Promise<PgQueryResult> {
+  if (!prepared) return pool.query(statement.text, values);
+  const configurable = pool as unknown as {
+    query(config: { name: string; text: string; values: unknown[] }): Promise<PgQueryResult>;
+  };
+  return configurable.query({ name: statement.name, text: statement.text, values });
+}
+
 /** The error `pg` throws for a server error: `code` is the SQLSTATE. */
 interface PgServerError extends Error {
   code?: string;
@@ -89,6 +124,12 @@ interface PgServerError extends Error {
 
 /** SQLSTATEs of a missing schema or table: `migrate()` was not run. */
 const MISSING_RELATION = new Set(["42P01", "3F000"]);
+/**
+ * SQLSTATEs of a named prepared statement that exists where it should not (42P05) or is gone
+ * (26000): what a pooler in transaction mode (PgBouncer before 1.21, or without
+ * `max_prepared_statements`) does to a session's statements.
+ */
+const PREPARED_STATEMENT_LOST = new Set(["42P05", "26000"]);
 
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -103,6 +144,9 @@ export function sqlState(error: unknown): string | undefined {
 export function hintFor(error: unknown): string {
   if (MISSING_RELATION.has(sqlState(error) ?? "")) {
     return " The tables do not exist: run `migrate({ pool })` or `mappa-webhooks-postgres migrate` first.";
+  }
+  if (PREPARED_STATEMENT_LOST.has(sqlState(error) ?? "")) {
+    return " A connection pooler in transaction mode is sharing sessions: pass `preparedStatements: false` to `createInbox`, or set PgBouncer's `max_prepared_statements` (1.21 or later).";
   }
   return "";
 }

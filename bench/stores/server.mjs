@@ -9,7 +9,7 @@
 //   redis       createRedisIdempotencyStore, ioredis client            (BENCH_REDIS_URL, BENCH_PREFIX)
 //   redis-autopipeline  diagnostic: the same with ioredis `enableAutoPipelining: true`
 //   redis-no-untrack    diagnostic: the same without the job untrack (no recovery)
-//   redis-overlap       diagnostic: the untrack sent together with the complete
+//   redis-unpaired      diagnostic: the complete and the untrack as two scripts (as on Cluster)
 //   postgres    createPostgresIdempotencyStore, pg Pool                (DATABASE_URL, BENCH_SCHEMA)
 //   sqlite      createSqliteIdempotencyStore, better-sqlite3 on a file (BENCH_SQLITE_FILE)
 //   mysql       createMysqlIdempotencyStore, mysql2 Pool               (BENCH_MYSQL_URL: with the database)
@@ -93,7 +93,7 @@ async function optionsOf() {
     case "redis":
     case "redis-autopipeline":
     case "redis-no-untrack":
-    case "redis-overlap": {
+    case "redis-unpaired": {
       const { Redis } = await import("ioredis");
       const { createRedisIdempotencyStore } = await import("@mappa-webhooks/redis");
       const client = new Redis(env.BENCH_REDIS_URL, {
@@ -110,26 +110,22 @@ async function optionsOf() {
       if (variant === "redis-no-untrack") {
         return { idempotency: { ...store, untrack: undefined }, on: handlers };
       }
-      // Diagnostic: the untrack sent with the complete instead of after its answer (what
-      // running the two concurrently in the core would give); the receiver's own untrack of
-      // that job is then answered at once.
-      if (variant === "redis-overlap") {
-        const untracked = new Map();
-        const idempotency = {
-          ...store,
-          async complete(key, token, options) {
-            const jobId = key.startsWith("~job:") ? key.slice(key.indexOf(":", 5) + 1) : undefined;
-            const untrack = jobId === undefined ? undefined : store.untrack(jobId);
-            if (untrack !== undefined) untracked.set(jobId, untrack);
-            await Promise.all([store.complete(key, token, options), untrack]);
-          },
-          async untrack(jobId) {
-            const sent = untracked.get(jobId);
-            untracked.delete(jobId);
-            await (sent ?? store.untrack(jobId));
-          },
+      // Diagnostic: the complete and the untrack as two scripts, as on Redis Cluster (through
+      // a `{ runScript }` adapter, which the store never pairs), to show what pairing saves.
+      if (variant === "redis-unpaired") {
+        const runScript = async (script, keys, args) => {
+          try {
+            return await client.evalsha(script.sha1, keys.length, ...keys, ...args);
+          } catch (error) {
+            if (!String(error?.message).startsWith("NOSCRIPT")) throw error;
+            return await client.eval(script.source, keys.length, ...keys, ...args);
+          }
         };
-        return { idempotency, on: handlers };
+        const unpaired = createRedisIdempotencyStore({
+          client: { runScript },
+          prefix: env.BENCH_PREFIX,
+        });
+        return { idempotency: unpaired, on: handlers };
       }
       return { idempotency: store, on: handlers };
     }

@@ -108,6 +108,19 @@ const UNTRACK_SCRIPT = trackingScript(
 return redis.call('ZREM', KEYS[1], ARGV[1])`,
 );
 
+/**
+ * The complete and an untrack in one script, for a client on one Redis server (not Cluster,
+ * where the tracked jobs have a slot of their own). KEYS[1] event key, KEYS[2] job ids, KEYS[3]
+ * their trackedAt; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] job id. → 1
+ */
+const COMPLETE_AND_UNTRACK_SCRIPT = trackingScript(
+  "complete and untrack",
+  `redis.call('SET', KEYS[1], 'd:' .. ARGV[1], 'PX', ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[3])
+return 1`,
+);
+
 /** ARGV[1] limit, ARGV[2] after ('' for the start). → { id1, at1, id2, at2, ... } */
 const TRACKED_SCRIPT = trackingScript(
   "tracked",
@@ -284,6 +297,62 @@ export function createRedisIdempotencyStore(
   };
 
   const trackingArgs = [trackingKeys.ids, trackingKeys.trackedAt];
+
+  // The receiver completes a delivery and untracks its job in the same tick. On one Redis
+  // server (not Cluster) the two become one script: one write and one answer instead of two.
+  const pairsCalls =
+    ioredis !== undefined && (ioredis as { isCluster?: unknown }).isCluster !== true;
+  interface Pending {
+    resolve(): void;
+    reject(error: unknown): void;
+  }
+  interface PendingComplete extends Pending {
+    key: string;
+    token: string;
+    ttl: string;
+    untrack?: Pending & { jobId: string };
+  }
+  /** Completes asked for in this tick, sent when it ends. */
+  let completes: PendingComplete[] = [];
+  const sendCompletes = () => {
+    const batch = completes;
+    completes = [];
+    for (const entry of batch) {
+      const { untrack } = entry;
+      const sent =
+        untrack === undefined
+          ? run(COMPLETE_SCRIPT, entry.key, [entry.token, entry.ttl])
+          : runOn(
+              COMPLETE_AND_UNTRACK_SCRIPT,
+              [keyFor(entry.key), ...trackingArgs],
+              `event ${entry.key} and job ${untrack.jobId}`,
+              [entry.token, entry.ttl, untrack.jobId],
+            );
+      sent.then(
+        () => {
+          entry.resolve();
+          untrack?.resolve();
+        },
+        (error: unknown) => {
+          entry.reject(error);
+          untrack?.reject(error);
+        },
+      );
+    }
+  };
+  const completeLater = (key: string, token: string, ttl: string) =>
+    new Promise<void>((resolve, reject) => {
+      if (completes.length === 0) queueMicrotask(sendCompletes);
+      completes.push({ key, token, ttl, resolve, reject });
+    });
+  /** Rides along with a complete of this tick that has no untrack yet; `undefined` if none. */
+  const untrackWithComplete = (jobId: string): Promise<void> | undefined => {
+    const entry = completes.find((candidate) => candidate.untrack === undefined);
+    if (entry === undefined) return undefined;
+    return new Promise<void>((resolve, reject) => {
+      entry.untrack = { jobId, resolve, reject };
+    });
+  };
   const checkJobId = (name: string, jobId: unknown) => {
     if (typeof jobId !== "string" || jobId === "") {
       throw invalidOptions(`${name} needs a non-empty string job id, got ${String(jobId)}.`);
@@ -301,6 +370,8 @@ export function createRedisIdempotencyStore(
     },
     async untrack(jobId) {
       checkJobId("untrack", jobId);
+      const paired = pairsCalls ? untrackWithComplete(jobId) : undefined;
+      if (paired !== undefined) return await paired;
       await runOn(UNTRACK_SCRIPT, trackingArgs, `job ${jobId}`, [jobId]);
     },
     async tracked({ limit, after }): Promise<TrackedJob[]> {
@@ -334,6 +405,7 @@ export function createRedisIdempotencyStore(
       throw storeError(`the claim of event ${key} returned an unexpected ${String(result)}.`);
     },
     async complete(key, token, { ttlMs }) {
+      if (pairsCalls) return await completeLater(key, token, positiveInteger(ttlMs));
       await run(COMPLETE_SCRIPT, key, [token, positiveInteger(ttlMs)]);
     },
     async release(key, token) {

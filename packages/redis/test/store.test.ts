@@ -345,3 +345,117 @@ describe("a runScript adapter that fails", () => {
     });
   });
 });
+
+// The receiver completes a delivery and untracks its job in the same tick; on one Redis server
+// the store sends both as one script (one write, one answer). On Cluster they stay two scripts.
+describe("complete and untrack in one script", () => {
+  /** A client that records the script of each call (by hash or source), then runs it on Redis. */
+  function recordingClient() {
+    const scripts: string[] = [];
+    let failNext: Error | undefined;
+    const client = {
+      status: "ready",
+      evalsha: (sha: string, numKeys: number, ...rest: string[]) => {
+        scripts.push(sha);
+        if (failNext !== undefined) {
+          const error = failNext;
+          failNext = undefined;
+          return Promise.reject(error);
+        }
+        return redis.evalsha(sha, numKeys, ...rest);
+      },
+      eval: (source: string, numKeys: number, ...rest: string[]) =>
+        redis.eval(source, numKeys, ...rest),
+    };
+    const failWith = (error: Error) => {
+      failNext = error;
+    };
+    return { client, scripts, failNext: failWith };
+  }
+
+  it("sends one script for a complete and an untrack asked for in the same tick", async () => {
+    const recorded = recordingClient();
+    const keys = `${prefix}:paired`;
+    const store = createRedisIdempotencyStore({ client: recorded.client, prefix: keys });
+    await store.track("job_paired");
+    await store.track("job_other");
+    const claim = await store.claim("evt_paired", LEASE);
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    const before = recorded.scripts.length;
+    await Promise.all([
+      store.complete("evt_paired", claim.token, { ttlMs: 60_000 }),
+      store.untrack("job_paired"),
+    ]);
+    expect(recorded.scripts.length - before).toBe(1);
+    expect(await redis.get(store.keyFor("evt_paired"))).toBe(`d:${claim.token}`);
+    expect(await redis.pttl(store.keyFor("evt_paired"))).toBeGreaterThan(50_000);
+    expect(await store.tracked({ limit: 10 })).toEqual([
+      { jobId: "job_other", trackedAt: expect.any(Number) },
+    ]);
+    // Alone, each is its own script, as before.
+    const alone = recorded.scripts.length;
+    await store.untrack("job_other");
+    const second = await store.claim("evt_alone", LEASE);
+    if (second.status !== "claimed") throw new Error("expected a claim");
+    await store.complete("evt_alone", second.token, { ttlMs: 60_000 });
+    expect(recorded.scripts.length - alone).toBe(3);
+    expect(await store.tracked({ limit: 10 })).toEqual([]);
+    expect(await store.claim("evt_alone", LEASE)).toEqual({ status: "completed" });
+  });
+
+  it("needs two scripts per delivery over HTTP: the claim, then the complete with the untrack", async () => {
+    const recorded = recordingClient();
+    const store = createRedisIdempotencyStore({
+      client: recorded.client,
+      prefix: `${prefix}:http`,
+    });
+    const receiver = await startNodeReceiver({
+      secret: SECRET,
+      idempotency: store,
+      on: { "report.completed": () => {} },
+    });
+    try {
+      const events = Array.from({ length: 5 }, () => createTestEvent("report.completed"));
+      for (const event of events) await store.track(event.data.jobId as string);
+      const before = recorded.scripts.length;
+      for (const event of events) {
+        const body = JSON.stringify(event);
+        const signature = await signPayload({ payload: body, secret: SECRET });
+        const response = await fetch(receiver.url, {
+          method: "POST",
+          body,
+          headers: { "content-type": "application/json", "mappa-signature": signature },
+        });
+        expect(response.status).toBe(200);
+      }
+      expect(recorded.scripts.length - before).toBe(10);
+      expect(await store.tracked({ limit: 10 })).toEqual([]);
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it("fails both with idempotency_store_failed when their one script fails", async () => {
+    const recorded = recordingClient();
+    const store = createRedisIdempotencyStore({
+      client: recorded.client,
+      prefix: `${prefix}:fail`,
+    });
+    const claim = await store.claim("evt_fail", LEASE);
+    if (claim.status !== "claimed") throw new Error("expected a claim");
+    recorded.failNext(new Error("READONLY You can't write against a read only replica."));
+    const [complete, untrack] = await Promise.allSettled([
+      store.complete("evt_fail", claim.token, { ttlMs: 60_000 }),
+      store.untrack("job_fail"),
+    ]);
+    for (const outcome of [complete, untrack]) {
+      expect(outcome.status).toBe("rejected");
+      const reason = (outcome as PromiseRejectedResult).reason;
+      expect(reason).toBeInstanceOf(MappaWebhookError);
+      expect(reason.code).toBe("idempotency_store_failed");
+      expect(reason.message).toMatch(
+        /complete and untrack of event evt_fail and job job_fail failed: READONLY/,
+      );
+    }
+  });
+});

@@ -17,6 +17,10 @@ import {
 const MAX_ATTEMPTS = 3;
 const MAX_RESTARTS = 15;
 const GOOD = 8;
+// Each crash loop gives up well inside the test's own timeout, so a slow run fails with the
+// state it reached (and what the workers printed) instead of a bare timeout.
+const LOOP_DEADLINE_MS = 90_000;
+const TEST_TIMEOUT_MS = 180_000;
 const databases: TestDatabase[] = [];
 const children: Child[] = [];
 
@@ -35,6 +39,8 @@ interface Run {
   };
   goodDone: number;
   effectsPerGood: number[];
+  /** Set when the loop gave up at its deadline: what the inbox held and the workers printed. */
+  timedOut?: { afterMs: number; events: unknown[]; connections: number; lastWorker: string[] };
 }
 
 async function crashLoop(
@@ -67,7 +73,9 @@ async function crashLoop(
   };
   let deaths = 0;
   const unexpectedExits: string[] = [];
-  const deadline = Date.now() + 120_000;
+  const started = Date.now();
+  const deadline = started + LOOP_DEADLINE_MS;
+  let finished = false;
   let child = startFixture("poison-worker.mjs", { SCHEMA: db.schema, ...env });
   children.push(child);
   // Bounded: at most MAX_RESTARTS restarts and a deadline.
@@ -83,8 +91,26 @@ async function crashLoop(
       children.push(child);
       continue;
     }
-    if (await settled()) break;
+    if (await settled()) {
+      finished = true;
+      break;
+    }
     await sleep(50);
+  }
+  let timedOut: Run["timedOut"];
+  if (!finished && deaths <= MAX_RESTARTS) {
+    const events = await db.pool.query(
+      `SELECT key, type, status, attempts, last_error, run_at FROM "${db.schema}".events ORDER BY key`,
+    );
+    const connections = await db.pool.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database()",
+    );
+    timedOut = {
+      afterMs: Date.now() - started,
+      events: events.rows,
+      connections: connections.rows[0].n,
+      lastWorker: child.output.slice(-40),
+    };
   }
   await child.kill();
   const stored = await getEvent({ pool: db.pool, schema: db.schema }, badKey);
@@ -98,6 +124,7 @@ async function crashLoop(
     [goodKeys],
   );
   return {
+    ...(timedOut === undefined ? {} : { timedOut }),
     deaths,
     unexpectedExits,
     poison: { status: stored?.status, attempts: stored?.attempts, lastError: stored?.lastError },
@@ -107,22 +134,27 @@ async function crashLoop(
 }
 
 describe("inbox events whose handler kills the worker", () => {
-  it("are counted, parked after maxAttempts and never starve the others (concurrency 1 and 4, batchSize 4)", async () => {
-    const common = { MAX_ATTEMPTS: String(MAX_ATTEMPTS), POLL_MS: "100" };
-    const [one, four, batch] = await Promise.all([
-      crashLoop("c1", "exit", { ...common, CONCURRENCY: "1" }),
-      crashLoop("c4", "kill", { ...common, CONCURRENCY: "4" }),
-      crashLoop("b4", "exit", { ...common, CONCURRENCY: "1", BATCH_SIZE: "4" }),
-    ]);
-    console.log(`[poison] ${JSON.stringify({ one, four, batch })}`);
-    for (const run of [one, four, batch]) {
-      expect(run.unexpectedExits).toEqual([]);
-      // Each attempt killed the worker once; then the event was parked and the worker lived.
-      expect(run.deaths).toBe(MAX_ATTEMPTS);
-      expect(run.poison).toMatchObject({ status: "failed", attempts: MAX_ATTEMPTS });
-      expect(run.poison.lastError).toMatch(/recorded no outcome: the worker stopped/);
-      expect(run.goodDone).toBe(GOOD);
-      expect(run.effectsPerGood).toEqual(Array(GOOD).fill(1));
-    }
-  });
+  it(
+    "are counted, parked after maxAttempts and never starve the others (concurrency 1 and 4, batchSize 4)",
+    async () => {
+      const common = { MAX_ATTEMPTS: String(MAX_ATTEMPTS), POLL_MS: "100" };
+      const [one, four, batch] = await Promise.all([
+        crashLoop("c1", "exit", { ...common, CONCURRENCY: "1" }),
+        crashLoop("c4", "kill", { ...common, CONCURRENCY: "4" }),
+        crashLoop("b4", "exit", { ...common, CONCURRENCY: "1", BATCH_SIZE: "4" }),
+      ]);
+      console.log(`[poison] ${JSON.stringify({ one, four, batch })}`);
+      for (const run of [one, four, batch]) {
+        expect(run.timedOut).toBeUndefined();
+        expect(run.unexpectedExits).toEqual([]);
+        // Each attempt killed the worker once; then the event was parked and the worker lived.
+        expect(run.deaths).toBe(MAX_ATTEMPTS);
+        expect(run.poison).toMatchObject({ status: "failed", attempts: MAX_ATTEMPTS });
+        expect(run.poison.lastError).toMatch(/recorded no outcome: the worker stopped/);
+        expect(run.goodDone).toBe(GOOD);
+        expect(run.effectsPerGood).toEqual(Array(GOOD).fill(1));
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
 });

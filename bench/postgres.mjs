@@ -43,15 +43,17 @@ const WORKER = fileURLToPath(new URL("./postgres/worker.mjs", import.meta.url));
 export const PG_VARIANT_LABELS = {
   memory: "default receiver, in-memory store (baseline)",
   inbox:
-    "**inbox, group commit** (default): one multi-row `INSERT … ON CONFLICT` + NOTIFY per batch, 200 after its commit",
+    "**inbox, group commit** (default): one multi-row `INSERT … ON CONFLICT` per batch, one batch in flight (a second when a full one waits or the first stalls), 200 after its commit, then a shared wake-up NOTIFY",
   "inbox-ungrouped":
-    "inbox, `groupCommit: false`: one `INSERT … ON CONFLICT` + NOTIFY per delivery",
+    "inbox, `groupCommit: false`: one `INSERT … ON CONFLICT` per delivery, then a shared wake-up NOTIFY",
   transactional:
     "transactional handlers, no-op handler: BEGIN, lock, done check, done mark, COMMIT",
   "inbox-nowait":
     "diagnostic: inbox with group commit and `synchronous_commit = off` (not durable)",
   "inbox-nonotify":
     "diagnostic: inbox with group commit and `notify: false` (no NOTIFY; workers poll)",
+  "inbox-inflight1": "diagnostic: inbox with `groupCommit: { maxInFlight: 1 }`",
+  "inbox-inflight4": "diagnostic: inbox with `groupCommit: { maxInFlight: 4 }`",
 };
 
 const DEFAULT_VARIANTS = ["memory", "inbox", "inbox-ungrouped", "transactional"];
@@ -430,6 +432,8 @@ export function renderPostgres(result) {
     transactional: "transactional",
     "inbox-nowait": "inbox, not durable (diagnostic)",
     "inbox-nonotify": "inbox, no NOTIFY (diagnostic)",
+    "inbox-inflight1": "inbox, maxInFlight 1 (diagnostic)",
+    "inbox-inflight4": "inbox, maxInFlight 4 (diagnostic)",
   };
   for (const point of receiving.curve) {
     for (const r of point.results) {

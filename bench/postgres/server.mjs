@@ -5,15 +5,17 @@
 // answering 200 once done:
 //   memory           the default receiver: in-memory idempotency store, a no-op handler
 //   inbox            inbox mode with group commit (the default): concurrent deliveries share
-//                    one prepared INSERT ... SELECT FROM json_to_recordset(...) ON CONFLICT + NOTIFY
-//                    (and the untrack of its jobs) and its commit
+//                    one prepared INSERT ... SELECT FROM json_to_recordset(...) ON CONFLICT
+//                    (and the untrack of its jobs) and its commit; then a wake-up NOTIFY
 //   inbox-ungrouped  inbox mode, `groupCommit: false`: one INSERT ... ON CONFLICT per delivery
 //   transactional    createTransactionalHandlers, a no-op handler: BEGIN, the event's lock,
 //                    the done check, the done mark, COMMIT per delivery
 //   inbox-nowait     diagnostic: grouped inbox with synchronous_commit = off (no wait for the
 //                    WAL flush; NOT durable, shows what the flush costs)
-//   inbox-nonotify   diagnostic: grouped inbox with `notify: false` (no NOTIFY, whose commit
-//                    Postgres serializes; workers would poll)
+//   inbox-nonotify   diagnostic: grouped inbox with `notify: false` (no wake-up NOTIFY;
+//                    workers would poll)
+//   inbox-inflight1, inbox-inflight4
+//                    diagnostic: grouped inbox with `groupCommit: { maxInFlight: 1 | 4 }`
 // Env: DATABASE_URL, BENCH_SCHEMA, BENCH_POOL_MAX (10), BENCH_PG_GROUP_COMMIT (the inbox's
 // `groupCommit` option as JSON, e.g. {"maxInFlight":4}; default: the package's default).
 import { mappaWebhook } from "@mappa-webhooks/express";
@@ -59,9 +61,11 @@ if (variant === "memory") {
       ...(variant === "inbox-nonotify" ? { notify: false } : {}),
       ...(variant === "inbox-ungrouped"
         ? { groupCommit: false }
-        : process.env.BENCH_PG_GROUP_COMMIT
-          ? { groupCommit: JSON.parse(process.env.BENCH_PG_GROUP_COMMIT) }
-          : {}),
+        : variant.startsWith("inbox-inflight")
+          ? { groupCommit: { maxInFlight: Number(variant.slice("inbox-inflight".length)) } }
+          : process.env.BENCH_PG_GROUP_COMMIT
+            ? { groupCommit: JSON.parse(process.env.BENCH_PG_GROUP_COMMIT) }
+            : {}),
     });
     options = { secret: SECRET, ...inbox.receiverOptions };
   }

@@ -3,15 +3,23 @@
 import { isConnectionError, sqlState } from "./pg.js";
 import type { ResolvedTables } from "./schema.js";
 
-/** How a batcher forms batches: at most `maxBatch` items each, `maxInFlight` at once. */
+/**
+ * How a batcher forms batches: at most `maxBatch` items each, at most `maxInFlight` at once,
+ * a batch beyond the first only when a full batch waits or the newest batch in flight has
+ * taken `stallMs`.
+ */
 export interface GroupCommitLimits {
   maxBatch: number;
   maxInFlight: number;
+  stallMs: number;
 }
 
 export const DEFAULT_GROUP_COMMIT: Readonly<GroupCommitLimits> = Object.freeze({
   maxBatch: 64,
   maxInFlight: 2,
+  // A local commit takes a millisecond or two; one that has taken this long is stuck on a slow
+  // or dying connection, and the deliveries behind it should not wait for it.
+  stallMs: 20,
 });
 
 interface Entry<TItem, TResult> {
@@ -32,12 +40,16 @@ export interface GroupCommit<TItem, TResult> {
 }
 
 /**
- * A batcher: an item submitted while fewer than `maxInFlight` batches are in flight goes at
- * once (no timer, so a lone delivery waits for nothing); otherwise it queues, and when a batch
- * settles the queue (up to `maxBatch` items) goes as the next one. `commit` runs one batch
- * and resolves one result per item, in order. When it rejects with an error `retrySingly`
- * accepts (an error about one row's data), each item is committed again on its own, so only
- * the bad item fails; any other error (a lost connection, a timeout) fails the whole batch.
+ * A batcher: an item submitted while no batch is in flight goes at once (no timer, so a lone
+ * delivery waits for nothing); otherwise it queues, and when the batch settles the queue (up
+ * to `maxBatch` items) goes as the next one. One batch at a time makes the batches large: the
+ * fewer statements, the less CPU per item, on both sides. Another batch goes alongside (up to
+ * `maxInFlight`) only when a full batch waits, or when the newest batch in flight has taken
+ * `stallMs` (a slow or hung connection must not hold up the items behind it). `commit` runs
+ * one batch and resolves one result per item, in order. When it rejects with an error
+ * `retrySingly` accepts (an error about one row's data), each item is committed again on its
+ * own, so only the bad item fails; any other error (a lost connection, a timeout) fails the
+ * whole batch.
  */
 export function createGroupCommit<TItem, TResult>(options: {
   limits: GroupCommitLimits;
@@ -48,7 +60,10 @@ export function createGroupCommit<TItem, TResult>(options: {
 }): GroupCommit<TItem, TResult> {
   const { limits, commit, retrySingly, expired } = options;
   const queue: Entry<TItem, TResult>[] = [];
+  /** When each batch in flight was sent (`performance.now()`). */
+  const sentAt: number[] = [];
   let inFlight = 0;
+  let stallTimer: ReturnType<typeof setTimeout> | undefined;
 
   const commitSingly = (entries: Entry<TItem, TResult>[]) =>
     Promise.all(
@@ -70,9 +85,30 @@ export function createGroupCommit<TItem, TResult>(options: {
     }
   };
 
+  /** How long until the newest batch in flight counts as stalled (≤ 0: it does). */
+  const untilStalled = (now: number) => {
+    let newest = Number.NEGATIVE_INFINITY;
+    for (const at of sentAt) if (at > newest) newest = at;
+    return newest + limits.stallMs - now;
+  };
+
   const pump = () => {
     while (inFlight < limits.maxInFlight && queue.length > 0) {
       const now = performance.now();
+      if (inFlight > 0 && queue.length < limits.maxBatch) {
+        const wait = untilStalled(now);
+        if (wait > 0) {
+          // Looked at again when a batch settles, a full batch waits, or this fires.
+          if (stallTimer === undefined) {
+            stallTimer = setTimeout(() => {
+              stallTimer = undefined;
+              pump();
+            }, wait);
+            stallTimer.unref?.();
+          }
+          return;
+        }
+      }
       const entries: Entry<TItem, TResult>[] = [];
       while (entries.length < limits.maxBatch && queue.length > 0) {
         const entry = queue.shift() as Entry<TItem, TResult>;
@@ -82,8 +118,10 @@ export function createGroupCommit<TItem, TResult>(options: {
       }
       if (entries.length === 0) return;
       inFlight++;
+      sentAt.push(now);
       void run(entries).finally(() => {
         inFlight--;
+        sentAt.splice(sentAt.indexOf(now), 1);
         pump();
       });
     }
@@ -133,11 +171,11 @@ export interface InboxRow {
 /**
  * The multi-row inbox insert: the rows as one JSON array through `json_to_recordset` (each
  * payload is already JSON text, so it is spliced in, not escaped again, and Postgres parses one
- * document), `ON CONFLICT (key) DO NOTHING`, the keys it stored as one array, and one
- * `pg_notify` when it stored any. In the same statement the batch's jobs are untracked for
- * recovery: their outcomes are in the inbox now (or were already).
+ * document), `ON CONFLICT (key) DO NOTHING`, and the keys it stored as one array. In the same
+ * statement the batch's jobs are untracked for recovery: their outcomes are in the inbox now
+ * (or were already). No `NOTIFY` here: the inbox wakes the workers after the commit.
  */
-export function batchInsertSql(t: ResolvedTables, notify: boolean): string {
+export function batchInsertSql(t: ResolvedTables): string {
   return `WITH batch AS (
          SELECT * FROM json_to_recordset($1::json)
            AS r(key text, event_id text, type text, payload json, trace_context jsonb, job_id text)
@@ -150,19 +188,15 @@ export function batchInsertSql(t: ResolvedTables, notify: boolean): string {
          ON CONFLICT (key) DO NOTHING
          RETURNING key
        )
-       SELECT array_agg(key) AS keys${notify ? ", CASE WHEN count(*) > 0 THEN pg_notify($2, '') END AS woken" : ""}
-         FROM stored`;
+       SELECT array_agg(key) AS keys FROM stored`;
 }
 
 /**
  * The parameters of {@link batchInsertSql} for `rows`: one row per key (the first of the
  * batch), sorted by key so that concurrent batches take their row locks in the same order and
- * never deadlock, as one JSON array; then the channel.
+ * never deadlock, as one JSON array.
  */
-export function batchInsertValues(
-  rows: readonly InboxRow[],
-  channel: string | undefined,
-): unknown[] {
+export function batchInsertValues(rows: readonly InboxRow[]): unknown[] {
   const seen = new Set<string>();
   const unique: InboxRow[] = [];
   for (const row of rows) {
@@ -177,7 +211,7 @@ export function batchInsertValues(
     json += `${i === 0 ? "" : ","}{"key":${JSON.stringify(row.key)},"event_id":${JSON.stringify(row.eventId)},"type":${JSON.stringify(row.type)},"payload":${row.payload},"trace_context":${row.traceContext ?? "null"},"job_id":${JSON.stringify(row.jobId)}}`;
   }
   json += "]";
-  return channel === undefined ? [json] : [json, channel];
+  return [json];
 }
 
 /**

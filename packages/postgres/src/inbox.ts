@@ -63,16 +63,18 @@ export interface InboxOptions extends PostgresTablesOptions {
    */
   timeoutMs?: number;
   /**
-   * Wake the workers with `NOTIFY` in the insert's transaction. Default `true`; without it
-   * workers find new events by polling only.
+   * Wake the workers with a `NOTIFY` once an insert that stored events has committed (one at a
+   * time, shared by the inserts that commit meanwhile). Default `true`; without it workers find
+   * new events by polling only.
    */
   notify?: boolean;
   /**
    * Group commit: deliveries that arrive while an insert is in flight share the next one, one
    * multi-row statement and one transaction (one WAL flush for all of them); each is still
    * answered only after the commit that holds its row. A lone delivery is sent at once, with
-   * no timer. Default `true`: batches of at most `maxBatch` rows (64), at most `maxInFlight`
-   * batches at once (2, and never more than the pool's `max`). A batch that fails on one
+   * no timer. Default `true`: batches of at most `maxBatch` rows (64), one at a time, and up to
+   * `maxInFlight` at once (2, and never more than the pool's `max`) when a full batch waits or
+   * the insert in flight has taken over 20 ms (a slow connection). A batch that fails on one
    * row's data is retried row by row, so only that row's delivery fails; a lost connection or
    * a timeout fails the batch's deliveries (500/503, Mappa retries them). `false`: one
    * statement per delivery.
@@ -201,40 +203,30 @@ export function createInbox(options: InboxOptions): Inbox {
        )`;
   const INSERT = namedStatement(
     "mappa_inbox_insert",
-    notify
-      ? `WITH ${UNTRACK_STORED}, stored AS (
-         INSERT INTO ${t.events} (key, event_id, type, payload, trace_context)
-         VALUES ($1, $2, $3, $4::json, $5::jsonb)
-         ON CONFLICT (key) DO NOTHING
-         RETURNING key
-       )
-       SELECT pg_notify($7, '') FROM stored`
-      : `WITH ${UNTRACK_STORED}
+    `WITH ${UNTRACK_STORED}, stored AS (
        INSERT INTO ${t.events} (key, event_id, type, payload, trace_context)
        VALUES ($1, $2, $3, $4::json, $5::jsonb)
-       ON CONFLICT (key) DO NOTHING`,
+       ON CONFLICT (key) DO NOTHING
+       RETURNING key
+     )
+     SELECT count(*)::int AS stored FROM stored`,
   );
+  const wakeWorkers = notify ? createWorkerWakeup(pool, t.channel, timeoutMs, prepared) : () => {};
   const EXISTS = `SELECT 1 FROM ${t.events} WHERE key = $1`;
 
   const timedOut = () => new Error(`the insert did not commit within ${timeoutMs} ms`);
   const insertOne = async (row: InboxRow): Promise<boolean> => {
-    const values: unknown[] = [
-      row.key,
-      row.eventId,
-      row.type,
-      row.payload,
-      row.traceContext,
-      row.jobId,
-    ];
-    if (notify) values.push(t.channel);
+    const values = [row.key, row.eventId, row.type, row.payload, row.traceContext, row.jobId];
     const result = await withTimeout(
       runStatement(pool, INSERT, values, prepared),
       timeoutMs,
       timedOut,
     );
-    return (result.rowCount ?? 0) > 0;
+    const stored = (result.rows[0] as { stored?: number } | undefined)?.stored === 1;
+    if (stored) wakeWorkers();
+    return stored;
   };
-  const BATCH_INSERT = namedStatement("mappa_inbox_batch", batchInsertSql(t, notify));
+  const BATCH_INSERT = namedStatement("mappa_inbox_batch", batchInsertSql(t));
   const batcher =
     groupCommit === undefined
       ? undefined
@@ -245,7 +237,7 @@ export function createInbox(options: InboxOptions): Inbox {
           async commit(rows) {
             // A batch of one is the plain insert: a lone delivery costs what it did before.
             if (rows.length === 1) return [await insertOne(rows[0] as InboxRow)];
-            const values = batchInsertValues(rows, notify ? t.channel : undefined);
+            const values = batchInsertValues(rows);
             // The batch's own bound frees its slot even when the connection hangs.
             const result = await withTimeout(
               runStatement(pool, BATCH_INSERT, values, prepared),
@@ -253,6 +245,7 @@ export function createInbox(options: InboxOptions): Inbox {
               timedOut,
             );
             const keys = (result.rows[0] as { keys: string[] | null } | undefined)?.keys ?? [];
+            if (keys.length > 0) wakeWorkers();
             return storedFlags(rows, keys);
           },
         });
@@ -382,6 +375,59 @@ export function createInbox(options: InboxOptions): Inbox {
 }
 
 /**
+ * The shortest gap between two wake-ups: under load the inserts that commit within it share
+ * one NOTIFY (a statement costs the receiver about as much as a tenth of a delivery), and an
+ * idle worker waits at most this long more than it would have.
+ */
+const WAKE_INTERVAL_MS = 5;
+
+/**
+ * Wakes the workers after an insert that stored events has committed, in a statement of its
+ * own: a transaction that notifies holds a database-wide lock until its commit is flushed, so
+ * inserts that notified would commit one flush at a time. It is sent after their commit, so
+ * the woken workers see their rows; one is in flight at once, at most one per
+ * {@link WAKE_INTERVAL_MS}, and the inserts that commit meanwhile share the next. A failed
+ * wake-up is dropped: workers still poll.
+ */
+function createWorkerWakeup(
+  pool: PgPoolLike,
+  channel: string,
+  timeoutMs: number,
+  prepared: boolean,
+): () => void {
+  const WAKE = namedStatement("mappa_inbox_wake", "SELECT pg_notify($1, '')");
+  let busy = false;
+  let again = false;
+  let lastSent = Number.NEGATIVE_INFINITY;
+  const send = () => {
+    busy = true;
+    again = false;
+    lastSent = performance.now();
+    withTimeout(
+      runStatement(pool, WAKE, [channel], prepared),
+      timeoutMs,
+      () => new Error(`the wake-up did not answer within ${timeoutMs} ms`),
+    )
+      .catch(() => {})
+      .finally(() => {
+        const wait = lastSent + WAKE_INTERVAL_MS - performance.now();
+        if (!again) busy = false;
+        else if (wait <= 0) send();
+        else setTimeout(send, wait).unref?.();
+      });
+  };
+  return () => {
+    if (busy) again = true;
+    else if (performance.now() - lastSent >= WAKE_INTERVAL_MS) send();
+    else {
+      busy = true;
+      again = true;
+      setTimeout(send, lastSent + WAKE_INTERVAL_MS - performance.now()).unref?.();
+    }
+  };
+}
+
+/**
  * The group commit limits `option` asks for (`undefined`: off), checked, with `maxInFlight`
  * never above the pool's own `max` when the pool tells it.
  */
@@ -411,6 +457,7 @@ function groupCommitLimits(
   const maxInFlight = given.maxInFlight ?? DEFAULT_GROUP_COMMIT.maxInFlight;
   return {
     maxBatch: given.maxBatch ?? DEFAULT_GROUP_COMMIT.maxBatch,
+    stallMs: DEFAULT_GROUP_COMMIT.stallMs,
     maxInFlight:
       typeof poolMax === "number" && Number.isSafeInteger(poolMax) && poolMax >= 1
         ? Math.min(maxInFlight, poolMax)

@@ -7,12 +7,19 @@ import { isMappaWebhookError, parseEvent } from "@mappa-webhooks/core";
 import { createTestEvent } from "@mappa-webhooks/testing";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createInbox, type InboxOptions, type InboxReceiverOptions } from "../src/index.js";
+import {
+  createInbox,
+  createInboxWorker,
+  type InboxOptions,
+  type InboxReceiverOptions,
+} from "../src/index.js";
+import { resolveTables } from "../src/schema.js";
 import {
   createTestDatabase,
   deliver,
   keyOf,
   SECRET,
+  sleep,
   type TestDatabase,
   waitFor,
 } from "./helpers.js";
@@ -123,30 +130,96 @@ const UNAVAILABLE = { status: 503, body: { error: "idempotency_store_failed" } }
 
 describe("inbox group commit", () => {
   it("stores concurrent deliveries in fewer statements than requests, each answered 200 once", async () => {
+    await withReceiver(
+      { timeoutMs: 60_000, groupCommit: { maxInFlight: 1 } },
+      async ({ counted, claims, receiver }) => {
+        const lock = await blockInserts();
+        const sent = Array.from({ length: 40 }, () => createTestEvent("report.completed"));
+        const answers = Promise.all(sent.map((event) => deliver(receiver.url, event)));
+        // One insert in flight, waiting; the other 39 deliveries queue behind it.
+        await waitFor(async () => claims() === 40 && (await blockedInserts()).length === 1, 30_000);
+        await lock.release();
+        expect(await answers).toEqual(sent.map(() => STORED));
+        // A single-row statement (a batch of one is the plain insert), then one batch of 39.
+        expect(counted.inserts().map((text) => text.includes("json_to_recordset"))).toEqual([
+          false,
+          true,
+        ]);
+        expect(await rowCount(sent.map(keyOf))).toBe(40);
+        // Each stored with its own payload.
+        const stored = await db.pool.query(`SELECT key, payload FROM ${events} WHERE key = $1`, [
+          keyOf(sent[17]),
+        ]);
+        expect(stored.rows[0].payload).toEqual(sent[17]);
+        expect(await deliver(receiver.url, sent[5])).toEqual(DUPLICATE);
+      },
+    );
+  });
+
+  it("sends a second batch beside an insert that stalls, and never more than maxInFlight", async () => {
     await withReceiver({ timeoutMs: 60_000 }, async ({ counted, claims, receiver }) => {
       const lock = await blockInserts();
-      const sent = Array.from({ length: 40 }, () => createTestEvent("report.completed"));
-      const answers = Promise.all(sent.map((event) => deliver(receiver.url, event)));
-      // Two batches in flight (the default), both waiting; the other 38 deliveries queue.
-      await waitFor(async () => claims() === 40 && (await blockedInserts()).length === 2, 30_000);
-      await lock.release();
-      expect(await answers).toEqual(sent.map(() => STORED));
-      // Two single-row statements, then one batch of the 38 that queued meanwhile.
-      expect(counted.inserts()).toHaveLength(3);
-      // A batch of one is the plain single-row insert.
-      expect(counted.inserts().map((text) => text.includes("json_to_recordset"))).toEqual([
-        false,
-        false,
-        true,
-      ]);
-      expect(await rowCount(sent.map(keyOf))).toBe(40);
-      // Each stored with its own payload.
-      const stored = await db.pool.query(`SELECT key, payload FROM ${events} WHERE key = $1`, [
-        keyOf(sent[17]),
-      ]);
-      expect(stored.rows[0].payload).toEqual(sent[17]);
-      expect(await deliver(receiver.url, sent[5])).toEqual(DUPLICATE);
+      try {
+        const sent = Array.from({ length: 6 }, () => createTestEvent("report.completed"));
+        const first = deliver(receiver.url, sent[0]);
+        await waitFor(async () => (await blockedInserts()).length === 1, 30_000);
+        // The first insert is stuck: after `stallMs` the next delivery does not wait for it.
+        const second = deliver(receiver.url, sent[1]);
+        await waitFor(async () => (await blockedInserts()).length === 2, 30_000);
+        // Two in flight (the default maxInFlight): the rest queue.
+        const rest = Promise.all(sent.slice(2).map((event) => deliver(receiver.url, event)));
+        await waitFor(() => claims() === 6, 30_000);
+        await sleep(300);
+        expect(await blockedInserts()).toHaveLength(2);
+        await lock.release();
+        expect([await first, await second, ...(await rest)]).toEqual(sent.map(() => STORED));
+        expect(counted.inserts()).toHaveLength(3);
+        expect(await rowCount(sent.map(keyOf))).toBe(6);
+      } finally {
+        await lock.release();
+      }
     });
+  });
+
+  it("wakes an idle worker after each burst's commits, with NOTIFYs outside the inserts", async () => {
+    // The channel the worker listens on, heard here too: how many NOTIFYs were sent.
+    const listener = await db.pool.connect();
+    let notifications = 0;
+    listener.on("notification", () => notifications++);
+    await listener.query(`LISTEN "${resolveTables({ schema: db.schema }).channel}"`);
+    // Polling once a minute: only a NOTIFY sent after a burst's last commit wakes it in time.
+    const worker = createInboxWorker({
+      pool: db.pool,
+      schema: db.schema,
+      pollIntervalMs: 60_000,
+      on: { "report.completed": async () => {} },
+    });
+    await worker.ready;
+    try {
+      await withReceiver({}, async ({ counted, receiver }) => {
+        for (let burst = 0; burst < 3; burst++) {
+          const sent = Array.from({ length: 20 }, () => createTestEvent("report.completed"));
+          const answers = await Promise.all(sent.map((event) => deliver(receiver.url, event)));
+          expect(answers).toEqual(sent.map(() => STORED));
+          await waitFor(async () => {
+            const done = await db.pool.query(
+              `SELECT count(*)::int AS n FROM ${events} WHERE key = ANY($1::text[]) AND status = 'done'`,
+              [sent.map(keyOf)],
+            );
+            return done.rows[0].n === 20;
+          }, 30_000);
+        }
+        const wakeUps = counted.statements.filter((text) => text.includes("pg_notify"));
+        expect(counted.inserts().some((text) => text.includes("pg_notify"))).toBe(false);
+        expect(wakeUps.length).toBeGreaterThanOrEqual(3);
+        // Commits that land while a wake-up is on its way share the next one.
+        expect(wakeUps.length).toBeLessThanOrEqual(counted.inserts().length);
+        await waitFor(() => notifications >= wakeUps.length, 30_000);
+      });
+    } finally {
+      await worker.close();
+      listener.release();
+    }
   });
 
   it("answers one of the duplicates in a batch `stored`, the others `duplicate`", async () => {

@@ -20,9 +20,11 @@
 // `runPostgres(log, options)` and `renderPostgres(result)` are for the main runner;
 // `{ quick: true }` (BENCH_PG_QUICK=1) is a run of about a minute and a half.
 // Env: DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_PG_ROUNDS (4; quick 1),
+// BENCH_PG_HEADLINE_ROUNDS (rounds at 10 connections, the target's: 4; quick 3),
 // BENCH_PG_SECONDS (3; quick 2), BENCH_PG_CONNECTIONS (1,10,50,200), BENCH_PG_INSTANCES (2;
 // quick 1), BENCH_PG_VARIANTS (memory,inbox,inbox-ungrouped,transactional; add inbox-nowait
-// for the not-durable diagnostic), BENCH_PG_DRAIN_EVENTS (5000; quick 1000; 0 skips draining).
+// for the not-durable diagnostic), BENCH_PG_DRAIN_EVENTS (5000; quick 1000; 0 skips draining),
+// BENCH_PG_CPU_PROF=<dir> (each receiver writes a CPU profile there when it exits).
 import { execFile, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
@@ -56,6 +58,9 @@ export const PG_VARIANT_LABELS = {
   "inbox-inflight4": "diagnostic: inbox with `groupCommit: { maxInFlight: 4 }`",
 };
 
+/** The inbox's target: its req/s over the memory receiver's at this many connections. */
+const INBOX_TARGET = { ratio: 0.5, connections: 10 };
+
 const DEFAULT_VARIANTS = ["memory", "inbox", "inbox-ungrouped", "transactional"];
 
 const numberList = (text) =>
@@ -72,6 +77,8 @@ function settings(options = {}) {
   const result = {
     quick,
     rounds: pick("rounds", "BENCH_PG_ROUNDS", 4, 1),
+    // The target's connection count is measured in more rounds than the rest of the curve.
+    headlineRounds: pick("headlineRounds", "BENCH_PG_HEADLINE_ROUNDS", 4, 3),
     seconds: pick("seconds", "BENCH_PG_SECONDS", 3, 2),
     instances: pick("instances", "BENCH_PG_INSTANCES", 2, 1),
     drainEvents: pick("drainEvents", "BENCH_PG_DRAIN_EVENTS", 5000, 1000),
@@ -96,8 +103,11 @@ function settings(options = {}) {
 }
 
 function startChild(script, args, env, ready = "ready") {
+  // E.g. BENCH_PG_CPU_PROF=.profiles: every receiver writes a CPU profile there on exit.
+  const profile = script === SERVER && process.env.BENCH_PG_CPU_PROF;
   const child = fork(script, args, {
     env: { ...process.env, DATABASE_URL, ...env },
+    execArgv: profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [],
     stdio: ["ignore", "ignore", "inherit", "ipc"],
   });
   return new Promise((resolve, reject) => {
@@ -197,6 +207,9 @@ const summary = (values) => ({
 
 async function benchReceiving(schema, run, log) {
   const { variants, connections, rounds: ROUNDS, seconds, instances: INSTANCES } = run;
+  const headline = connections.includes(INBOX_TARGET.connections)
+    ? Math.max(ROUNDS, run.headlineRounds)
+    : ROUNDS;
   const instances = [];
   try {
     for (let i = 0; i < INSTANCES; i++) {
@@ -213,10 +226,11 @@ async function benchReceiving(schema, run, log) {
     }
     // rounds[round][connections][variant]
     const rounds = [];
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < headline; round++) {
       const servers = instances[round % instances.length];
       const byConnections = {};
       for (const n of connections) {
+        if (round >= ROUNDS && n !== INBOX_TARGET.connections) continue;
         const runs = {};
         for (let k = 0; k < servers.length; k++) {
           const server = servers[(round + k) % servers.length];
@@ -239,16 +253,18 @@ async function benchReceiving(schema, run, log) {
         }
         byConnections[n] = runs;
         log(
-          `postgres receiving round ${round + 1}/${ROUNDS}, ${n} connections: ${variants
+          `postgres receiving round ${round + 1}/${n === INBOX_TARGET.connections ? headline : ROUNDS}, ${n} connections: ${variants
             .map((v) => `${v} ${Math.round(runs[v].requestsPerSec)}`)
             .join(", ")} req/s`,
         );
       }
       rounds.push(byConnections);
     }
-    const at = (n, variant, field) => rounds.map((r) => r[n][variant][field]);
+    const measured = (n) => rounds.filter((r) => r[n] !== undefined);
+    const at = (n, variant, field) => measured(n).map((r) => r[n][variant][field]);
     return {
       rounds: ROUNDS,
+      headlineRounds: headline,
       instances: INSTANCES,
       seconds,
       connections,
@@ -267,7 +283,7 @@ async function benchReceiving(schema, run, log) {
           cpuUsPerRequest: median(at(n, variant, "cpuUsPerRequest")),
           deliveriesPerInsert: median(at(n, variant, "perInsert")),
           vsMemory: summary(
-            rounds.map((r) => r[n][variant].requestsPerSec / r[n].memory.requestsPerSec),
+            measured(n).map((r) => r[n][variant].requestsPerSec / r[n].memory.requestsPerSec),
           ),
         })),
       })),
@@ -411,7 +427,7 @@ export function renderPostgres(result) {
   const version = String(postgres.version).split(" ").slice(0, 2).join(" ");
   lines.push(
     `${version}, \`fsync = ${postgres.fsync}\`, \`synchronous_commit = ${postgres.synchronous_commit}\`, \`commit_delay = ${postgres.commit_delay}\`. ` +
-      `${receiving.rounds} interleaved round(s) of ${receiving.seconds} s per connection count, ` +
+      `${receiving.rounds} interleaved round(s) of ${receiving.seconds} s per connection count (${receiving.headlineRounds ?? receiving.rounds} at ${INBOX_TARGET.connections}, the target's), ` +
       `${receiving.instances} server process(es) per variant${result.quick ? " (quick mode)" : ""}; ` +
       "ratio = the variant's req/s over the memory receiver's in the same round and connection count, median [p25–p75].",
     "",
@@ -445,6 +461,15 @@ export function renderPostgres(result) {
         `| ${point.connections} | ${short[r.variant] ?? r.variant} | ${formatInteger(r.requestsPerSec)} | ${ratio} | ${ms(r.latencyP50Ms)} / ${ms(r.latencyP99Ms)} ms | ${formatInteger(r.cpuUsPerRequest)} µs | ${Number.isFinite(r.deliveriesPerInsert) ? r.deliveriesPerInsert.toFixed(1) : "–"} |`,
       );
     }
+  }
+  const headline = receiving.curve.find((point) => point.connections === INBOX_TARGET.connections);
+  const inbox = headline?.results.find((r) => r.variant === "inbox");
+  if (inbox !== undefined) {
+    const met = inbox.vsMemory.median >= INBOX_TARGET.ratio;
+    lines.push(
+      "",
+      `Target, inbox receiving ≥ ${INBOX_TARGET.ratio.toFixed(2)}× the memory receiver at ${INBOX_TARGET.connections} connections, each answer after its durable commit: **${met ? "met" : "missed"}** (${formatRatio(inbox.vsMemory.median)} [${formatRatio(inbox.vsMemory.p25)}–${formatRatio(inbox.vsMemory.p75)}]).`,
+    );
   }
   if (drains.length > 0) {
     lines.push(

@@ -383,11 +383,11 @@ const WAKE_INTERVAL_MS = 5;
 
 /**
  * Wakes the workers after an insert that stored events has committed, in a statement of its
- * own: a transaction that notifies holds a database-wide lock until its commit is flushed, so
- * inserts that notified would commit one flush at a time. It is sent after their commit, so
- * the woken workers see their rows; one is in flight at once, at most one per
- * {@link WAKE_INTERVAL_MS}, and the inserts that commit meanwhile share the next. A failed
- * wake-up is dropped: workers still poll.
+ * own: a transaction that notifies holds a server-wide lock (one for every database) until its
+ * commit is flushed, so inserts that notified would commit one flush at a time. It is sent
+ * after their commit, so the woken workers see their rows; one is in flight at once, at most
+ * one per {@link WAKE_INTERVAL_MS}, and the inserts that commit meanwhile share the next. A
+ * failed wake-up is dropped: workers still poll.
  */
 function createWorkerWakeup(
   pool: PgPoolLike,

@@ -60,7 +60,7 @@ export function createGroupCommit<TItem, TResult>(options: {
 }): GroupCommit<TItem, TResult> {
   const { limits, commit, retrySingly, expired } = options;
   const queue: Entry<TItem, TResult>[] = [];
-  /** When each batch in flight was sent (`performance.now()`). */
+  /** When each batch in flight was sent (`performance.now()`), oldest first. */
   const sentAt: number[] = [];
   let inFlight = 0;
   let stallTimer: ReturnType<typeof setTimeout> | undefined;
@@ -85,12 +85,9 @@ export function createGroupCommit<TItem, TResult>(options: {
     }
   };
 
-  /** How long until the newest batch in flight counts as stalled (≤ 0: it does). */
-  const untilStalled = (now: number) => {
-    let newest = Number.NEGATIVE_INFINITY;
-    for (const at of sentAt) if (at > newest) newest = at;
-    return newest + limits.stallMs - now;
-  };
+  /** How long until the newest batch in flight (the last sent) counts as stalled. */
+  const untilStalled = (now: number) =>
+    (sentAt.at(-1) ?? Number.NEGATIVE_INFINITY) + limits.stallMs - now;
 
   const pump = () => {
     while (inFlight < limits.maxInFlight && queue.length > 0) {

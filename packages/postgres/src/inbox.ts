@@ -396,11 +396,18 @@ function createWorkerWakeup(
   prepared: boolean,
 ): () => void {
   const WAKE = namedStatement("mappa_inbox_wake", "SELECT pg_notify($1, '')");
-  let busy = false;
+  /** A wake-up is scheduled or in flight. */
+  let pending = false;
+  /** A commit landed after the pending wake-up was sent: another one follows it. */
   let again = false;
   let lastSent = Number.NEGATIVE_INFINITY;
+  const schedule = () => {
+    pending = true;
+    const wait = lastSent + WAKE_INTERVAL_MS - performance.now();
+    if (wait > 0) setTimeout(send, wait).unref?.();
+    else send();
+  };
   const send = () => {
-    busy = true;
     again = false;
     lastSent = performance.now();
     withTimeout(
@@ -410,20 +417,13 @@ function createWorkerWakeup(
     )
       .catch(() => {})
       .finally(() => {
-        const wait = lastSent + WAKE_INTERVAL_MS - performance.now();
-        if (!again) busy = false;
-        else if (wait <= 0) send();
-        else setTimeout(send, wait).unref?.();
+        if (again) schedule();
+        else pending = false;
       });
   };
   return () => {
-    if (busy) again = true;
-    else if (performance.now() - lastSent >= WAKE_INTERVAL_MS) send();
-    else {
-      busy = true;
-      again = true;
-      setTimeout(send, lastSent + WAKE_INTERVAL_MS - performance.now()).unref?.();
-    }
+    if (pending) again = true;
+    else schedule();
   };
 }
 
